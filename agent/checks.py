@@ -1,0 +1,57 @@
+"""Turn a site's config into the flat list of checks the scheduler runs.
+
+A check is one probe against one target with its interval, timeout, binding
+and labels. Links, devices, power and the host all become checks, so the
+scheduler, /metrics and the push path know nothing about sections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from agent.config import AgentConfig
+from agent.probes import PROBES
+from agent.probes.base import Binding, ProbeSpec, TargetConfig
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    spec: ProbeSpec
+    config: TargetConfig
+    interval: float
+    timeout: float
+    binding: Binding = Binding()
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def probe(self) -> str:
+        return self.spec.kind
+
+
+def _link_checks(cfg: AgentConfig) -> Iterator[Check]:
+    for link in cfg.links:
+        binding = Binding(link.source_address, link.interface)
+        for target in link.targets:
+            name = target.display_name()
+            yield Check(id=f"link/{link.name}/{target.probe}/{name}", spec=PROBES[target.probe], config=target,
+                        interval=target.interval or cfg.defaults.interval,
+                        timeout=target.timeout or cfg.defaults.timeout, binding=binding,
+                        labels={"link": link.name, "role": link.role, "target": name})
+
+
+def _host_checks(cfg: AgentConfig) -> Iterator[Check]:
+    if cfg.host.enabled:
+        yield Check(id="host", spec=PROBES["host"], config=cfg.host,
+                    interval=cfg.host.interval or cfg.defaults.interval,
+                    timeout=cfg.host.timeout or cfg.defaults.timeout, labels={"target": "host"})
+
+
+# one entry per config section that yields checks; sections added later register here
+SECTIONS: list[Callable[[AgentConfig], Iterator[Check]]] = [_link_checks, _host_checks]
+
+
+def build_checks(cfg: AgentConfig) -> list[Check]:
+    """Every check of the site, in config order."""
+    return [check for section in SECTIONS for check in section(cfg)]

@@ -1,0 +1,108 @@
+"""``commune-agent``: check a config, probe once on the spot, or run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from agent import __version__
+from agent.config import AgentConfig, load_agent_config
+from agent.report import print_table, results_json
+from common.yamlconf import ConfigError
+
+DEFAULT_CONFIG = "/etc/commune-agent/agent.yaml"
+
+
+def _load(path: str) -> AgentConfig | None:
+    try:
+        return load_agent_config(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args.file)
+    if cfg is None:
+        return 1
+    from agent.checks import build_checks
+    print(f"{args.file}: OK, site {cfg.site.id} ({cfg.site.commune}, {cfg.site.province}), "
+          f"{len(build_checks(cfg))} checks")
+    return 0
+
+
+def cmd_probe_once(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    from agent.app import Agent
+    agent = Agent(cfg)
+    if not args.json:
+        print(f"probing {len(agent.checks)} checks of site {cfg.site.id} ...", file=sys.stderr)
+    results = asyncio.run(agent.probe_once())
+    if args.json:
+        print(json.dumps(results_json(cfg.site.id, results), indent=2, ensure_ascii=False))
+    else:
+        print_table(results, sys.stdout)
+    return 0 if all(r.ok for _, r in results) else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    logging.basicConfig(level=getattr(logging, (args.log_level or cfg.agent.log_level).upper()),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from agent.app import Agent
+    if args.listen:
+        cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"listen": args.listen})})
+    agent = Agent(cfg)
+    agent.serve_metrics()
+    extra = []
+    if cfg.collector is not None and not args.no_push:
+        from agent.push import start_pusher
+        extra.append(start_pusher(agent))
+    asyncio.run(agent.run(extra_tasks=extra))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="commune-agent", description=(
+        "Probe a commune site's links, power and devices; serve /metrics; push reports to the collector."))
+    parser.add_argument("--version", action="version", version=f"commune-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check-config", help="validate a config file; exit 1 with file:line messages if invalid")
+    p.add_argument("file", help="agent YAML file")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("probe-once", help="run every check once and print what the agent sees")
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"agent YAML file (default {DEFAULT_CONFIG})")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_probe_once)
+
+    p = sub.add_parser("run", help="probe forever, serve /metrics, push to the collector")
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"agent YAML file (default {DEFAULT_CONFIG})")
+    p.add_argument("--listen", help="override agent.listen (host:port for /metrics)")
+    p.add_argument("--no-push", action="store_true", help="do not push to the collector")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The agent's configuration: one site, its links, devices and power.
+
+Schema, defaults and validation live here (blackbox_exporter's config.go);
+unknown keys are refused everywhere. The union of link target kinds is derived
+from the probe registry, so a new probe needs no edit here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent.probes import PROBES
+from agent.probes.host import HostConfig
+from common.units import ByteSize, Duration
+from common.yamlconf import LocatedChecks, Loc, load_model
+
+SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_NAME = re.compile(r"^[\w][\w .:/@+-]{0,127}$", re.UNICODE)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _union_for(section: str) -> object:
+    configs = tuple(spec.config for spec in PROBES.values() if spec.section == section)
+    if len(configs) == 1:
+        return configs[0]
+    return Annotated[Union[configs], Field(discriminator="probe")]  # noqa: UP007 - built at run time
+
+
+LinkTarget = _union_for("link")
+
+
+class SiteInfo(Strict):
+    id: str = Field(pattern=SLUG, description="unique site id, lower-case letters, digits and dashes")
+    province: str = Field(pattern=SLUG, description="province slug, as in provinces.csv")
+    commune: str = Field(min_length=1, description="commune or ward name, diacritics welcome")
+    name: str | None = None
+
+
+class AgentSettings(Strict):
+    listen: str = Field(default="127.0.0.1:9469", description="host:port for /metrics")
+    concurrency: int = Field(default=256, ge=1, le=10000, description="probe rounds running at once")
+    state_dir: Path = Field(default=Path("/var/lib/commune-agent"))
+    jitter: float = Field(default=0.1, ge=0, le=0.5, description="spread of each interval, as a share")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+            raise ValueError("is not host:port (e.g. 127.0.0.1:9469 or [::]:9469)")
+        return value
+
+    def listen_address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class Defaults(Strict):
+    interval: Duration = 30.0
+    timeout: Duration = 10.0
+
+
+class Link(Strict):
+    name: str = Field(pattern=SLUG)
+    role: Literal["primary", "backup", "other"] = "primary"
+    source_address: str | None = Field(default=None, description="bind probes to this local address")
+    interface: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,15}$",
+                                  description="bind probes to this interface (SO_BINDTODEVICE)")
+    targets: list[LinkTarget] = Field(min_length=1)  # type: ignore[valid-type]
+
+    @field_validator("source_address")
+    @classmethod
+    def _is_ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                return str(ipaddress.ip_address(value))
+            except ValueError:
+                raise ValueError("is not an IP address") from None
+        return value
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> Link:
+        seen: set[tuple[str, str]] = set()
+        for target in self.targets:
+            key = (target.probe, target.display_name())
+            if key in seen:
+                raise ValueError(f"two {target.probe} targets named {key[1]!r}; give one a distinct name")
+            seen.add(key)
+        return self
+
+
+class HostSection(HostConfig):
+    enabled: bool = True
+
+
+class CollectorSettings(Strict):
+    """Where reports are pushed (optional: an agent can serve /metrics alone)."""
+
+    url: str = Field(pattern=r"^https?://", description="collector base URL")
+    token_file: Path | None = None
+    token_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    ca_file: Path | None = None
+    push_interval: Duration = 30.0
+    timeout: Duration = 10.0
+    max_batch_results: int = Field(default=2000, ge=1, le=5000)
+    spool_max_bytes: ByteSize = 256 * 1024 * 1024
+    spool_max_age: Duration = 7 * 86400.0
+    replay_bytes_per_push: ByteSize = 1024 * 1024
+
+
+class AgentConfig(LocatedChecks, Strict):
+    site: SiteInfo
+    agent: AgentSettings = AgentSettings()
+    defaults: Defaults = Defaults()
+    links: list[Link] = Field(default_factory=list)
+    host: HostSection = HostSection()
+    collector: CollectorSettings | None = None
+
+    def located_issues(self) -> list[tuple[Loc, str]]:
+        """Rules across fields, each located at the field to change."""
+        issues: list[tuple[Loc, str]] = []
+        seen: dict[str, int] = {}
+        for i, link in enumerate(self.links):
+            if link.name in seen:
+                issues.append((("links", i, "name"), f"{link.name!r} is already the name of links[{seen[link.name]}]"))
+            seen.setdefault(link.name, i)
+            for j, target in enumerate(link.targets):
+                problem = _timing_problem(target, self.defaults)
+                if problem:
+                    issues.append((("links", i, "targets", j, problem[0]), problem[1]))
+        return issues
+
+
+def _timing_problem(target: object, defaults: Defaults) -> tuple[str, str] | None:
+    interval = getattr(target, "interval", None) or defaults.interval
+    timeout = getattr(target, "timeout", None) or defaults.timeout
+    if timeout > interval:
+        return "timeout", f"{timeout:g}s is longer than the interval {interval:g}s"
+    if getattr(target, "probe", "") == "icmp":
+        needed = (target.count - 1) * target.packet_interval + target.echo_timeout  # type: ignore[attr-defined]
+        if needed > timeout:
+            return "count", (f"{target.count} echoes need up to {needed:g}s but the timeout is {timeout:g}s; "  # type: ignore[attr-defined]
+                             "raise timeout or lower count, packet_interval or echo_timeout")
+    return None
+
+
+def load_agent_config(path: str | Path) -> AgentConfig:
+    """Load and validate; raises common.yamlconf.ConfigError with file:line field messages."""
+    return load_model(AgentConfig, path)

@@ -1,0 +1,18 @@
+"""The probe registry: one line per probe kind.
+
+A new probe is a new module exposing ``SPEC`` and one entry here; the agent's
+config union, the scheduler, /metrics and docs/metrics.md all derive from it.
+"""
+
+from __future__ import annotations
+
+from agent.probes import dns, host, http, icmp, tcp
+from agent.probes.base import ProbeSpec
+
+PROBES: dict[str, ProbeSpec] = {spec.kind: spec for spec in (
+    icmp.SPEC,
+    tcp.SPEC,
+    http.SPEC,
+    dns.SPEC,
+    host.SPEC,
+)}

@@ -1,0 +1,126 @@
+"""What every probe shares: its config base, its context, its result, its spec.
+
+A probe is one async function ``run(config, ctx) -> ProbeResult``. The runner
+(``agent.runner``), not the probe, owns the timeout, the duration and turning
+an exception into a failed result, as blackbox_exporter's handler does; a probe
+only measures and adds its own values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.units import Duration
+from common.wire import value_key
+
+
+class ProbeError(Exception):
+    """A failure the probe understood; its message is the reason shown to users."""
+
+
+class TargetConfig(BaseModel):
+    """Fields every check has, whatever its kind. Probe configs subclass it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probe: str
+    name: str | None = Field(default=None, description="label for this check; defaults to its host/url")
+    interval: Duration | None = Field(default=None, description="time between rounds; defaults to defaults.interval")
+    timeout: Duration | None = Field(default=None, description="bound on one round; defaults to defaults.timeout")
+
+    def display_name(self) -> str:
+        """The target label when ``name`` is not given."""
+        return self.name or self.probe
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured value; ``labels`` distinguish values of one name (stat, interface, ...)."""
+
+    name: str
+    value: float
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return value_key(self.name, dict(self.labels))
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one round found. ``ok`` false always comes with a ``reason``."""
+
+    ok: bool
+    samples: tuple[Sample, ...] = ()
+    reason: str = ""
+    info: dict[str, str] = field(default_factory=dict)  # text facts for humans: sysDescr, cert subject
+    duration_s: float = 0.0
+    ts: float = 0.0
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The value of one sample, or None: handy in tests and tables."""
+        want = tuple(sorted(labels.items()))
+        for s in self.samples:
+            if s.name == name and tuple(sorted(s.labels)) == want:
+                return s.value
+        return None
+
+
+def sample(name: str, value: float, **labels: str) -> Sample:
+    return Sample(name, float(value), tuple(sorted(labels.items())))
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where a probe's traffic leaves from, so a backup-link probe measures the backup path."""
+
+    source_address: str | None = None
+    interface: str | None = None
+
+
+@dataclass
+class ProbeContext:
+    """Everything a probe may touch besides its config: injected, so tests can replace it."""
+
+    binding: Binding = field(default_factory=Binding)
+    timeout: float = 5.0
+    state: dict[str, Any] = field(default_factory=dict)  # survives between rounds of one check
+    resources: dict[str, Any] = field(default_factory=dict)  # shared engines: icmp, snmp, ...
+    clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+
+    def resource(self, name: str, factory: Callable[[], Any]) -> Any:
+        """A shared engine (one ICMP socket set, one SNMP engine) made on first use."""
+        if name not in self.resources:
+            self.resources[name] = factory()
+        return self.resources[name]
+
+
+C = TypeVar("C", bound=TargetConfig)
+
+
+@dataclass(frozen=True)
+class MetricDoc:
+    """A metric family a probe emits, for /metrics HELP text and docs/metrics.md."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    type: str = "gauge"
+
+
+@dataclass(frozen=True)
+class ProbeSpec(Generic[C]):
+    """A probe kind: its config model, its function and the metrics it emits."""
+
+    kind: str
+    config: type[C]
+    run: Callable[[C, ProbeContext], Awaitable[ProbeResult]]
+    metrics: tuple[MetricDoc, ...] = ()
+    summary: str = ""
+    section: str = "link"  # where its config goes: link targets, devices, power or host

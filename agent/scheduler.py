@@ -1,0 +1,99 @@
+"""Run every check on its own interval, forever, without letting one slow the rest.
+
+Each check gets its own task and a fixed phase drawn at start, so 500 checks
+with the same interval spread over it instead of firing together; each round
+gets a little jitter around its slot, never drift. A round never overlaps the
+previous round of the same check: a round that overruns skips the slots it
+missed (counted). A semaphore bounds how many rounds run at once; the runner's
+timeout bounds how long a hung target can hold a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.checks import Check
+from agent.probes.base import ProbeContext, ProbeResult
+from agent.runner import run_check
+
+log = logging.getLogger(__name__)
+ResultHandler = Callable[[Check, ProbeResult], None]
+
+
+@dataclass
+class SchedulerStats:
+    rounds: dict[tuple[str, bool], int] = field(default_factory=dict)  # (check id, ok) -> count
+    skipped: dict[str, int] = field(default_factory=dict)
+    lag_sum: float = 0.0
+    lag_count: int = 0
+    lag_max: float = 0.0
+
+    def record_lag(self, lag: float) -> None:
+        self.lag_sum += lag
+        self.lag_count += 1
+        self.lag_max = max(self.lag_max, lag)
+
+
+class Scheduler:
+    def __init__(self, checks: list[Check], on_result: ResultHandler, *, concurrency: int = 256,
+                 jitter: float = 0.1, resources: dict | None = None, rng: random.Random | None = None):
+        self.checks = checks
+        self.on_result = on_result
+        self.jitter = jitter
+        self.resources = resources if resources is not None else {}
+        self.stats = SchedulerStats()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._rng = rng or random.Random()
+        self._states: dict[str, dict] = {c.id: {} for c in checks}
+
+    def context(self, check: Check) -> ProbeContext:
+        return ProbeContext(binding=check.binding, timeout=check.timeout, state=self._states.setdefault(check.id, {}),
+                            resources=self.resources)
+
+    async def run_once(self, check: Check) -> ProbeResult:
+        """One round now, bounded by the concurrency limit."""
+        async with self._slots:
+            result = await run_check(check, self.context(check))
+        key = (check.id, result.ok)
+        self.stats.rounds[key] = self.stats.rounds.get(key, 0) + 1
+        self.on_result(check, result)
+        return result
+
+    async def _loop(self, check: Check, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self._rng.uniform(0, check.interval)
+        while not stop.is_set():
+            slot = due + self._rng.uniform(-self.jitter, self.jitter) * check.interval
+            delay = max(0.0, slot - loop.time())
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                return
+            except TimeoutError:
+                pass
+            self.stats.record_lag(max(0.0, loop.time() - slot))
+            await self.run_once(check)
+            due += check.interval
+            now = loop.time()
+            if now > due:  # the round overran its next slot: skip, never overlap
+                missed = int((now - due) // check.interval) + 1
+                self.stats.skipped[check.id] = self.stats.skipped.get(check.id, 0) + missed
+                due += missed * check.interval
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; in-flight rounds are cancelled at shutdown."""
+        tasks = [asyncio.create_task(self._loop(c, stop), name=f"check:{c.id}") for c in self.checks]
+        try:
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def run_all_once(self) -> list[tuple[Check, ProbeResult]]:
+        """Every check once, concurrently (probe-once)."""
+        results = await asyncio.gather(*(self.run_once(c) for c in self.checks))
+        return list(zip(self.checks, results, strict=True))

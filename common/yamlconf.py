@@ -1,0 +1,192 @@
+"""Load YAML into pydantic models, reporting every error with file, line and field path.
+
+Operators edit these files by hand at remote sites; an error has to point at the
+line to fix (``agent.yaml:14 links[0].targets[2].interval: ...``), never be a
+traceback. PyYAML's node tree keeps the line of every key and value, so we
+compose the tree once, build plain Python values from it and remember where
+each path came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+Loc = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config file, located as precisely as we can."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class LocatedChecks:
+    """Mixin for models with rules across fields: ``located_issues`` yields (path, message).
+
+    pydantic's model validators cannot say *where* a cross-field problem is, so
+    such rules run after validation and name the path themselves.
+    """
+
+    def located_issues(self) -> list[tuple[Loc, str]]:
+        return []
+
+
+class ConfigError(Exception):
+    """Raised with every issue found, so the user can fix them all in one go."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]):
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+@dataclass
+class LineMap:
+    """Maps a value's path in the document to the 1-based line it was written on."""
+
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def line_for(self, loc: Loc) -> int | None:
+        """The line of the deepest known ancestor of ``loc``."""
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in self.lines:
+                return self.lines[loc[:n]]
+        return None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
+
+
+def _construct(node: yaml.Node, loc: Loc, linemap: LineMap, loader: yaml.SafeLoader) -> Any:
+    linemap.lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in out:
+                raise ConfigError([ConfigIssue("", key_node.start_mark.line + 1,
+                                               _render_loc(loc + (key,)), "duplicate key")])
+            linemap.lines[loc + (key,)] = key_node.start_mark.line + 1
+            out[key] = _construct(value_node, loc + (key,), linemap, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, loc + (i,), linemap, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def load_yaml(text: str, filename: str = "<string>") -> tuple[Any, LineMap]:
+    """Parse YAML text into plain values plus the line of every path in it."""
+    linemap = LineMap()
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}, linemap
+        return _construct(node, (), linemap, loader), linemap
+    except ConfigError as exc:
+        raise ConfigError([ConfigIssue(filename, i.line, i.path, i.message) for i in exc.issues]) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError([ConfigIssue(filename, line, "", f"invalid YAML: {exc.problem or exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigIssue(filename, None, "", f"invalid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+
+
+def _render_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any) -> Loc:
+    """Drop the tags pydantic inserts for unions (``icmp``, ``function-after[...]``)."""
+    out: list[str | int] = []
+    cursor = data
+    for part in loc:
+        if isinstance(cursor, dict) and part in cursor:
+            out.append(part)
+            cursor = cursor[part]
+        elif isinstance(cursor, list) and isinstance(part, int) and 0 <= part < len(cursor):
+            out.append(part)
+            cursor = cursor[part]
+        # anything else is a union/validator tag, not a place in the document
+    return tuple(out)
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key (check its spelling and indentation)"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err.get("msg", "invalid value"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    if "input" in err and kind not in ("missing",) and not isinstance(err["input"], dict | list):
+        return f"{err['input']!r}: {msg}"
+    return msg
+
+
+def issues_from_validation(exc: ValidationError, data: Any, linemap: LineMap, filename: str) -> list[ConfigIssue]:
+    """Turn a pydantic error into one located issue per problem."""
+    issues = []
+    for err in exc.errors():
+        loc = _clean_loc(tuple(err["loc"]), data)
+        full = tuple(err["loc"])
+        # for a missing or unknown key, the key itself is the field to name
+        if err.get("type") in ("missing", "extra_forbidden") and full and full[-1] not in loc:
+            path = _render_loc(loc + (full[-1],))
+        else:
+            path = _render_loc(loc)
+        issues.append(ConfigIssue(filename, linemap.line_for(loc), path, _message(err)))
+    return issues
+
+
+def load_model(model: type[M], path: str | Path) -> M:
+    """Read ``path`` and validate it as ``model``; raise ConfigError naming file, line, field."""
+    filename = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(filename, None, "", f"cannot read: {exc}")]) from None
+    return parse_model(model, text, filename)
+
+
+def parse_model(model: type[M], text: str, filename: str = "<string>") -> M:
+    """Validate YAML text as ``model``; raise ConfigError naming file, line, field."""
+    data, linemap = load_yaml(text, filename)
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue(filename, 1, "", "the file must be a YAML mapping")])
+    try:
+        obj = model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(issues_from_validation(exc, data, linemap, filename)) from None
+    cross = getattr(obj, "located_issues", None)
+    found = list(cross()) if cross else []
+    if found:
+        raise ConfigError([ConfigIssue(filename, linemap.line_for(loc), _render_loc(loc), msg) for loc, msg in found])
+    return obj
