@@ -1,0 +1,183 @@
+"""The evidence the judge reads: windowed summaries per site, check and time bucket.
+
+Raw series belong in a TSDB (Prometheus via remote_write). The collector keeps
+only what judging needs (DESIGN.md): for each site, check and bucket (one hour
+by default), the count of good and bad rounds and, per value, count, sum, min,
+max and last, plus a mergeable log-scale histogram for latency values so a p95
+over 24 hours can be computed from 24 buckets without the raw samples.
+
+Summaries merge: folding results in any order, or merging two summaries of the
+same bucket, gives the same answer. That is what lets spooled evidence that
+arrives hours late land in the bucket it belongs to.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from common.wire import CheckResult, split_key
+
+BUCKET_SECONDS = 3600
+HIST_BASE = 2 ** 0.25  # ~19% wide buckets: quantiles within ~9% relative error
+HIST_FLOOR = 1e-6  # seconds; anything at or below lands in bucket HIST_ZERO
+HIST_ZERO = -10_000
+_SUMMARY_LABELS = {"stat"}  # values with other labels (per interface, per sensor) stay in the TSDB
+
+
+def summarised(key: str) -> bool:
+    """Whether a value key is kept in summaries (per-interface detail is not)."""
+    _, labels = split_key(key)
+    return set(labels) <= _SUMMARY_LABELS
+
+
+def histogrammed(key: str) -> bool:
+    """Latency-like values get a histogram for quantiles; min/max/stddev of a round do not."""
+    name, labels = split_key(key)
+    return name.endswith("_seconds") and labels.get("stat", "avg") == "avg" and "expiry" not in name
+
+
+def hist_index(value: float) -> int:
+    if value <= HIST_FLOOR:
+        return HIST_ZERO
+    return math.floor(math.log(value) / math.log(HIST_BASE))
+
+
+def hist_value(index: int) -> float:
+    """A representative value of a bucket: its geometric midpoint."""
+    if index == HIST_ZERO:
+        return 0.0
+    return HIST_BASE ** (index + 0.5)
+
+
+@dataclass
+class ValueStats:
+    count: int = 0
+    sum: float = 0.0
+    min: float = math.inf
+    max: float = -math.inf
+    last: float = math.nan
+    last_ts: float = -math.inf
+    hist: dict[int, int] | None = None
+
+    def add(self, value: float, ts: float, with_hist: bool) -> None:
+        self.count += 1
+        self.sum += value
+        self.min = min(self.min, value)
+        self.max = max(self.max, value)
+        if ts >= self.last_ts:
+            self.last, self.last_ts = value, ts
+        if with_hist:
+            self.hist = self.hist or {}
+            i = hist_index(value)
+            self.hist[i] = self.hist.get(i, 0) + 1
+
+    def merge(self, other: ValueStats) -> None:
+        self.count += other.count
+        self.sum += other.sum
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        if other.last_ts >= self.last_ts:
+            self.last, self.last_ts = other.last, other.last_ts
+        if other.hist:
+            self.hist = self.hist or {}
+            for i, n in other.hist.items():
+                self.hist[i] = self.hist.get(i, 0) + n
+
+    @property
+    def mean(self) -> float:
+        return self.sum / self.count if self.count else math.nan
+
+    def to_json(self) -> list:
+        return [self.count, self.sum, self.min, self.max, self.last, self.last_ts,
+                {str(k): v for k, v in self.hist.items()} if self.hist else None]
+
+    @classmethod
+    def from_json(cls, data: list) -> ValueStats:
+        count, total, lo, hi, last, last_ts, hist = data
+        return cls(count, total, lo, hi, last, last_ts, {int(k): v for k, v in hist.items()} if hist else None)
+
+
+@dataclass
+class CheckSummary:
+    """Everything known about one check of one site during one bucket."""
+
+    site: str
+    check: str
+    probe: str
+    bucket_start: float
+    labels: dict[str, str] = field(default_factory=dict)
+    rounds_ok: int = 0
+    rounds_fail: int = 0
+    first_ts: float = math.inf
+    last_ts: float = -math.inf
+    last_reason: str = ""
+    values: dict[str, ValueStats] = field(default_factory=dict)
+
+    @property
+    def rounds(self) -> int:
+        return self.rounds_ok + self.rounds_fail
+
+    def fold(self, result: CheckResult, ts: float | None = None) -> None:
+        """Add one round (``ts`` is its corrected time; defaults to the agent's)."""
+        ts = result.ts if ts is None else ts
+        if result.ok:
+            self.rounds_ok += 1
+        else:
+            self.rounds_fail += 1
+        if ts >= self.last_ts:
+            self.last_ts = ts
+            self.last_reason = result.reason
+            self.labels = dict(result.labels)
+        self.first_ts = min(self.first_ts, ts)
+        for key, value in result.values.items():
+            if summarised(key) and math.isfinite(value):
+                self.values.setdefault(key, ValueStats()).add(value, ts, histogrammed(key))
+
+    def merge(self, other: CheckSummary) -> None:
+        self.rounds_ok += other.rounds_ok
+        self.rounds_fail += other.rounds_fail
+        self.first_ts = min(self.first_ts, other.first_ts)
+        if other.last_ts >= self.last_ts:
+            self.last_ts, self.last_reason, self.labels = other.last_ts, other.last_reason, dict(other.labels)
+        for key, stats in other.values.items():
+            self.values.setdefault(key, ValueStats()).merge(stats)
+
+    def values_json(self) -> dict[str, list]:
+        return {k: v.to_json() for k, v in self.values.items()}
+
+
+def bucket_of(ts: float, bucket_seconds: int = BUCKET_SECONDS) -> float:
+    return float(math.floor(ts / bucket_seconds) * bucket_seconds)
+
+
+def quantile(stats: Iterable[ValueStats], q: float) -> float:
+    """The q-quantile (0-1) over merged histograms; NaN with no data."""
+    merged: dict[int, int] = {}
+    for s in stats:
+        for i, n in (s.hist or {}).items():
+            merged[i] = merged.get(i, 0) + n
+    total = sum(merged.values())
+    if not total:
+        return math.nan
+    rank = q * total
+    seen = 0
+    for i in sorted(merged):
+        seen += merged[i]
+        if seen >= rank:
+            return hist_value(i)
+    return hist_value(max(merged))
+
+
+def fold_results(site: str, results: Iterable[tuple[CheckResult, float]],
+                 bucket_seconds: int = BUCKET_SECONDS) -> dict[tuple[str, float], CheckSummary]:
+    """Group (result, corrected ts) pairs into per-(check, bucket) summaries."""
+    out: dict[tuple[str, float], CheckSummary] = {}
+    for result, ts in results:
+        key = (result.check, bucket_of(ts, bucket_seconds))
+        summary = out.get(key)
+        if summary is None:
+            summary = out[key] = CheckSummary(site, result.check, result.probe, key[1])
+        summary.fold(result, ts)
+    return out
