@@ -62,8 +62,9 @@ import struct
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Callable
+from typing import Any
 
 CLONE_NEWNET = 0x40000000
 TUNSETIFF = 0x400454CA
@@ -219,6 +220,18 @@ def prctl(option: int, value: int) -> None:
         log(f"prctl({option}, {value}) failed: {os.strerror(ctypes.get_errno())}")
 
 
+def make_realtime(priority: int) -> None:
+    """Ask for SCHED_FIFO so busy neighbours cannot delay departures by whole time slices.
+
+    Best effort (containers often forbid it).  The kernel's RT throttling
+    (95 % by default) still bounds the damage of a runaway loop.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        log(f"SCHED_FIFO {priority} refused ({exc}); timing will suffer under CPU load")
+
+
 def netns_path(netns: str) -> str:
     """Accept either an ``ip netns`` name or a path to a namespace file."""
     return netns if "/" in netns else f"/run/netns/{netns}"
@@ -296,11 +309,10 @@ class LinkEmulator:
         limit: int = 10000,
         spin_us: float = 0.0,
     ) -> None:
+        ends = {"near_to_far": (near_fd, far_fd), "far_to_near": (far_fd, near_fd)}
         self.directions = {
-            "near_to_far": Direction("near_to_far", near_fd, far_fd, impairments["near_to_far"],
-                                     make_rng(seed, "near_to_far"), limit),
-            "far_to_near": Direction("far_to_near", far_fd, near_fd, impairments["far_to_near"],
-                                     make_rng(seed, "far_to_near"), limit),
+            name: Direction(name, src, dst, impairments[name], make_rng(seed, name), limit)
+            for name, (src, dst) in ends.items()
         }
         self.seed = seed
         self.spin = spin_us / 1e6
@@ -375,17 +387,21 @@ class LinkEmulator:
         except OSError:
             chunk = b""
         buffer = self.clients[client]
-        buffer.extend(chunk)
+        buffer.extend(chunk if chunk else b"\n")  # at EOF, answer an unterminated last line
         try:
-            while b"\n" in buffer:
-                line, _, rest = bytes(buffer).partition(b"\n")
-                buffer[:] = rest
-                if line.strip():
-                    client.sendall(json.dumps(self.handle_line(line)).encode() + b"\n")
-        except OSError:
-            chunk = b""  # client went away mid-reply
+            self.answer_lines(client, buffer)
+        except OSError:  # client went away, or stopped reading its replies
+            chunk = b""
         if not chunk or len(buffer) > MAX_CONTROL_LINE:
             self.close_client(client)
+
+    def answer_lines(self, client: socket.socket, buffer: bytearray) -> None:
+        """Reply to, and consume, every complete line in ``buffer``."""
+        while (end := buffer.find(b"\n")) >= 0:
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]
+            if line.strip():
+                client.sendall(json.dumps(self.handle_line(line)).encode() + b"\n")
 
     def close_client(self, client: socket.socket) -> None:
         """Forget a control client."""
@@ -522,26 +538,50 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Values given as X,Y set near-to-far and far-to-near separately.",
     )
-    parser.add_argument("--near-netns", required=True, help="ip-netns name or path of the near namespace")
-    parser.add_argument("--far-netns", required=True, help="ip-netns name or path of the far namespace")
-    parser.add_argument("--near-dev", default="emu0", help="TUN device name in the near namespace")
-    parser.add_argument("--far-dev", default="emu1", help="TUN device name in the far namespace")
-    parser.add_argument("--control", required=True, help="path of the Unix control socket to create")
-    parser.add_argument("--delay-ms", type=pair, default=(0.0, 0.0), help="one-way delay (ms)")
-    parser.add_argument("--jitter-ms", type=pair, default=(0.0, 0.0), help="jitter around the delay (ms)")
-    parser.add_argument("--loss", type=pair, default=(0.0, 0.0), help="drop ratio in [0, 1]")
-    parser.add_argument("--distribution", choices=DISTRIBUTIONS, default="uniform",
-                        help="jitter law: uniform +/-jitter, or normal with sd=jitter")
-    parser.add_argument("--reorder", action="store_true",
-                        help="let jitter reorder packets like netem (default: FIFO per direction)")
-    parser.add_argument("--seed", type=int, default=None, help="seed the loss/jitter RNGs")
-    parser.add_argument("--limit", type=int, default=10000, help="max packets queued per direction")
-    parser.add_argument("--spin-us", type=float, default=200.0,
-                        help="wake this early and poll until a departure (default 200; 0 = never spin)")
-    parser.add_argument("--max-seconds", type=float, default=3600.0,
-                        help="exit on its own after this long (default 3600)")
-    parser.add_argument("--die-with-parent", action="store_true",
-                        help="exit (SIGTERM) when the parent process dies")
+    add = parser.add_argument
+    add("--near-netns", required=True, help="ip-netns name or path of the near namespace")
+    add("--far-netns", required=True, help="ip-netns name or path of the far namespace")
+    add("--near-dev", default="emu0", help="TUN device name in the near namespace")
+    add("--far-dev", default="emu1", help="TUN device name in the far namespace")
+    add("--control", required=True, help="path of the Unix control socket to create")
+    add("--delay-ms", type=pair, default=(0.0, 0.0), help="one-way delay (ms)")
+    add("--jitter-ms", type=pair, default=(0.0, 0.0), help="jitter around the delay (ms)")
+    add("--loss", type=pair, default=(0.0, 0.0), help="drop ratio in [0, 1]")
+    add(
+        "--distribution",
+        choices=DISTRIBUTIONS,
+        default="uniform",
+        help="jitter law: uniform +/-jitter, or normal with sd=jitter",
+    )
+    add(
+        "--reorder",
+        action="store_true",
+        help="let jitter reorder packets like netem (default: FIFO per direction)",
+    )
+    add("--seed", type=int, default=None, help="seed the loss/jitter RNGs")
+    add("--limit", type=int, default=10000, help="max packets queued per direction")
+    add(
+        "--spin-us",
+        type=float,
+        default=200.0,
+        help="wake this early and poll until a departure (default 200; 0 = never spin)",
+    )
+    add(
+        "--realtime",
+        type=int,
+        default=0,
+        metavar="PRIORITY",
+        help="run SCHED_FIFO at this priority (1-99; default 0 = normal scheduling)",
+    )
+    add(
+        "--max-seconds",
+        type=float,
+        default=3600.0,
+        help="exit on its own after this long (default 3600)",
+    )
+    add(
+        "--die-with-parent", action="store_true", help="exit (SIGTERM) when the parent process dies"
+    )
     return parser
 
 
@@ -581,17 +621,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.die_with_parent:
         prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     prctl(PR_SET_TIMERSLACK, 1)  # hrtimer slack 50 us -> 1 ns: the accuracy budget
+    if args.realtime:
+        make_realtime(args.realtime)
     wakeup_fd = signal_pipe()
     if args.die_with_parent and os.getppid() == 1:
         return 0  # parent already gone before the death signal was armed
     near_fd = open_tun_in_netns(args.near_netns, args.near_dev)
     far_fd = open_tun_in_netns(args.far_netns, args.far_dev)
-    emulator = LinkEmulator(near_fd, far_fd, impairments, seed=args.seed, limit=args.limit,
-                            spin_us=args.spin_us)
+    emulator = LinkEmulator(
+        near_fd, far_fd, impairments, seed=args.seed, limit=args.limit, spin_us=args.spin_us
+    )
     control = listen_control(args.control)
     try:
-        ready = {"ready": True, "pid": os.getpid(), "control": args.control,
-                 "near_dev": args.near_dev, "far_dev": args.far_dev, "config": emulator.config()}
+        ready = {
+            "ready": True,
+            "pid": os.getpid(),
+            "control": args.control,
+            "near_dev": args.near_dev,
+            "far_dev": args.far_dev,
+            "config": emulator.config(),
+        }
         print(json.dumps(ready), flush=True)
         reason = emulator.run(control, wakeup_fd, args.max_seconds)
         log(f"stopping: {reason}; final stats {json.dumps(emulator.stats())}")

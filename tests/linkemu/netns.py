@@ -21,10 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 PREFIX = "cmtest-"
 EMULATOR = Path(__file__).with_name("emulator.py")
@@ -164,12 +165,16 @@ class LinkAddresses:
     far_ip6: str
 
     @classmethod
-    def for_subnet(cls, index: int) -> "LinkAddresses":
+    def for_subnet(cls, index: int) -> LinkAddresses:
         """198.18.<index>.1/.2 and fd00:198:18:<index>::1/::2."""
         if not 0 <= index <= 255:
             raise ValueError("subnet index must be 0..255")
-        return cls(f"198.18.{index}.1", f"198.18.{index}.2",
-                   f"fd00:198:18:{index:x}::1", f"fd00:198:18:{index:x}::2")
+        return cls(
+            f"198.18.{index}.1",
+            f"198.18.{index}.2",
+            f"fd00:198:18:{index:x}::1",
+            f"fd00:198:18:{index:x}::2",
+        )
 
 
 def address_device(netns: str, dev: str, ip4: str, ip6: str | None) -> None:
@@ -197,15 +202,35 @@ def _pair_arg(value: PerDirection) -> str:
 
 def emulator_argv(ns_near: str, ns_far: str, control: str, options: dict[str, Any]) -> list[str]:
     """Command line that starts the emulator between the two namespaces."""
-    argv = [sys.executable, str(EMULATOR), "--near-netns", ns_near, "--far-netns", ns_far,
-            "--near-dev", NEAR_DEV, "--far-dev", FAR_DEV, "--control", control,
-            "--delay-ms", _pair_arg(options["delay_ms"]),
-            "--jitter-ms", _pair_arg(options["jitter_ms"]),
-            "--loss", _pair_arg(options["loss"]),
-            "--distribution", options["distribution"],
-            "--max-seconds", repr(float(options["max_seconds"])), "--die-with-parent"]
+    argv = [
+        sys.executable,
+        str(EMULATOR),
+        "--near-netns",
+        ns_near,
+        "--far-netns",
+        ns_far,
+        "--near-dev",
+        NEAR_DEV,
+        "--far-dev",
+        FAR_DEV,
+        "--control",
+        control,
+        "--delay-ms",
+        _pair_arg(options["delay_ms"]),
+        "--jitter-ms",
+        _pair_arg(options["jitter_ms"]),
+        "--loss",
+        _pair_arg(options["loss"]),
+        "--distribution",
+        options["distribution"],
+        "--max-seconds",
+        repr(float(options["max_seconds"])),
+        "--die-with-parent",
+    ]
     if options["reorder"]:
         argv.append("--reorder")
+    if options["realtime"]:
+        argv += ["--realtime", str(int(options["realtime"]))]
     if options["seed"] is not None:
         argv += ["--seed", str(int(options["seed"]))]
     return argv
@@ -244,8 +269,9 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
     return proc.returncode
 
 
-def start_emulator(stack: ExitStack, argv: list[str], log_path: Path,
-                   ready_timeout: float) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def start_emulator(
+    stack: ExitStack, argv: list[str], log_path: Path, ready_timeout: float
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start the emulator and wait for its readiness line; stop it on unwind."""
     log_file = stack.enter_context(open(log_path, "wb"))
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file)
@@ -323,16 +349,28 @@ class ImpairedLink:
             raise LinkError(f"emulator refused {message}: {answer.get('error')}")
         return answer
 
-    def set(self, *, delay_ms: Number | None = None, jitter_ms: Number | None = None,
-            loss: Number | None = None, distribution: str | None = None,
-            reorder: bool | None = None, direction: str = "both") -> dict[str, Any]:
+    def set(
+        self,
+        *,
+        delay_ms: Number | None = None,
+        jitter_ms: Number | None = None,
+        loss: Number | None = None,
+        distribution: str | None = None,
+        reorder: bool | None = None,
+        direction: str = "both",
+    ) -> dict[str, Any]:
         """Change the impairment live; unset arguments keep their value.
 
         ``direction`` is ``"both"``, ``"near_to_far"`` or ``"far_to_near"``.
         Returns the new configuration of both directions.
         """
-        changes = {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "loss": loss,
-                   "distribution": distribution, "reorder": reorder}
+        changes = {
+            "delay_ms": delay_ms,
+            "jitter_ms": jitter_ms,
+            "loss": loss,
+            "distribution": distribution,
+            "reorder": reorder,
+        }
         message = {k: v for k, v in changes.items() if v is not None}
         return self.request({**message, "direction": direction})["config"]
 
@@ -369,21 +407,40 @@ def _recv_line(sock: socket.socket, limit: int = 1 << 20) -> bytes:
 
 
 @contextmanager
-def impaired_link(delay_ms: PerDirection = 0.0, jitter_ms: PerDirection = 0.0,
-                  loss: PerDirection = 0.0, seed: int | None = None, *,
-                  distribution: str = "uniform", reorder: bool = False, ipv6: bool = True,
-                  subnet: int | None = None, max_seconds: float = 600.0,
-                  ready_timeout: float = 10.0) -> Iterator[ImpairedLink]:
+def impaired_link(
+    delay_ms: PerDirection = 0.0,
+    jitter_ms: PerDirection = 0.0,
+    loss: PerDirection = 0.0,
+    seed: int | None = None,
+    *,
+    distribution: str = "uniform",
+    reorder: bool = False,
+    ipv6: bool = True,
+    subnet: int | None = None,
+    realtime: int = 10,
+    max_seconds: float = 600.0,
+    ready_timeout: float = 10.0,
+) -> Iterator[ImpairedLink]:
     """Yield an emulated link between two new namespaces; tear it all down after.
 
     ``delay_ms``/``jitter_ms``/``loss`` apply to each direction (a pair sets
     near-to-far and far-to-near separately), so RTT ~= 2 * delay.  Teardown
     (SIGTERM the emulator, delete both namespaces, remove the temp dir)
     runs whatever happens in the body or during set-up.  ``max_seconds``
-    bounds the emulator's life even if this process is killed.
+    bounds the emulator's life even if this process is killed.  ``realtime``
+    is the emulator's SCHED_FIFO priority (0 = normal scheduling): without
+    it, a CPU-bound neighbour adds milliseconds of scheduling error.
     """
-    options = dict(delay_ms=delay_ms, jitter_ms=jitter_ms, loss=loss, seed=seed,
-                   distribution=distribution, reorder=reorder, max_seconds=max_seconds)
+    options = dict(
+        delay_ms=delay_ms,
+        jitter_ms=jitter_ms,
+        loss=loss,
+        seed=seed,
+        distribution=distribution,
+        reorder=reorder,
+        realtime=realtime,
+        max_seconds=max_seconds,
+    )
     addresses = LinkAddresses.for_subnet(random.randrange(256) if subnet is None else subnet)
     ns_near, ns_far = namespace_pair_names()
     with ExitStack() as stack:
@@ -391,8 +448,14 @@ def impaired_link(delay_ms: PerDirection = 0.0, jitter_ms: PerDirection = 0.0,
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         create_namespace(stack, ns_near, ipv6)
         create_namespace(stack, ns_far, ipv6)
-        link = ImpairedLink(ns_near, ns_far, addresses, str(workdir / "control.sock"),
-                            workdir / "emulator.log", ipv6=ipv6)
+        link = ImpairedLink(
+            ns_near,
+            ns_far,
+            addresses,
+            str(workdir / "control.sock"),
+            workdir / "emulator.log",
+            ipv6=ipv6,
+        )
         argv = emulator_argv(ns_near, ns_far, link.control_path, options)
         # Registered before the emulator's own stop callback, so it runs after it.
         stack.callback(_record_exit, link)
