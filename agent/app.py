@@ -36,7 +36,7 @@ class Agent:
         self.latest = LatestResults(self.config.site.id)
         self.scheduler = Scheduler(self.checks, self._on_result, concurrency=self.config.agent.concurrency,
                                    jitter=self.config.agent.jitter, resources=self.resources)
-        self.registry.register(AgentCollector(self.latest, self.scheduler.stats))
+        self.registry.register(AgentCollector(self.latest, self.scheduler.stats, configured=len(self.checks)))
 
     def _on_result(self, check: Check, result: ProbeResult) -> None:
         self.latest.record(check, result)

@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
-from pathlib import Path
 
 from agent import __version__
 from agent.config import AgentConfig, load_agent_config
@@ -59,6 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=getattr(logging, (args.log_level or cfg.agent.log_level).upper()),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request URL at INFO: noise each round, and a URL may carry a token
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from agent.app import Agent
     if args.listen:
         cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"listen": args.listen})})
@@ -66,8 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     agent.serve_metrics()
     extra = []
     if cfg.collector is not None and not args.no_push:
-        from agent.push import start_pusher
-        extra.append(start_pusher(agent))
+        from agent.push import PushSetupError, start_pusher
+        try:
+            extra.append(start_pusher(agent))
+        except PushSetupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     asyncio.run(agent.run(extra_tasks=extra))
     return 0
 
@@ -102,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `probe-once --json | head`: the reader left; not worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import platform
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from agent import __version__
@@ -22,6 +22,22 @@ from agent.scheduler import SchedulerStats
 
 PREFIX = "commune_"
 _DOCS: dict[str, MetricDoc] = {m.name: m for spec in PROBES.values() for m in spec.metrics}
+BASE_LABELS = ("site", "check", "probe")  # plus the check's own labels (link, role, target, ...)
+
+# the families this module emits besides the probes' own; docs/metrics.md is generated from these
+METRIC_DOCS: tuple[MetricDoc, ...] = (
+    MetricDoc("probe_success", "1 when the check's last round succeeded.", BASE_LABELS),
+    MetricDoc("probe_duration_seconds", "Duration of the check's last round.", BASE_LABELS),
+    MetricDoc("probe_last_round_timestamp_seconds", "When the check's last round started (unix time).", BASE_LABELS),
+    MetricDoc("agent_build_info", "Agent version; value is always 1.", ("version", "python")),
+    MetricDoc("agent_checks", "Checks configured."),
+    MetricDoc("agent_probe_rounds_total", "Probe rounds run, by check and outcome (failures are probe errors).",
+              ("check", "result"), "counter"),
+    MetricDoc("agent_skipped_rounds_total", "Rounds skipped because the previous one overran.", ("check",), "counter"),
+    MetricDoc("agent_scheduler_lag_seconds", "Delay between a round's slot and its start.", (), "summary"),
+    MetricDoc("agent_scheduler_lag_max_seconds", "Largest scheduler lag seen."),
+)
+_OWN_DOCS = {m.name: m for m in METRIC_DOCS}
 
 
 @dataclass
@@ -45,21 +61,26 @@ def _family(name: str, doc: MetricDoc | None) -> Metric:
     return Metric(PREFIX + base, doc.help if doc else f"{name} (user-declared)", kind)
 
 
+def _own(name: str) -> Metric:
+    """An empty family for one of this module's METRIC_DOCS."""
+    return _family(name, _OWN_DOCS[name])
+
+
 class AgentCollector(Collector):
     """Yields probe results and the agent's own health at each scrape."""
 
-    def __init__(self, latest: LatestResults, stats: SchedulerStats | None = None):
+    def __init__(self, latest: LatestResults, stats: SchedulerStats | None = None, configured: int | None = None):
         self.latest = latest
         self.stats = stats
+        self.configured = configured  # checks in the config; before the first round none has a result
 
     def collect(self) -> Iterator[Metric]:
         yield from self._probe_families()
         yield from self._health_families()
 
     def _probe_families(self) -> Iterator[Metric]:
-        success = Metric(PREFIX + "probe_success", "1 when the check's last round succeeded.", "gauge")
-        duration = Metric(PREFIX + "probe_duration_seconds", "Duration of the check's last round.", "gauge")
-        stamp = Metric(PREFIX + "probe_last_round_timestamp_seconds", "When the check's last round started.", "gauge")
+        success, duration, stamp = (_own(n) for n in ("probe_success", "probe_duration_seconds",
+                                                         "probe_last_round_timestamp_seconds"))
         families: dict[str, Metric] = {}
         for check, result in list(self.latest.results.values()):
             labels = _base_labels(self.latest.site, check)
@@ -74,28 +95,28 @@ class AgentCollector(Collector):
         yield from families.values()
 
     def _health_families(self) -> Iterator[Metric]:
-        info = GaugeMetricFamily(PREFIX + "agent_build_info", "Agent version; value is always 1.",
-                                 labels=["version", "python"])
-        info.add_metric([__version__, platform.python_version()], 1.0)
+        info = _own("agent_build_info")
+        info.add_sample(info.name, {"version": __version__, "python": platform.python_version()}, 1.0)
         yield info
-        checks = GaugeMetricFamily(PREFIX + "agent_checks", "Checks configured.")
-        checks.add_metric([], float(len(self.latest.results)))
+        checks = _own("agent_checks")
+        configured = self.configured if self.configured is not None else len(self.latest.results)
+        checks.add_sample(checks.name, {}, float(configured))
         yield checks
         if self.stats is None:
             return
-        rounds = Metric(PREFIX + "agent_probe_rounds", "Probe rounds run, by check and outcome.", "counter")
+        rounds = _own("agent_probe_rounds_total")
         for (check_id, ok), n in sorted(self.stats.rounds.items()):
             rounds.add_sample(rounds.name + "_total", {"check": check_id, "result": "success" if ok else "failure"}, n)
         yield rounds
-        skipped = Metric(PREFIX + "agent_skipped_rounds", "Rounds skipped because the previous one overran.", "counter")
+        skipped = _own("agent_skipped_rounds_total")
         for check_id, n in sorted(self.stats.skipped.items()):
             skipped.add_sample(skipped.name + "_total", {"check": check_id}, n)
         yield skipped
-        lag = Metric(PREFIX + "agent_scheduler_lag_seconds", "Delay between a round's slot and its start.", "summary")
+        lag = _own("agent_scheduler_lag_seconds")
         lag.add_sample(lag.name + "_sum", {}, self.stats.lag_sum)
         lag.add_sample(lag.name + "_count", {}, self.stats.lag_count)
         yield lag
-        lag_max = GaugeMetricFamily(PREFIX + "agent_scheduler_lag_max_seconds", "Largest scheduler lag seen.")
-        lag_max.add_metric([], self.stats.lag_max)
+        lag_max = _own("agent_scheduler_lag_max_seconds")
+        lag_max.add_sample(lag_max.name, {}, self.stats.lag_max)
         yield lag_max
 

@@ -2,9 +2,13 @@
 
 fping's trick, done in asyncio: instead of a socket (or a process) per target,
 every echo request goes out through one shared socket and replies are matched
-back to their waiting future by sequence number. 500 targets then cost 500
-futures, not 500 sockets. Receive times come from the kernel (SO_TIMESTAMPNS),
-so a busy event loop does not inflate the RTT it reports.
+back to their round by sequence number. 500 targets then cost 500 futures, not
+500 sockets. Receive times come from the kernel (SO_TIMESTAMPNS), so a busy
+event loop does not inflate the RTT it reports.
+
+A round of N echoes is scheduled as N timer callbacks and awaited as one
+future with one deadline: no task, sleep or timer per echo. That keeps the
+agent's CPU per echo within a small multiple of fping's (benchmarks/icmp_sweep.py).
 
 Unprivileged ICMP ("ping") sockets are used where ``net.ipv4.ping_group_range``
 allows them; raw sockets otherwise (root or CAP_NET_RAW).
@@ -13,6 +17,7 @@ allows them; raw sockets otherwise (root or CAP_NET_RAW).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import socket
@@ -29,6 +34,7 @@ ICMP6_ECHO_REPLY = 129
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 _ICMP6_FILTER = 1  # from <netinet/icmp6.h>
+_SOL_RAW, _ICMP_FILTER = 255, 1  # from <linux/icmp.h>: a mask of the ICMP types a raw socket drops
 
 
 def checksum(data: bytes) -> int:
@@ -41,11 +47,32 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-@dataclass
-class _Pending:
+@dataclass(slots=True)
+class _Round:
+    """The echoes of one ping round, completed together (one future, one deadline)."""
+
     target: str
-    sent_ns: int
-    future: asyncio.Future[int]
+    timeout_ns: int
+    rtts: list[float | None]
+    sent_ns: list[int]
+    outstanding: int
+    done: asyncio.Future[None]
+    seqs: list[int] = field(default_factory=list)
+    error: str = ""
+
+    def resolve(self, index: int, rtt_ns: int | None) -> None:
+        """Echo ``index`` is answered (``rtt_ns``) or lost (None); finish when none is left."""
+        if rtt_ns is not None and rtt_ns <= self.timeout_ns:  # a reply after its own timeout is lost
+            self.rtts[index] = max(rtt_ns, 0) / 1e9
+        self.outstanding -= 1
+        if self.outstanding <= 0 and not self.done.done():
+            self.done.set_result(None)
+
+
+@dataclass(slots=True)
+class _Pending:
+    round: _Round
+    index: int
 
 
 @dataclass
@@ -68,6 +95,9 @@ class IcmpEngine:
         self.payload_size = payload_size
         self._channels: dict[tuple[int, str | None, str | None], _Channel] = {}
         self._ident = os.getpid() & 0xFFFF
+        self._payload = (b"commune-monitor " * (payload_size // 16 + 1))[:payload_size]
+        padded = self._payload + b"\x00" * (len(self._payload) % 2)
+        self._payload_sum = sum(struct.unpack(f"!{len(padded) // 2}H", padded))  # checksum, precomputed
 
     def close(self) -> None:
         """Close every socket and fail whatever still waits."""
@@ -77,8 +107,8 @@ class IcmpEngine:
             except RuntimeError:
                 pass
             for p in ch.pending.values():
-                if not p.future.done():
-                    p.future.cancel()
+                if not p.round.done.done():
+                    p.round.done.cancel()
             ch.sock.close()
         self._channels.clear()
 
@@ -106,6 +136,11 @@ class IcmpEngine:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        if raw and family == socket.AF_INET:
+            # a raw socket sees every ICMP packet of the host (on loopback our own requests too):
+            # let the kernel keep only echo replies rather than waking us for the rest
+            with contextlib.suppress(OSError):
+                sock.setsockopt(_SOL_RAW, _ICMP_FILTER, struct.pack("I", ~(1 << ICMP_ECHO_REPLY) & 0xFFFFFFFF))
         if raw and family == socket.AF_INET6:
             # only echo replies: pass type 129, block the rest (ICMP6_FILTER is a 256-bit block mask)
             blocked = [0xFFFFFFFF] * 8
@@ -127,7 +162,11 @@ class IcmpEngine:
         ch = self._channels.get(key)
         if ch is None:
             ch = self._open(family, binding)
-            if not ch.raw:
+            if ch.raw:
+                # every raw socket sees every echo reply: a distinct id per channel keeps one
+                # link's replies (same target, same seq) from completing another link's echoes
+                ch.ident = (self._ident + len(self._channels)) & 0xFFFF
+            else:
                 ch.ident = ch.sock.getsockname()[1]  # the kernel rewrites the id to the socket's "port"
             asyncio.get_running_loop().add_reader(ch.sock.fileno(), self._on_readable, ch)
             self._channels[key] = ch
@@ -154,10 +193,10 @@ class IcmpEngine:
         if icmp_type != want_type or (ch.raw and ident != ch.ident):
             return
         pending = ch.pending.get(seq)
-        if pending is None or _strip_scope(source) != pending.target or pending.future.done():
+        if pending is None or _strip_scope(source) != pending.round.target:
             return
         del ch.pending[seq]
-        pending.future.set_result(recv_ns)
+        pending.round.resolve(pending.index, recv_ns - pending.round.sent_ns[pending.index])
 
     def _next_seq(self, ch: _Channel) -> int:
         for _ in range(65536):
@@ -167,45 +206,64 @@ class IcmpEngine:
         raise ProbeError("more than 65535 echo requests in flight on one socket")
 
     def _packet(self, ch: _Channel, seq: int) -> bytes:
-        icmp_type = ICMP_ECHO_REQUEST if ch.family == socket.AF_INET else ICMP6_ECHO_REQUEST
-        payload = (b"commune-monitor " * (self.payload_size // 16 + 1))[: self.payload_size]
-        header = struct.pack("!BBHHH", icmp_type, 0, 0, ch.ident, seq)
-        if ch.family == socket.AF_INET:
-            header = struct.pack("!BBHHH", icmp_type, 0, checksum(header + payload), ch.ident, seq)
-        return header + payload  # ICMPv6 checksums are filled in by the kernel
+        if ch.family != socket.AF_INET:  # ICMPv6 checksums are filled in by the kernel
+            return struct.pack("!BBHHH", ICMP6_ECHO_REQUEST, 0, 0, ch.ident, seq) + self._payload
+        total = self._payload_sum + (ICMP_ECHO_REQUEST << 8) + ch.ident + seq
+        total = (total >> 16) + (total & 0xFFFF)
+        total += total >> 16
+        return struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, ~total & 0xFFFF, ch.ident, seq) + self._payload
 
-    async def echo(self, address: str, family: int, timeout: float, binding: Binding = Binding()) -> float | None:
-        """Send one echo request; the RTT in seconds, or None when no reply came in time."""
-        ch = self._channel(family, binding)
+    def _send(self, ch: _Channel, rnd: _Round, index: int) -> None:
+        """Send echo ``index`` of a round (called at its slot by the event loop)."""
+        if rnd.done.done():
+            return
         seq = self._next_seq(ch)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
-        sent_ns = time.time_ns()
-        ch.pending[seq] = _Pending(address, sent_ns, future)
+        ch.pending[seq] = _Pending(rnd, index)
+        rnd.seqs.append(seq)
+        rnd.sent_ns[index] = time.time_ns()
         try:
-            ch.sock.sendto(self._packet(ch, seq), (address, 0))
+            ch.sock.sendto(self._packet(ch, seq), (rnd.target, 0))
         except OSError as exc:
             ch.pending.pop(seq, None)
             if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
-                return None  # counts as a lost echo, like ping's "Network is unreachable"
-            raise ProbeError(f"send to {address} failed: {exc.strerror}") from None
-        try:
-            recv_ns = await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return None
-        finally:
-            ch.pending.pop(seq, None)
-        return max(recv_ns - sent_ns, 0) / 1e9
+                rnd.resolve(index, None)  # a lost echo, like ping's "Network is unreachable"
+            else:
+                rnd.error = f"send to {rnd.target} failed: {exc.strerror}"
+                rnd.done.set_result(None)
 
-    async def ping(self, address: str, family: int, count: int, spacing: float, timeout: float,
-                   binding: Binding = Binding()) -> list[float | None]:
-        """``count`` echoes ``spacing`` seconds apart, each waiting up to ``timeout``: the RTTs."""
-        tasks = []
-        for i in range(count):
-            if i:
-                await asyncio.sleep(spacing)
-            tasks.append(asyncio.ensure_future(self.echo(address, family, timeout, binding)))
-        return list(await asyncio.gather(*tasks))
+    async def ping(self, address: str, family: int, count: int, spacing: float, reply_timeout: float,
+                   binding: Binding | None = None) -> list[float | None]:
+        """``count`` echoes ``spacing`` seconds apart, each waiting up to ``reply_timeout``: the RTTs."""
+        ch = self._channel(family, binding or Binding())
+        loop = asyncio.get_running_loop()
+        rnd = _Round(address, int(reply_timeout * 1e9), [None] * count, [0] * count, count, loop.create_future())
+        start = loop.time()
+        handles = [loop.call_at(start + i * spacing, self._send, ch, rnd, i) for i in range(1, count)]
+        try:
+            self._send(ch, rnd, 0)
+            async with asyncio.timeout_at(start + (count - 1) * spacing + reply_timeout):
+                await rnd.done
+        except TimeoutError:
+            pass  # the echoes still outstanding are lost
+        finally:
+            for handle in handles:
+                handle.cancel()
+            for seq in rnd.seqs:
+                pending = ch.pending.get(seq)
+                if pending is not None and pending.round is rnd:
+                    del ch.pending[seq]
+        if rnd.error:
+            raise ProbeError(rnd.error)
+        return rnd.rtts
+
+    def socket_kind(self, family: int, binding: Binding | None = None) -> str:
+        """``raw`` or ``unprivileged``: which ICMP socket this family and binding use (shown by probe-once)."""
+        return "raw" if self._channel(family, binding or Binding()).raw else "unprivileged"
+
+    async def echo(self, address: str, family: int, reply_timeout: float,
+                   binding: Binding | None = None) -> float | None:
+        """Send one echo request; the RTT in seconds, or None when no reply came in time."""
+        return (await self.ping(address, family, 1, 0.0, reply_timeout, binding))[0]
 
 
 def _kernel_time_ns(ancdata: list[tuple[int, int, bytes]]) -> int:

@@ -79,6 +79,9 @@ def _construct(node: yaml.Node, loc: Loc, linemap: LineMap, loader: yaml.SafeLoa
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict | set):
+                raise ConfigError([ConfigIssue("", key_node.start_mark.line + 1, _render_loc(loc),
+                                               "a key must be a plain name, not a list or mapping")])
             if key in out:
                 raise ConfigError([ConfigIssue("", key_node.start_mark.line + 1,
                                                _render_loc(loc + (key,)), "duplicate key")])
@@ -140,14 +143,20 @@ def _message(err: dict[str, Any]) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return "unknown key (check its spelling and indentation)"
-    if kind == "missing":
+    if kind in ("missing", "union_tag_not_found"):
         return "required key is missing"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        expected = str(ctx.get("expected_tags", "")).replace("'", "")
+        return f"{ctx.get('tag')!r} is not one of {expected}"
     msg = str(err.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
-    if "input" in err and kind not in ("missing",) and not isinstance(err["input"], dict | list):
-        return f"{err['input']!r}: {msg}"
+    if "input" in err and not isinstance(err["input"], dict | list):
+        shown = "null" if err["input"] is None else repr(err["input"])
+        # our own validators say "is not a duration ...": read as a sentence after the value
+        return f"{shown} {msg}" if msg.startswith(("is ", "must ")) else f"{shown}: {msg}"
     return msg
 
 
@@ -160,6 +169,10 @@ def issues_from_validation(exc: ValidationError, data: Any, linemap: LineMap, fi
         # for a missing or unknown key, the key itself is the field to name
         if err.get("type") in ("missing", "extra_forbidden") and full and full[-1] not in loc:
             path = _render_loc(loc + (full[-1],))
+        elif err.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            field_name = str(err.get("ctx", {}).get("discriminator", "")).strip("'")
+            path = _render_loc(loc + (field_name,))
+            loc = loc + (field_name,)
         else:
             path = _render_loc(loc)
         issues.append(ConfigIssue(filename, linemap.line_for(loc), path, _message(err)))

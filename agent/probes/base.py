@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.units import Duration
 from common.wire import value_key
@@ -32,6 +32,13 @@ class TargetConfig(BaseModel):
     name: str | None = Field(default=None, description="label for this check; defaults to its host/url")
     interval: Duration | None = Field(default=None, description="time between rounds; defaults to defaults.interval")
     timeout: Duration | None = Field(default=None, description="bound on one round; defaults to defaults.timeout")
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be longer than 0s")  # 0s would spin the scheduler or time out at once
+        return value
 
     def display_name(self) -> str:
         """The target label when ``name`` is not given."""

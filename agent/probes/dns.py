@@ -5,14 +5,19 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-import dns.asyncquery
 import dns.exception
-import dns.message
-import dns.rcode
 import dns.rdatatype
 from pydantic import Field, field_validator
 
-from agent.probes.base import MetricDoc, ProbeContext, ProbeError, ProbeResult, ProbeSpec, TargetConfig, sample
+from agent.probes.base import (
+    MetricDoc,
+    ProbeContext,
+    ProbeError,
+    ProbeResult,
+    ProbeSpec,
+    TargetConfig,
+    sample,
+)
 from common.units import Host
 
 
@@ -39,6 +44,11 @@ class DnsConfig(TargetConfig):
 
 
 async def run(cfg: DnsConfig, ctx: ProbeContext) -> ProbeResult:
+    # imported on first use: dnspython's query machinery costs ~8 MB a site without DNS targets saves
+    import dns.asyncquery
+    import dns.message
+    import dns.rcode
+
     request = dns.message.make_query(cfg.query, cfg.record_type)
     query = dns.asyncquery.udp if cfg.transport == "udp" else dns.asyncquery.tcp
     start = time.perf_counter()

@@ -6,13 +6,24 @@ so tests can hand in a fake that returns fixed readings.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Literal
 
 import psutil
 from pydantic import Field
 
-from agent.probes.base import MetricDoc, ProbeContext, ProbeResult, ProbeSpec, Sample, TargetConfig, sample
+from agent.probes.base import (
+    MetricDoc,
+    ProbeContext,
+    ProbeResult,
+    ProbeSpec,
+    Sample,
+    TargetConfig,
+    sample,
+)
+
+FIRST_CPU_SAMPLE_SECONDS = 0.25
 
 
 class HostConfig(TargetConfig):
@@ -71,6 +82,12 @@ def collect(cfg: HostConfig, ps: Any) -> list[Sample]:
 
 async def run(cfg: HostConfig, ctx: ProbeContext) -> ProbeResult:
     ps = ctx.resources.get("psutil", psutil)
+    if not ctx.state.get("cpu_primed"):
+        # cpu_percent compares with the previous call; the first one (probe-once, a fresh
+        # agent) would compare with import time and read 0% or 100%: take a short sample
+        ps.cpu_percent(interval=None)
+        ctx.state["cpu_primed"] = True
+        await asyncio.sleep(FIRST_CPU_SAMPLE_SECONDS)
     return ProbeResult(ok=True, samples=tuple(collect(cfg, ps)))
 
 

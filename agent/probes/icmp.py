@@ -8,12 +8,13 @@ targets share one socket per address family.
 
 from __future__ import annotations
 
-import statistics
+import math
 from typing import Literal
 
 from pydantic import Field
 
-from agent.icmp_engine import IcmpEngine
+# a module reference, not a name: agent.icmp_engine imports agent.probes, which loads this module
+from agent import icmp_engine
 from agent.probes.base import MetricDoc, ProbeContext, ProbeResult, ProbeSpec, TargetConfig, sample
 from agent.probes.resolve import resolve
 from common.units import Duration, Host
@@ -37,16 +38,21 @@ def rtt_stats(rtts: list[float | None]) -> dict[str, float]:
     out = {"sent": float(len(rtts)), "received": float(len(got)),
            "loss": 1.0 - len(got) / len(rtts) if rtts else 1.0}
     if got:
-        out |= {"min": min(got), "max": max(got), "avg": statistics.fmean(got),
-                "stddev": statistics.pstdev(got)}
+        avg = math.fsum(got) / len(got)
+        # float arithmetic, not statistics.pstdev: its exact Fractions cost more than the echoes
+        stddev = math.sqrt(math.fsum((r - avg) ** 2 for r in got) / len(got))
+        out |= {"min": min(got), "max": max(got), "avg": avg, "stddev": stddev}
     if len(got) >= 2:
-        out["jitter"] = statistics.fmean(abs(b - a) for a, b in zip(got, got[1:], strict=False))
+        out["jitter"] = math.fsum(abs(b - a) for a, b in zip(got, got[1:], strict=False)) / (len(got) - 1)
     return out
 
 
 async def run(cfg: IcmpConfig, ctx: ProbeContext) -> ProbeResult:
-    engine: IcmpEngine = ctx.resource("icmp", IcmpEngine)
-    address, family = await resolve(cfg.host, cfg.ip_protocol)
+    engine: icmp_engine.IcmpEngine = ctx.resource("icmp", icmp_engine.IcmpEngine)
+    literal = ctx.state.get("literal")  # an IP address as host: parsed once, not every round
+    address, family = literal or await resolve(cfg.host, cfg.ip_protocol)
+    if literal is None and address == cfg.host:
+        ctx.state["literal"] = (address, family)
     rtts = await engine.ping(address, family, cfg.count, cfg.packet_interval, cfg.echo_timeout, ctx.binding)
     stats = rtt_stats(rtts)
     samples = [sample("icmp_packets_sent", stats["sent"]), sample("icmp_packets_received", stats["received"]),
@@ -56,7 +62,8 @@ async def run(cfg: IcmpConfig, ctx: ProbeContext) -> ProbeResult:
         samples.append(sample("icmp_jitter_seconds", stats["jitter"]))
     ok = stats["received"] > 0
     reason = "" if ok else f"no reply to {len(rtts)} echo requests to {address}"
-    return ProbeResult(ok=ok, samples=tuple(samples), reason=reason, info={"address": address})
+    info = {"address": address, "socket": engine.socket_kind(family, ctx.binding)}
+    return ProbeResult(ok=ok, samples=tuple(samples), reason=reason, info=info)
 
 
 SPEC = ProbeSpec(

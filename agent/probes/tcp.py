@@ -10,7 +10,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from agent.probes.base import MetricDoc, ProbeContext, ProbeError, ProbeResult, ProbeSpec, TargetConfig, sample
+from agent.probes.base import (
+    MetricDoc,
+    ProbeContext,
+    ProbeError,
+    ProbeResult,
+    ProbeSpec,
+    TargetConfig,
+    sample,
+)
 from agent.probes.resolve import bound_socket, resolve
 from common.units import Host
 
