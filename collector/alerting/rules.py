@@ -1,0 +1,299 @@
+"""Which alerts fire and resolve, from the judge's verdict changes and snapshot.
+
+Pure bookkeeping, no I/O, so the mapping is unit-tested on plain inputs. The
+judge calls its listeners after every pass with the ``VerdictChange`` events
+of that pass and the full snapshot of current verdicts. Events start alerts
+(they carry the moment and the cause); both the clearing events and the
+snapshot end them, so an alert also resolves when its clearing event was
+missed (a restart, a dropped batch) but the snapshot shows the cause gone.
+
+Alertmanager is level-triggered: a firing alert has to be re-sent before its
+``endsAt`` or it resolves by itself. The book therefore keeps every firing
+alert so the sender can re-send them all on each tick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from collector.judge.quantity import format_value
+from common.units import format_duration
+
+SERVICE = "commune-monitor"
+AlertKey = tuple[tuple[str, str], ...]  # the sorted label set: Alertmanager's identity
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """How one kind of verdict change becomes an Alertmanager alert."""
+
+    alertname: str
+    severity: str
+    item: str  # the readiness item label when the snapshot does not say
+    clears_on: str  # the event kind that resolves it
+    per_subject: bool  # one alert per criterion/check, or one per site
+    summary: str
+
+
+RULES: dict[str, AlertRule] = {
+    "regression": AlertRule("CommuneSiteRegressed", "critical", "overall", "recovered", False,
+                            "{name} ({province}) fell back from completed"),
+    "site_silent": AlertRule("CommuneSiteSilent", "warning", "reporting", "site_reporting", True,
+                             "{name} ({province}) has stopped reporting"),
+    "on_battery": AlertRule("CommuneOnBattery", "warning", "power", "on_mains", True,
+                            "{name} ({province}) is running on UPS battery"),
+    "device_down": AlertRule("CommuneDeviceDown", "warning", "devices", "device_up", True,
+                             "{name} ({province}): a required device is down"),
+}
+CLEARING: dict[str, str] = {rule.clears_on: kind for kind, rule in RULES.items()}
+
+
+def field_of(obj: Any, name: str, default: Any = None) -> Any:
+    """Read ``name`` from a dict or an object: the judge's types and test dicts alike."""
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def as_mapping(obj: Any) -> Mapping[str, Any]:
+    """A SiteVerdict as a mapping, whatever the judge hands us (dict, pydantic, dataclass)."""
+    if isinstance(obj, Mapping):
+        return obj
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return vars(obj)
+
+
+class Snapshot:
+    """The judge's snapshot (mapping site -> verdict, or a list), indexed by site.
+
+    Verdicts are turned into mappings only when looked at: a pass touches the
+    few sites with events or firing alerts, not all 10,000.
+    """
+
+    def __init__(self, snapshot: Any):
+        values = snapshot.values() if isinstance(snapshot, Mapping) else (snapshot or [])
+        self._raw = {str(field_of(v, "site")): v for v in values}
+        self._views: dict[str, Mapping[str, Any]] = {}
+
+    def get(self, site: str) -> Mapping[str, Any] | None:
+        if site not in self._views:
+            raw = self._raw.get(site)
+            if raw is None:
+                return None
+            self._views[site] = as_mapping(raw)
+        return self._views[site]
+
+    def sites(self) -> list[str]:
+        return list(self._raw)
+
+    def state_of(self, site: str) -> str | None:
+        """The verdict state without converting the whole verdict."""
+        raw = self._raw.get(site)
+        return None if raw is None else field_of(raw, "state")
+
+
+def iso(ts: float) -> str:
+    """Unix seconds -> RFC 3339 in UTC, as Alertmanager's API wants."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Alert:
+    """One alert as Alertmanager sees it; ``ends_at`` is None while it fires."""
+
+    kind: str
+    labels: dict[str, str]
+    starts_at: float
+    generator_url: str
+    summary: str = ""
+    detail: str = ""  # what the judge said when it fired
+    evidence: str = ""  # the criteria behind it, refreshed from every snapshot
+    runbook_url: str = ""
+    criterion: str | None = None
+    ends_at: float | None = None
+
+    @property
+    def key(self) -> AlertKey:
+        return tuple(sorted(self.labels.items()))
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        parts = [self.detail] if self.detail and self.detail not in self.evidence else []
+        description = "; ".join(parts + ([self.evidence] if self.evidence else []))
+        return {"summary": self.summary, "description": description or self.summary,
+                "runbook_url": self.runbook_url}
+
+    def payload(self, now: float, hold_s: float) -> dict[str, Any]:
+        """The v2 JSON body entry; a firing alert is held ``hold_s`` past now."""
+        ends = self.ends_at if self.ends_at is not None else now + hold_s
+        return {"labels": self.labels, "annotations": self.annotations, "startsAt": iso(self.starts_at),
+                "endsAt": iso(ends), "generatorURL": self.generator_url}
+
+
+@dataclass
+class AlertBook:
+    """The alerts currently firing, updated once per judge pass."""
+
+    external_url: str
+    runbook: Any = None  # callable alertname -> url; default: the status page's help
+    firing: dict[AlertKey, Alert] = field(default_factory=dict)
+    seeded: bool = False
+
+    def apply(self, changes: Iterable[Any], snapshot: Any, now: float) -> list[Alert]:
+        """Fold one pass in; return the alerts whose state changed (fired or resolved)."""
+        sites = Snapshot(snapshot)
+        changed: dict[AlertKey, Alert] = {}
+        if not self.seeded:
+            self._seed_regressions(sites, now, changed)
+            self.seeded = True
+        for change in changes:
+            kind = str(field_of(change, "kind"))
+            if kind in RULES:
+                self._fire(RULES[kind], kind, change, sites, now, changed)
+            elif kind in CLEARING:
+                self._clear_by_event(CLEARING[kind], change, now, changed)
+        self._clear_by_snapshot(sites, now, changed)
+        self._refresh_evidence(sites)
+        return list(changed.values())
+
+    # -- firing ---------------------------------------------------------------
+
+    def _fire(self, rule: AlertRule, kind: str, change: Any, sites: Snapshot,
+              now: float, changed: dict[AlertKey, Alert]) -> None:
+        site = str(field_of(change, "site"))
+        verdict = sites.get(site) or {}
+        criterion = field_of(change, "criterion") if rule.per_subject else None
+        check = field_of(change, "check") if rule.per_subject else None
+        crit = _criterion(verdict, criterion)
+        labels = {
+            "alertname": rule.alertname,
+            "service": SERVICE,
+            "site": site,
+            "province": str(field_of(change, "province") or verdict.get("province") or ""),
+            "severity": rule.severity,
+            "item": str((crit or {}).get("item") or rule.item),
+        }
+        if criterion:
+            labels["criterion"] = str(criterion)
+        if check:
+            labels["check"] = str(check)
+        name = str(verdict.get("name") or site)
+        alert = Alert(kind, labels, float(field_of(change, "at") or now), f"{self.external_url}/s/{site}",
+                      summary=rule.summary.format(name=name, province=labels["province"]),
+                      detail=str(field_of(change, "detail") or ""),
+                      runbook_url=self._runbook(rule.alertname),
+                      criterion=str(criterion) if criterion else None)
+        if alert.key in self.firing:
+            return  # already firing: the periodic re-send keeps it alive
+        alert.evidence = _evidence(alert, verdict)
+        self.firing[alert.key] = alert
+        changed[alert.key] = alert
+
+    def _seed_regressions(self, sites: Snapshot, now: float,
+                          changed: dict[AlertKey, Alert]) -> None:
+        """After a restart the events are gone: a site whose current stretch began
+        with a regression is still regressed, so its alert fires again."""
+        for site in sites.sites():
+            if sites.state_of(site) != "not_completed":
+                continue
+            verdict = sites.get(site) or {}
+            regressions = verdict.get("regressions") or []
+            since = verdict.get("since")
+            if not regressions or since is None:
+                continue
+            last = regressions[-1]
+            if last.get("to") == "not_completed" and float(last["at"]) >= float(since) - 1.0:
+                change = {"site": site, "province": verdict.get("province"), "kind": "regression",
+                          "at": last["at"], "detail": last.get("detail", "")}
+                self._fire(RULES["regression"], "regression", change, sites, now, changed)
+
+    # -- resolving ------------------------------------------------------------
+
+    def _resolve(self, alert: Alert, now: float, changed: dict[AlertKey, Alert]) -> None:
+        self.firing.pop(alert.key, None)
+        alert.ends_at = now
+        changed[alert.key] = alert
+
+    def _clear_by_event(self, kind: str, change: Any, now: float,
+                        changed: dict[AlertKey, Alert]) -> None:
+        site = str(field_of(change, "site"))
+        criterion = field_of(change, "criterion")
+        check = field_of(change, "check")
+        for alert in list(self.firing.values()):
+            if alert.kind != kind or alert.labels["site"] != site:
+                continue
+            if criterion and alert.labels.get("criterion") not in (None, str(criterion)):
+                continue
+            if check and alert.labels.get("check") not in (None, str(check)):
+                continue
+            self._resolve(alert, now, changed)
+
+    def _clear_by_snapshot(self, sites: Snapshot, now: float,
+                           changed: dict[AlertKey, Alert]) -> None:
+        for alert in list(self.firing.values()):
+            verdict = sites.get(alert.labels["site"])
+            if verdict is None or _cause_cleared(alert, verdict):
+                self._resolve(alert, now, changed)
+
+    # -- annotations ----------------------------------------------------------
+
+    def _runbook(self, alertname: str) -> str:
+        if self.runbook is not None:
+            return str(self.runbook(alertname))
+        return f"{self.external_url}/help/alerts#{alertname}"
+
+    def _refresh_evidence(self, sites: Snapshot) -> None:
+        """Keep the evidence in firing alerts current; it goes out with the next re-send."""
+        for alert in self.firing.values():
+            verdict = sites.get(alert.labels["site"])
+            if verdict is not None:
+                alert.evidence = _evidence(alert, verdict) or alert.evidence
+
+
+def _criterion(verdict: Mapping[str, Any], criterion: Any) -> Mapping[str, Any] | None:
+    if not criterion:
+        return None
+    for crit in verdict.get("criteria") or []:
+        if crit.get("id") == criterion:
+            return crit
+    return None
+
+
+def _cause_cleared(alert: Alert, verdict: Mapping[str, Any]) -> bool:
+    """Whether the snapshot shows the alert's cause gone."""
+    if alert.kind == "regression":
+        return verdict.get("state") == "completed"
+    crit = _criterion(verdict, alert.criterion)
+    return crit is not None and crit.get("met") is True
+
+
+def _evidence(alert: Alert, verdict: Mapping[str, Any]) -> str:
+    """The evidence line: the failing criteria's reasons with value, threshold, window, time."""
+    if alert.kind == "regression":
+        regressions = verdict.get("regressions") or []
+        causes = set(regressions[-1].get("cause") or []) if regressions else set()
+        crits = [c for c in verdict.get("criteria") or [] if c.get("id") in causes or
+                 (not causes and c.get("required") and c.get("met") is False)]
+    else:
+        crit = _criterion(verdict, alert.criterion)
+        crits = [crit] if crit else []
+    return "; ".join(_describe(c) for c in crits)
+
+
+def _describe(crit: Mapping[str, Any]) -> str:
+    unit = str(crit.get("unit", ""))
+    parts = [f"{crit.get('id')}: {crit.get('reason') or 'not met'}",
+             f"value {format_value(crit.get('value'), unit)}",
+             f"threshold {crit.get('op', '')} {format_value(crit.get('threshold'), unit)}"]
+    if crit.get("window_s"):
+        parts.append(f"window {format_duration(float(crit['window_s']))}")
+    if crit.get("evidence_ts"):
+        parts.append(f"evidence at {iso(float(crit['evidence_ts']))}")
+    return " | ".join(parts)

@@ -1,0 +1,1 @@
+"""The status page served by the collector: national table, province, commune (see README.md)."""

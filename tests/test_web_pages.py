@@ -1,0 +1,228 @@
+"""Status page units: the pages rendered from contract-shaped verdicts (no judge, no browser).
+
+``tests/web/fake_verdicts.py`` builds a known mix: the first 20 of the 34
+provinces fully completed, the other 14 with one commune completed, one not
+completed (loss criterion), one unknown each. The browser test against a real
+collector is ``tests/test_status_page.py``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import string
+from datetime import timedelta
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from collector.web.chart import ChartLabels, Point, _nice_max, burnup_svg
+from collector.web.fmt import fold, number
+from collector.web.i18n import LANGS, load_catalog
+from collector.web.routes import PAGE_SIZE, install
+from tests.web.fake_verdicts import ITEMS, TODAY, FakeVerdicts
+
+
+def client_for(source: FakeVerdicts | None) -> TestClient:
+    app = FastAPI()
+    install(app)
+    if source is not None:
+        app.state.verdict_source = source
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    return client_for(FakeVerdicts(per_province=3))
+
+
+def cells(html: str, testid: str) -> list[str]:
+    return re.findall(rf'data-testid="{testid}">([^<]*)<', html)
+
+
+def test_national_table_shows_n_of_34_per_item(client):
+    html = client.get("/").text
+    assert cells(html, "provinces-done") == ["20/34"] * len(ITEMS)
+    for slug in ("ha-noi", "an-giang", "ho-chi-minh"):
+        assert f'href="/p/{slug}"' in html
+    assert "Hà Nội" in html and "Đường truyền chính" in html  # Vietnamese by default
+    assert "74/102" in html  # network: 60 + 14 completed communes of 102
+
+
+def test_language_switch_and_both_catalogs(client):
+    vi = client.get("/").text
+    en = client.get("/?lang=en").text
+    assert 'lang="vi"' in vi and "Tiến độ theo hạng mục" in vi and 'href="/?lang=en"' in vi
+    assert 'lang="en"' in en and "Readiness by item" in en and "Primary network link" in en
+    assert 'href="/"' in en  # the switch back drops the parameter: Vietnamese is the default
+    assert 'href="/p/ha-noi?lang=en"' in en  # links keep the chosen language
+
+
+def test_an_unknown_language_is_a_4xx_naming_the_field(client):
+    response = client.get("/?lang=fr")
+    assert response.status_code == 422
+    assert "lang" in response.text
+
+
+def test_province_page_lists_failing_reasons_and_filters(client):
+    html = client.get("/p/an-giang?lang=en").text
+    assert "loss 12.3% over 24h, threshold &lt; 1%" in html
+    assert "Not enough evidence" in html and "Not completed" in html
+    # failing first: not completed, then unknown, then completed
+    order = re.findall(r'data-site="([^"]+)"', html)
+    assert order == ["an-giang-002", "an-giang-003", "an-giang-001"]
+    only_bad = client.get("/p/an-giang?state=not_completed").text
+    assert re.findall(r'data-site="([^"]+)"', only_bad) == ["an-giang-002"]
+    by_item = client.get("/p/an-giang?item=power").text  # only the unknown commune fails power
+    assert re.findall(r'data-site="([^"]+)"', by_item) == ["an-giang-003"]
+
+
+def test_search_ignores_case_and_vietnamese_accents(client):
+    html = client.get("/p/an-giang", params={"q": "xa thu 33-2"}).text
+    assert re.findall(r'data-site="([^"]+)"', html) == ["an-giang-002"]
+    assert fold("Đắk Lắk") == "dak lak"
+
+
+def test_long_provinces_are_paginated():
+    big = client_for(FakeVerdicts(per_province=120))
+    first = big.get("/p/an-giang?lang=en").text
+    assert len(re.findall(r'data-site="', first)) == PAGE_SIZE
+    assert "Showing 1–50 of 120" in first and "Page 1 of 3" in first
+    assert 'href="/p/an-giang?page=2&amp;lang=en#communes"' in first
+    last = big.get("/p/an-giang?lang=en&page=3").text
+    assert len(re.findall(r'data-site="', last)) == 20 and "Showing 101–120 of 120" in last
+    assert big.get("/p/an-giang?page=0").status_code == 422
+
+
+def test_commune_page_shows_every_criterion_with_value_threshold_window_evidence(client):
+    html = client.get("/s/an-giang-002?lang=en").text
+    rows = re.findall(r'data-criterion="([^"]+)"', html)
+    assert rows == ["network.loss", "backup_link.ok", "power.ok", "devices.ok", "online_meeting.ok",
+                    "reporting.ok"]
+    assert "loss 12.3% over 24h, threshold &lt; 1%" in html
+    loss_row = html[html.index('data-criterion="network.loss"'):html.index('data-criterion="backup_link.ok"')]
+    assert re.search(r'data-label="Measured">12.3%<', loss_row)
+    assert re.search(r'data-label="Threshold">&lt; 1%<', loss_row)
+    assert re.search(r'data-label="Window">1d ', loss_row)
+    assert re.search(r">\d+(s| min) ago</time>", loss_row)  # evidence 45 s before the verdict
+    assert "Not met" in html and "Met" in html
+    assert "completed → not completed".lower() in html.lower()  # the regression, with its cause
+    assert 'href="/p/an-giang?lang=en"' in html
+
+
+def test_unknown_commune_or_province_is_a_404_page(client):
+    assert client.get("/s/nowhere-001").status_code == 404
+    response = client.get("/p/atlantis?lang=en")
+    assert response.status_code == 404 and "No province “atlantis”" in response.text
+
+
+def test_no_judge_or_no_pass_yet_is_a_503_not_a_crash():
+    assert client_for(None).get("/").status_code == 503
+
+    class NotJudgedYet(FakeVerdicts):
+        def provinces(self):
+            return None
+
+    client = client_for(NotJudgedYet(per_province=1))
+    for path in ("/?lang=en", "/p/ha-noi?lang=en", "/s/ha-noi-001?lang=en"):
+        response = client.get(path)
+        assert response.status_code == 503 and "Verdicts not ready" in response.text
+
+
+def test_pages_are_gzipped_and_locked_down(client):
+    response = client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert "script-src 'none'" in response.headers["content-security-policy"]
+    raw = client.get("/", headers={"Accept-Encoding": "identity"})
+    assert len(gzip.compress(raw.content)) < len(raw.content) / 4
+
+
+def test_static_stylesheet_is_served_with_a_cache_busting_version(client):
+    html = client.get("/").text
+    href = re.search(r'href="(/static/style\.css\?v=[0-9a-f]{10})"', html).group(1)
+    css = client.get(href)
+    assert css.status_code == 200 and "@media (max-width: 720px)" in css.text
+
+
+def test_alert_runbook_has_an_anchor_per_alert(client):
+    html = client.get("/help/alerts?lang=en").text
+    for name in ("CommuneSiteRegressed", "CommuneSiteSilent", "CommuneOnBattery", "CommuneDeviceDown"):
+        assert f'id="{name}"' in html
+
+
+def test_deadline_progress_and_history_chart(client):
+    html = client.get("/?lang=en").text
+    assert f'data-testid="deadline">{(TODAY + timedelta(days=10)).isoformat()}<' in html
+    assert "10 days left" in html
+    assert "<svg class=\"chart\"" in html and 'class="deadline"' in html
+    assert "communes completed" in html
+
+
+def test_catalogs_have_the_same_keys_and_placeholders():
+    catalogs = {lang: load_catalog(lang) for lang in LANGS}
+    assert catalogs["vi"].keys() == catalogs["en"].keys()
+    fields = {lang: {k: sorted(f for _, f, _, _ in string.Formatter().parse(v) if f)
+                     for k, v in c.items()} for lang, c in catalogs.items()}
+    assert fields["vi"] == fields["en"]
+    assert catalogs["vi"]["state_completed"] == "Hoàn thành"
+
+
+def test_chart_scales_and_marks_the_deadline():
+    assert [_nice_max(n) for n in (3321, 98, 7, 34)] == [3500, 100, 7, 35]
+    labels = ChartLabels("t", "done", "all", "needed", "Deadline", "today")
+    points = [Point(TODAY.replace(day=1), 10, 100), Point(TODAY.replace(day=2), 30, 100)]
+    deadline = TODAY.replace(day=20)
+    svg = str(burnup_svg(points, deadline, TODAY.replace(day=2), labels))
+    assert svg.count("<circle") == 2 and 'class="needed"' in svg and "Deadline 20/" in svg
+    assert burnup_svg([], None, TODAY, labels) == ""
+
+
+def test_numbers_are_written_the_local_way():
+    assert number(3321, "vi") == "3.321" and number(3321, "en") == "3,321"
+
+
+# -- the same pages over the real judge (in process, synthetic evidence) --------------
+
+
+@pytest.fixture(scope="module")
+def judged():
+    from collector.web.source import JudgeSource
+    from tests.web.judge_scenario import Scenario
+
+    scenario = Scenario().settle()
+    app = FastAPI()
+    install(app)
+    app.state.verdict_source = JudgeSource(scenario.judge)
+    return TestClient(app), scenario
+
+
+def test_real_judge_national_table(judged):
+    client, _ = judged
+    html = client.get("/?lang=en").text
+    # Huế's two judged communes are not all completed, Hà Nội has the lossy one: no province is done
+    # for the network item; Hà Nội is done for the items its three communes all pass
+    assert dict(zip(re.findall(r'<tr data-item="([^"]+)"', html), cells(html, "provinces-done"),
+                    strict=True)) == {"network": "0/34", "backup-link": "1/34", "power": "1/34",
+                                      "devices": "1/34", "online-meeting": "1/34", "reporting": "1/34"}
+    assert "3 of 6 communes completed" in html and "Specialized data network" in html
+
+
+def test_real_judge_province_and_commune_show_the_failing_reason(judged):
+    client, _ = judged
+    html = client.get("/p/ha-noi?lang=en").text
+    assert re.findall(r'data-site="([^"]+)"', html) == ["hn-lossy", "hn-ok-1", "hn-ok-2"]
+    assert "loss 12.3% over 24h, threshold &lt; 1%" in html
+    site = client.get("/s/hn-lossy?lang=en").text
+    assert "Packet loss on the primary link under 1%" in site  # the criterion's English title
+    row = site[site.index('data-criterion="primary-loss"'):]
+    assert re.search(r'data-label="Measured">12.3%<', row) and re.search(r'data-label="Threshold">&lt; 1%<', row)
+    vi = client.get("/s/hn-lossy").text
+    assert "Tỷ lệ mất gói trên đường truyền chính dưới 1%" in vi and "Chưa hoàn thành" in vi
+
+
+def test_real_judge_unknown_site_says_why(judged):
+    client, _ = judged
+    html = client.get("/s/hue-silent?lang=en").text
+    assert "Not enough evidence" in html and "the agent has never reported" in html
+    assert client.get("/p/hue?lang=en&state=unknown").text.count('data-site="') == 1
