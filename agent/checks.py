@@ -48,8 +48,25 @@ def _host_checks(cfg: AgentConfig) -> Iterator[Check]:
                     timeout=cfg.host.timeout or cfg.defaults.timeout, labels={"target": "host"})
 
 
+def _device_checks(cfg: AgentConfig) -> Iterator[Check]:
+    for device in cfg.devices:
+        for target in device.probe_configs():
+            yield Check(id=f"device/{device.name}/{target.probe}", spec=PROBES[target.probe], config=target,
+                        interval=device.interval or cfg.defaults.interval,
+                        timeout=device.timeout or cfg.defaults.timeout, labels=device.labels())
+
+
+def _power_checks(cfg: AgentConfig) -> Iterator[Check]:
+    for source in cfg.power:
+        yield Check(id=f"power/{source.name}", spec=PROBES[source.probe], config=source,
+                    interval=source.interval or cfg.defaults.interval,
+                    timeout=source.timeout or cfg.defaults.timeout,
+                    labels={"ups": source.name, "source": source.source, "target": source.name})
+
+
 # one entry per config section that yields checks; sections added later register here
-SECTIONS: list[Callable[[AgentConfig], Iterator[Check]]] = [_link_checks, _host_checks]
+SECTIONS: list[Callable[[AgentConfig], Iterator[Check]]] = [_link_checks, _host_checks, _device_checks,
+                                                            _power_checks]
 
 
 def build_checks(cfg: AgentConfig) -> list[Check]:

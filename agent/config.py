@@ -14,10 +14,12 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agent.devices import Device, device_issues
+from agent.power.section import PowerSource, power_issues
 from agent.probes import PROBES
 from agent.probes.host import HostConfig
 from common.units import ByteSize, Duration
-from common.yamlconf import LocatedChecks, Loc, load_model
+from common.yamlconf import Loc, LocatedChecks, load_model
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _NAME = re.compile(r"^[\w][\w .:/@+-]{0,127}$", re.UNICODE)
@@ -68,6 +70,13 @@ class Defaults(Strict):
     interval: Duration = 30.0
     timeout: Duration = 10.0
 
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
 
 class Link(Strict):
     name: str = Field(pattern=SLUG)
@@ -87,16 +96,6 @@ class Link(Strict):
                 raise ValueError("is not an IP address") from None
         return value
 
-    @model_validator(mode="after")
-    def _unique_targets(self) -> Link:
-        seen: set[tuple[str, str]] = set()
-        for target in self.targets:
-            key = (target.probe, target.display_name())
-            if key in seen:
-                raise ValueError(f"two {target.probe} targets named {key[1]!r}; give one a distinct name")
-            seen.add(key)
-        return self
-
 
 class HostSection(HostConfig):
     enabled: bool = True
@@ -109,12 +108,19 @@ class CollectorSettings(Strict):
     token_file: Path | None = None
     token_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     ca_file: Path | None = None
-    push_interval: Duration = 30.0
+    push_interval: Duration = Field(default=30.0, gt=0)
     timeout: Duration = 10.0
     max_batch_results: int = Field(default=2000, ge=1, le=5000)
     spool_max_bytes: ByteSize = 256 * 1024 * 1024
     spool_max_age: Duration = 7 * 86400.0
     replay_bytes_per_push: ByteSize = 1024 * 1024
+    backoff_max: Duration = Field(default=300.0, ge=1, description="longest wait between retries")
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> CollectorSettings:
+        if (self.token_file is None) == (self.token_env is None):
+            raise ValueError("set exactly one of token_file or token_env (the token issued for this site)")
+        return self
 
 
 class AgentConfig(LocatedChecks, Strict):
@@ -123,27 +129,44 @@ class AgentConfig(LocatedChecks, Strict):
     defaults: Defaults = Defaults()
     links: list[Link] = Field(default_factory=list)
     host: HostSection = HostSection()
+    devices: list[Device] = Field(default_factory=list)  # type: ignore[valid-type]
+    power: list[PowerSource] = Field(default_factory=list)  # type: ignore[valid-type]
     collector: CollectorSettings | None = None
 
     def located_issues(self) -> list[tuple[Loc, str]]:
         """Rules across fields, each located at the field to change."""
         issues: list[tuple[Loc, str]] = []
+        if self.defaults.timeout > self.defaults.interval:
+            issues.append((("defaults", "timeout"),
+                           f"{self.defaults.timeout:g}s is longer than the interval {self.defaults.interval:g}s"))
         seen: dict[str, int] = {}
         for i, link in enumerate(self.links):
             if link.name in seen:
                 issues.append((("links", i, "name"), f"{link.name!r} is already the name of links[{seen[link.name]}]"))
             seen.setdefault(link.name, i)
+            names: dict[tuple[str, str], int] = {}
             for j, target in enumerate(link.targets):
+                key = (target.probe, target.display_name())
+                if key in names:  # one check id for two targets: their results would overwrite
+                    issues.append((("links", i, "targets", j), f"another {key[0]} target of this link is named "
+                                   f"{key[1]!r} (targets[{names[key]}]); give one a distinct name"))
+                names.setdefault(key, j)
                 problem = _timing_problem(target, self.defaults)
                 if problem:
                     issues.append((("links", i, "targets", j, problem[0]), problem[1]))
+        host_problem = _timing_problem(self.host, self.defaults)
+        if host_problem:
+            issues.append((("host", host_problem[0]), host_problem[1]))
+        issues += device_issues(self.devices, self.defaults.interval, self.defaults.timeout)
+        issues += power_issues(self.power, self.defaults.interval, self.defaults.timeout)
         return issues
 
 
 def _timing_problem(target: object, defaults: Defaults) -> tuple[str, str] | None:
     interval = getattr(target, "interval", None) or defaults.interval
     timeout = getattr(target, "timeout", None) or defaults.timeout
-    if timeout > interval:
+    own = getattr(target, "interval", None) or getattr(target, "timeout", None)
+    if timeout > interval and own:  # with neither set, the defaults section is at fault
         return "timeout", f"{timeout:g}s is longer than the interval {interval:g}s"
     if getattr(target, "probe", "") == "icmp":
         needed = (target.count - 1) * target.packet_interval + target.echo_timeout  # type: ignore[attr-defined]

@@ -16,6 +16,13 @@ _HEADLINE: dict[str, list[tuple[str, dict[str, str], str, float]]] = {
              ("http_tls_cert_expiry_seconds", {}, "cert {:.0f}d", 1 / 86400)],
     "dns": [("dns_lookup_seconds", {}, "lookup {:.1f}ms", 1000)],
     "host": [("host_cpu_usage_ratio", {}, "cpu {:.0f}%", 100), ("host_memory_used_ratio", {}, "mem {:.0f}%", 100)],
+    "snmp_system": [("snmp_system_uptime_seconds", {}, "up {:.1f}d", 1 / 86400)],
+    "snmp_interfaces": [("snmp_interfaces_oper_up", {}, "{:.0f} up", 1),
+                        ("snmp_interfaces_admin_up", {}, "of {:.0f} enabled", 1)],
+    "printer": [("printer_ready", {}, "ready={:.0f}", 1)],
+    **dict.fromkeys(("ups_snmp", "ups_apc", "ups_nut", "ups_host"), [
+        ("power_on_battery", {}, "on_battery={:.0f}", 1), ("power_battery_charge_ratio", {}, "charge {:.0f}%", 100),
+        ("power_battery_runtime_seconds", {}, "runtime {:.0f}min", 1 / 60)]),
 }
 
 

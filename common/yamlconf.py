@@ -124,12 +124,23 @@ def _render_loc(loc: Loc) -> str:
     return out
 
 
+def _holds(node: Any, part: Any) -> bool:
+    return (isinstance(node, dict) and part in node) or (
+        isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+
+
 def _clean_loc(loc: tuple[Any, ...], data: Any) -> Loc:
-    """Drop the tags pydantic inserts for unions (``icmp``, ``function-after[...]``)."""
+    """Drop the tags pydantic inserts for unions (``icmp``, ``function-after[...]``).
+
+    A tag can equal a key of the same mapping (a device of ``kind: snmp`` has an
+    ``snmp:`` block): it is a tag when the next part is found beside it, not under it.
+    """
     out: list[str | int] = []
     cursor = data
-    for part in loc:
-        if isinstance(cursor, dict) and part in cursor:
+    for i, part in enumerate(loc):
+        following = loc[i + 1] if i + 1 < len(loc) else None
+        if isinstance(cursor, dict) and part in cursor and not (
+                following is not None and _holds(cursor, following) and not _holds(cursor[part], following)):
             out.append(part)
             cursor = cursor[part]
         elif isinstance(cursor, list) and isinstance(part, int) and 0 <= part < len(cursor):

@@ -6,7 +6,21 @@ config union, the scheduler, /metrics and docs/metrics.md all derive from it.
 
 from __future__ import annotations
 
-from agent.probes import dns, host, http, icmp, tcp
+from agent.probes import (
+    dns,
+    host,
+    http,
+    icmp,
+    printer,
+    snmp_get,
+    snmp_interfaces,
+    snmp_system,
+    tcp,
+    ups_apc,
+    ups_host,
+    ups_nut,
+    ups_snmp,
+)
 from agent.probes.base import ProbeSpec
 
 PROBES: dict[str, ProbeSpec] = {spec.kind: spec for spec in (
@@ -15,4 +29,12 @@ PROBES: dict[str, ProbeSpec] = {spec.kind: spec for spec in (
     http.SPEC,
     dns.SPEC,
     host.SPEC,
+    snmp_system.SPEC,
+    snmp_interfaces.SPEC,
+    snmp_get.SPEC,
+    printer.SPEC,
+    ups_snmp.SPEC,
+    ups_apc.SPEC,
+    ups_nut.SPEC,
+    ups_host.SPEC,
 )}

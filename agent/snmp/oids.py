@@ -1,0 +1,64 @@
+"""Numeric OIDs the probes read. IF-MIB, UPS-MIB and friends are not bundled with
+pysnmp, and loading MIBs costs time at every start, so we name OIDs by number.
+"""
+
+from __future__ import annotations
+
+# SNMPv2-MIB system group (RFC 3418)
+SYS_DESCR = "1.3.6.1.2.1.1.1.0"
+SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+SYS_NAME = "1.3.6.1.2.1.1.5.0"
+
+# IF-MIB ifTable (RFC 2863): 1.3.6.1.2.1.2.2.1.<column>.<ifIndex>
+IF_ENTRY = "1.3.6.1.2.1.2.2.1"
+IF_DESCR = IF_ENTRY + ".2"
+IF_SPEED = IF_ENTRY + ".5"
+IF_ADMIN_STATUS = IF_ENTRY + ".7"
+IF_OPER_STATUS = IF_ENTRY + ".8"
+IF_IN_OCTETS = IF_ENTRY + ".10"
+IF_IN_DISCARDS = IF_ENTRY + ".13"
+IF_IN_ERRORS = IF_ENTRY + ".14"
+IF_OUT_OCTETS = IF_ENTRY + ".16"
+IF_OUT_DISCARDS = IF_ENTRY + ".19"
+IF_OUT_ERRORS = IF_ENTRY + ".20"
+# IF-MIB ifXTable
+IFX_ENTRY = "1.3.6.1.2.1.31.1.1.1"
+IF_NAME = IFX_ENTRY + ".1"
+IF_HC_IN_OCTETS = IFX_ENTRY + ".6"
+IF_HC_OUT_OCTETS = IFX_ENTRY + ".10"
+IF_HIGH_SPEED = IFX_ENTRY + ".15"
+
+# HOST-RESOURCES-MIB (RFC 2790) and Printer-MIB (RFC 3805)
+HR_DEVICE_STATUS = "1.3.6.1.2.1.25.3.2.1.5"
+HR_PRINTER_STATUS = "1.3.6.1.2.1.25.3.5.1.1"
+HR_PRINTER_ERROR_STATE = "1.3.6.1.2.1.25.3.5.1.2"
+PRT_SUPPLIES_ENTRY = "1.3.6.1.2.1.43.11.1.1"
+PRT_SUPPLY_DESCRIPTION = PRT_SUPPLIES_ENTRY + ".6"
+PRT_SUPPLY_MAX_CAPACITY = PRT_SUPPLIES_ENTRY + ".8"
+PRT_SUPPLY_LEVEL = PRT_SUPPLIES_ENTRY + ".9"
+
+# UPS-MIB (RFC 1628)
+UPS_BATTERY_STATUS = "1.3.6.1.2.1.33.1.2.1.0"
+UPS_SECONDS_ON_BATTERY = "1.3.6.1.2.1.33.1.2.2.0"
+UPS_MINUTES_REMAINING = "1.3.6.1.2.1.33.1.2.3.0"
+UPS_CHARGE_REMAINING = "1.3.6.1.2.1.33.1.2.4.0"
+UPS_INPUT_VOLTAGE = "1.3.6.1.2.1.33.1.3.3.1.3"  # table column, one row per input line
+UPS_OUTPUT_SOURCE = "1.3.6.1.2.1.33.1.4.1.0"
+UPS_OUTPUT_PERCENT_LOAD = "1.3.6.1.2.1.33.1.4.4.1.5"  # table column, one row per output line
+UPS_ALARMS_PRESENT = "1.3.6.1.2.1.33.1.6.1.0"
+UPS_ALARM_DESCR = "1.3.6.1.2.1.33.1.6.2.1.2"  # column of OIDs naming the well-known alarms
+UPS_ALARM_BATTERY_BAD = "1.3.6.1.2.1.33.1.6.3.1"  # "one or more batteries need replacing"
+UPS_ALARM_LOW_BATTERY = "1.3.6.1.2.1.33.1.6.3.3"
+
+# APC PowerNet-MIB
+APC_BASIC_BATTERY_STATUS = "1.3.6.1.4.1.318.1.1.1.2.1.1.0"
+APC_ADV_BATTERY_CAPACITY = "1.3.6.1.4.1.318.1.1.1.2.2.1.0"
+APC_ADV_BATTERY_RUNTIME = "1.3.6.1.4.1.318.1.1.1.2.2.3.0"  # TimeTicks
+APC_ADV_BATTERY_REPLACE = "1.3.6.1.4.1.318.1.1.1.2.2.4.0"
+APC_ADV_INPUT_VOLTAGE = "1.3.6.1.4.1.318.1.1.1.3.2.1.0"
+APC_BASIC_OUTPUT_STATUS = "1.3.6.1.4.1.318.1.1.1.4.1.1.0"
+APC_ADV_OUTPUT_LOAD = "1.3.6.1.4.1.318.1.1.1.4.2.3.0"
+APC_HIGHPREC_BATTERY_CAPACITY = "1.3.6.1.4.1.318.1.1.1.2.3.1.0"  # tenths of a percent
+APC_HIGHPREC_INPUT_VOLTAGE = "1.3.6.1.4.1.318.1.1.1.3.3.1.0"  # tenths of a volt
+APC_HIGHPREC_OUTPUT_LOAD = "1.3.6.1.4.1.318.1.1.1.4.3.3.0"  # tenths of a percent
