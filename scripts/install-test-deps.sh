@@ -25,6 +25,9 @@ PACKAGES=(
   dnsmasq-base                     # a real DNS server for the dns probe tests (no service)
   util-linux                       # setpriv: drop CAP_NET_RAW to test unprivileged ICMP
   chromium                         # web page screenshots
+  systemd                          # systemd-analyze verify/security, systemctl --root (deploy/ tests)
+  docker-compose                   # validates deploy/docker/compose.yaml offline (no engine needed)
+  shellcheck                       # lints deploy/install-agent.sh
 )
 # chromium is installed with its Recommends (fonts etc.) so pages render.
 WITH_RECOMMENDS=(chromium)

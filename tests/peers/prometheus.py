@@ -93,6 +93,7 @@ class PrometheusPeer(Peer):
             text = self._config
         self.config_path.write_text(text)
         for name, content in self._files.items():
+            (self.dir / name).parent.mkdir(parents=True, exist_ok=True)  # "rules/x.yml" works too
             (self.dir / name).write_text(content)
 
     def _launch(self) -> None:
