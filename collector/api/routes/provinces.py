@@ -1,0 +1,29 @@
+"""GET /api/v1/provinces and /api/v1/provinces/{slug}: communes completed per province, "N/34" nationally."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from collector.api.problems import Problem, ProblemDetail
+from collector.api.routes.verdicts import NOT_READY, SLUG, SnapshotDep
+from collector.judge.api import ProvinceDetail, ProvincesDoc, province_detail
+
+router = APIRouter(prefix="/api/v1", tags=["verdicts"])
+
+
+@router.get("/provinces", response_model=ProvincesDoc, responses=NOT_READY)
+def list_provinces(snapshot: SnapshotDep) -> dict:
+    """Every province: communes completed per item and overall, done or not; the national table."""
+    return snapshot.rollup.to_json()
+
+
+@router.get("/provinces/{slug}", response_model=ProvinceDetail,
+            responses={404: {"model": ProblemDetail}, **NOT_READY})
+def get_province(snapshot: SnapshotDep, slug: Annotated[str, Path(pattern=SLUG)]) -> dict:
+    """One province's roll-up and its communes, each with the criteria it fails and why."""
+    detail = province_detail(snapshot, slug)
+    if detail is None:
+        raise Problem(404, "Not Found", f"no province {slug!r}")
+    return detail

@@ -1,0 +1,177 @@
+"""The verdict API's documents: pydantic schemas (for /openapi.json) and builders from a snapshot.
+
+The JSON routes, the ``report`` command and tests build their documents here,
+so every reader of the verdicts sees exactly the same shapes (the contract in
+docs/architecture.md, "Judge").
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from collector.judge.verdict import Snapshot
+
+State = Literal["completed", "not_completed", "unknown"]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Title(_Doc):
+    en: str
+    vi: str
+
+
+class CriterionResult(_Doc):
+    id: str
+    item: str
+    title: Title
+    required: bool
+    met: bool | None = Field(description="null: not enough evidence (unknown)")
+    value: float | None = Field(description="the measured statistic, in base units (ratio, seconds)")
+    threshold: float
+    op: str
+    unit: str
+    expr: str
+    window_s: float | None
+    evidence_ts: float | None = Field(description="time of the newest evidence behind the value")
+    coverage: float = Field(description="share of the window's expected rounds seen (0-1)")
+    reason: str = Field(description="e.g. 'loss 12.3% over 24h, threshold < 1%'")
+    checks: list[str]
+
+
+class Regression(_Doc):
+    at: float
+    from_: str = Field(alias="from")
+    to: str
+    cause: list[str]
+    detail: str
+
+
+class SiteVerdict(_Doc):
+    site: str
+    name: str
+    province: str
+    commune: str
+    state: State
+    since: float
+    candidate_since: float | None = Field(description="criteria holding since (completed after the stable period)")
+    evaluated_at: float
+    stable_period_s: float
+    connectivity: Literal["primary", "backup_only", "down", "unknown"]
+    outage_cause: Literal["power", "network"] | None
+    on_battery: bool | None
+    last_report_at: float | None
+    items: dict[str, State]
+    criteria: list[CriterionResult]
+    regressions: list[Regression]
+
+
+class VerdictPage(_Doc):
+    total: int
+    limit: int
+    offset: int
+    items: list[SiteVerdict]
+
+
+class ItemCount(_Doc):
+    completed: int
+    total: int
+    share: float
+    done: bool
+
+
+class ProvinceEntry(_Doc):
+    slug: str
+    name: str
+    total: int
+    completed: int
+    not_completed: int
+    unknown: int
+    per_item: dict[str, ItemCount]
+    done_items: list[str]
+
+
+class NationalItem(_Doc):
+    provinces_done: int
+    provinces_total: int
+    label: str = Field(description='"29/34"')
+
+
+class National(_Doc):
+    provinces_total: int
+    per_item: dict[str, NationalItem]
+    sites_total: int
+    sites_completed: int
+
+
+class ItemInfo(_Doc):
+    id: str
+    title: Title
+    done_share: float
+
+
+class ProvincesDoc(_Doc):
+    evaluated_at: float
+    deadline: str | None
+    items: list[ItemInfo]
+    provinces: list[ProvinceEntry]
+    national: National
+
+
+class Failing(_Doc):
+    id: str
+    item: str
+    met: bool | None
+    reason: str
+
+
+class Commune(_Doc):
+    site: str
+    name: str
+    commune: str
+    state: State
+    since: float
+    failing: list[Failing]
+
+
+class ProvinceDetail(ProvinceEntry):
+    communes: list[Commune]
+
+
+class HistoryPoint(_Doc):
+    date: str
+    completed: int
+    not_completed: int
+    unknown: int
+    total: int
+    provinces_done: dict[str, int] = Field(description="national: provinces done per item; one province: 0 or 1")
+    items_completed: dict[str, int] = Field(default_factory=dict, description="communes completed per item")
+
+
+class HistoryDoc(_Doc):
+    deadline: str | None
+    province: str | None
+    series: list[HistoryPoint]
+
+
+# -- builders -------------------------------------------------------------------------
+
+
+def verdict_page(snapshot: Snapshot, province: str | None, state: str | None, item: str | None, limit: int,
+                 offset: int) -> dict:
+    chosen = snapshot.select(province=province, state=state, item=item)
+    page = chosen[offset:offset + limit]
+    return {"total": int(len(chosen)), "limit": limit, "offset": offset,
+            "items": [snapshot.render(int(i)) for i in page]}
+
+
+def province_detail(snapshot: Snapshot, slug: str) -> dict | None:
+    rollup = snapshot.rollup.province(slug)
+    if rollup is None:
+        return None
+    communes = [snapshot.commune_row(int(i)) for i in snapshot.select(province=slug)]
+    return {**rollup.to_json(), "communes": communes}

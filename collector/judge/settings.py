@@ -1,0 +1,59 @@
+"""The ``judge:`` section of the collector config: which criteria, how often, in which time zone.
+
+The collector's config model embeds it as ``judge: JudgeSettings = JudgeSettings()``.
+The criteria file is loaded while the config is validated, so a broken
+criterion stops ``commune-collector serve`` at start with its file and line,
+not at the first pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from collector.judge.criteria import DEFAULT_CRITERIA, CriteriaConfig, load_criteria
+from common.units import Duration
+from common.yamlconf import ConfigError
+
+
+class JudgeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="run the judge in this collector (one per deployment)")
+    criteria_file: Path | None = Field(default=None, description="criteria YAML; default config/criteria.yaml")
+    interval: Duration = Field(default=30.0, description="time between judge passes")
+    timezone: str = Field(default="Asia/Ho_Chi_Minh", description="where a day starts, for the daily history")
+    checkpoint: bool = Field(default=True, description="save the evidence matrix in data_dir: restarts judge in "
+                                                        "seconds instead of re-reading a day of evidence")
+    checkpoint_interval: Duration = Field(default=600.0, description="how often the checkpoint is saved")
+
+    @field_validator("criteria_file")
+    @classmethod
+    def _loads(cls, value: Path | None) -> Path | None:
+        path = value or DEFAULT_CRITERIA
+        try:
+            load_criteria(path)
+        except ConfigError as exc:
+            raise ValueError(f"is not a valid criteria file: {exc.issues[0]}") from None
+        return value
+
+    @field_validator("interval", "checkpoint_interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not a time zone name (e.g. Asia/Ho_Chi_Minh)") from None
+        return value
+
+    def criteria(self) -> CriteriaConfig:
+        return load_criteria(self.criteria_file or DEFAULT_CRITERIA)
