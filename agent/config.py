@@ -48,7 +48,8 @@ class SiteInfo(Strict):
 
 class AgentSettings(Strict):
     listen: str = Field(default="127.0.0.1:9469", description="host:port for /metrics")
-    concurrency: int = Field(default=256, ge=1, le=10000, description="probe rounds running at once")
+    concurrency: int = Field(default=256, ge=1, le=10000,
+                             description="probe rounds running at once (icmp rounds share one socket: not counted)")
     state_dir: Path = Field(default=Path("/var/lib/commune-agent"))
     jitter: float = Field(default=0.1, ge=0, le=0.5, description="spread of each interval, as a share")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -6,9 +6,11 @@ back to their round by sequence number. 500 targets then cost 500 futures, not
 500 sockets. Receive times come from the kernel (SO_TIMESTAMPNS), so a busy
 event loop does not inflate the RTT it reports.
 
-A round of N echoes is scheduled as N timer callbacks and awaited as one
-future with one deadline: no task, sleep or timer per echo. That keeps the
-agent's CPU per echo within a small multiple of fping's (benchmarks/icmp_sweep.py).
+A round's first echo leaves as soon as the round starts. After that a round has
+two entries in one engine-wide schedule (a heap of plain tuples): its deadline
+and its next echo. A single event-loop timer serves the schedule and sends
+everything due in one pass. So a round costs one future and no task, timer or
+timeout of its own (benchmarks/icmp_sweep.py measures 500 rounds at once).
 
 Unprivileged ICMP ("ping") sockets are used where ``net.ipv4.ping_group_range``
 allows them; raw sockets otherwise (root or CAP_NET_RAW).
@@ -19,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import heapq
+import itertools
 import os
 import socket
 import struct
@@ -35,6 +39,10 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 _ICMP6_FILTER = 1  # from <netinet/icmp6.h>
 _SOL_RAW, _ICMP_FILTER = 255, 1  # from <linux/icmp.h>: a mask of the ICMP types a raw socket drops
+_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
+_TIMESPEC = struct.Struct("qq")
+_EXPIRE = -1  # in the schedule, in place of an echo index: the round's deadline
+_UNREACHABLE = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL)
 
 
 def checksum(data: bytes) -> int:
@@ -47,11 +55,32 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+@dataclass
+class _Channel:
+    """One socket and the echoes waiting on it (sequence number -> round and echo index)."""
+
+    sock: socket.socket
+    family: int
+    raw: bool
+    ident: int
+    seq: int = 0
+    pending: dict[int, tuple[_Round, int]] = field(default_factory=dict)
+
+    @property
+    def reply_type(self) -> int:
+        return ICMP_ECHO_REPLY if self.family == socket.AF_INET else ICMP6_ECHO_REPLY
+
+
 @dataclass(slots=True)
 class _Round:
     """The echoes of one ping round, completed together (one future, one deadline)."""
 
+    channel: _Channel
     target: str
+    sockaddr: tuple[str, int]  # built once: sendto() takes it as is
+    start: float  # loop time of the first echo: echo i is due at start + i * spacing
+    spacing: float
+    reply_timeout: float
     timeout_ns: int
     rtts: list[float | None]
     sent_ns: list[int]
@@ -68,23 +97,11 @@ class _Round:
         if self.outstanding <= 0 and not self.done.done():
             self.done.set_result(None)
 
-
-@dataclass(slots=True)
-class _Pending:
-    round: _Round
-    index: int
-
-
-@dataclass
-class _Channel:
-    """One socket and the echoes waiting on it."""
-
-    sock: socket.socket
-    family: int
-    raw: bool
-    ident: int
-    seq: int = 0
-    pending: dict[int, _Pending] = field(default_factory=dict)
+    def fail(self, reason: str) -> None:
+        """The round cannot go on (its ``ping`` raises ``reason``)."""
+        if not self.done.done():
+            self.error = reason
+            self.done.set_result(None)
 
 
 class IcmpEngine:
@@ -98,19 +115,32 @@ class IcmpEngine:
         self._payload = (b"commune-monitor " * (payload_size // 16 + 1))[:payload_size]
         padded = self._payload + b"\x00" * (len(self._payload) % 2)
         self._payload_sum = sum(struct.unpack(f"!{len(padded) // 2}H", padded))  # checksum, precomputed
+        self._recv_size = 128 + payload_size  # IP header (60 at most) + ICMP header + payload, with room
+        # (when, tie-breaker, round, echo index or _EXPIRE): each round's next echo or its deadline
+        self._schedule: list[tuple[float, int, _Round, int]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
 
     def close(self) -> None:
         """Close every socket and fail whatever still waits."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting = [entry[2] for entry in self._schedule]
+        self._schedule.clear()
         for ch in self._channels.values():
             try:
                 asyncio.get_running_loop().remove_reader(ch.sock.fileno())
             except RuntimeError:
                 pass
-            for p in ch.pending.values():
-                if not p.round.done.done():
-                    p.round.done.cancel()
+            waiting += [rnd for rnd, _index in ch.pending.values()]
             ch.sock.close()
         self._channels.clear()
+        for rnd in waiting:
+            if not rnd.done.done():
+                rnd.done.cancel()
+
+    # ------------------------------------------------------------ sockets
 
     def _open(self, family: int, binding: Binding) -> _Channel:
         proto = socket.IPPROTO_ICMP if family == socket.AF_INET else socket.IPPROTO_ICMPV6
@@ -172,31 +202,34 @@ class IcmpEngine:
             self._channels[key] = ch
         return ch
 
+    # ------------------------------------------------------------ replies
+
     def _on_readable(self, ch: _Channel) -> None:
+        """Drain the socket: every reply queued since the last wake-up, each with its kernel time."""
         while True:
             try:
-                data, ancdata, _flags, addr = ch.sock.recvmsg(65535, 64)
-            except (BlockingIOError, InterruptedError):
+                data, ancdata, _flags, addr = ch.sock.recvmsg(self._recv_size, 64)
+            except OSError:  # BlockingIOError: drained; anything else: nothing more to read now
                 return
-            except OSError:
-                return
-            recv_ns = _kernel_time_ns(ancdata)
-            self._match(ch, data, addr[0], recv_ns)
+            self._match(ch, data, addr[0], _kernel_time_ns(ancdata))
 
     def _match(self, ch: _Channel, data: bytes, source: str, recv_ns: int) -> None:
-        if ch.raw and ch.family == socket.AF_INET:
-            data = data[(data[0] & 0x0F) * 4:] if data else data
-        if len(data) < 8:
+        offset = (data[0] & 0x0F) * 4 if ch.raw and ch.family == socket.AF_INET and data else 0  # raw v4: IP header
+        if len(data) < offset + 8:
             return
-        icmp_type, _code, _csum, ident, seq = struct.unpack("!BBHHH", data[:8])
-        want_type = ICMP_ECHO_REPLY if ch.family == socket.AF_INET else ICMP6_ECHO_REPLY
-        if icmp_type != want_type or (ch.raw and ident != ch.ident):
+        icmp_type, _code, _csum, ident, seq = _HEADER.unpack_from(data, offset)
+        if icmp_type != ch.reply_type or (ch.raw and ident != ch.ident):
             return
         pending = ch.pending.get(seq)
-        if pending is None or _strip_scope(source) != pending.round.target:
+        if pending is None:
+            return
+        rnd, index = pending
+        if source != rnd.target and _strip_scope(source) != rnd.target:
             return
         del ch.pending[seq]
-        pending.round.resolve(pending.index, recv_ns - pending.round.sent_ns[pending.index])
+        rnd.resolve(index, recv_ns - rnd.sent_ns[index])
+
+    # ------------------------------------------------------------ requests
 
     def _next_seq(self, ch: _Channel) -> int:
         for _ in range(65536):
@@ -207,51 +240,89 @@ class IcmpEngine:
 
     def _packet(self, ch: _Channel, seq: int) -> bytes:
         if ch.family != socket.AF_INET:  # ICMPv6 checksums are filled in by the kernel
-            return struct.pack("!BBHHH", ICMP6_ECHO_REQUEST, 0, 0, ch.ident, seq) + self._payload
+            return _HEADER.pack(ICMP6_ECHO_REQUEST, 0, 0, ch.ident, seq) + self._payload
         total = self._payload_sum + (ICMP_ECHO_REQUEST << 8) + ch.ident + seq
         total = (total >> 16) + (total & 0xFFFF)
         total += total >> 16
-        return struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, ~total & 0xFFFF, ch.ident, seq) + self._payload
+        return _HEADER.pack(ICMP_ECHO_REQUEST, 0, ~total & 0xFFFF, ch.ident, seq) + self._payload
 
-    def _send(self, ch: _Channel, rnd: _Round, index: int) -> None:
-        """Send echo ``index`` of a round (called at its slot by the event loop)."""
-        if rnd.done.done():
+    def _send(self, rnd: _Round, index: int) -> None:
+        """Send echo ``index`` of a round now."""
+        ch = rnd.channel
+        try:
+            seq = self._next_seq(ch)
+        except ProbeError as exc:
+            rnd.fail(str(exc))
             return
-        seq = self._next_seq(ch)
-        ch.pending[seq] = _Pending(rnd, index)
+        packet = self._packet(ch, seq)
+        ch.pending[seq] = (rnd, index)
         rnd.seqs.append(seq)
+        # the send time is taken last: between it and sendto() nothing allocates an object that
+        # could set off a garbage collection. The reply's time is the kernel's.
         rnd.sent_ns[index] = time.time_ns()
         try:
-            ch.sock.sendto(self._packet(ch, seq), (rnd.target, 0))
+            ch.sock.sendto(packet, rnd.sockaddr)
         except OSError as exc:
-            ch.pending.pop(seq, None)
-            if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
+            del ch.pending[seq]
+            if exc.errno in _UNREACHABLE:
                 rnd.resolve(index, None)  # a lost echo, like ping's "Network is unreachable"
             else:
-                rnd.error = f"send to {rnd.target} failed: {exc.strerror}"
-                rnd.done.set_result(None)
+                rnd.fail(f"send to {rnd.target} failed: {exc.strerror}")
+
+    def _at(self, when: float, rnd: _Round, index: int) -> float:
+        """Put echo ``index`` of a round (or, with ``_EXPIRE``, its deadline) on the schedule."""
+        heapq.heappush(self._schedule, (when, next(self._order), rnd, index))
+        return when
+
+    def _arm(self, when: float) -> None:
+        """Make sure the timer fires by ``when``."""
+        if self._timer is None or when < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_at(when, self._run_due)
+
+    def _run_due(self) -> None:
+        """The one timer: send every echo that is due, expire every round past its deadline, re-arm."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now, schedule = loop.time(), self._schedule
+        try:
+            while schedule and schedule[0][0] <= now:
+                _when, _order, rnd, index = heapq.heappop(schedule)
+                if rnd.done.done():
+                    continue  # finished early, failed or cancelled: nothing more to send
+                if index == _EXPIRE:
+                    rnd.done.set_result(None)  # the echoes still outstanding are lost
+                else:
+                    self._send(rnd, index)
+                    if index + 1 < len(rnd.rtts):
+                        self._at(rnd.start + (index + 1) * rnd.spacing, rnd, index + 1)
+        finally:
+            if schedule:
+                self._timer = loop.call_at(schedule[0][0], self._run_due)
 
     async def ping(self, address: str, family: int, count: int, spacing: float, reply_timeout: float,
                    binding: Binding | None = None) -> list[float | None]:
         """``count`` echoes ``spacing`` seconds apart, each waiting up to ``reply_timeout``: the RTTs."""
         ch = self._channel(family, binding or Binding())
         loop = asyncio.get_running_loop()
-        rnd = _Round(address, int(reply_timeout * 1e9), [None] * count, [0] * count, count, loop.create_future())
-        start = loop.time()
-        handles = [loop.call_at(start + i * spacing, self._send, ch, rnd, i) for i in range(1, count)]
+        rnd = _Round(ch, address, (address, 0), loop.time(), spacing, reply_timeout, int(reply_timeout * 1e9),
+                     [None] * count, [0] * count, count, loop.create_future())
+        self._send(rnd, 0)
+        next_due = self._at(rnd.start + (count - 1) * spacing + reply_timeout, rnd, _EXPIRE)
+        if count > 1:
+            next_due = self._at(rnd.start + spacing, rnd, 1)
+        self._arm(next_due)
         try:
-            self._send(ch, rnd, 0)
-            async with asyncio.timeout_at(start + (count - 1) * spacing + reply_timeout):
-                await rnd.done
-        except TimeoutError:
-            pass  # the echoes still outstanding are lost
+            await rnd.done
         finally:
-            for handle in handles:
-                handle.cancel()
-            for seq in rnd.seqs:
-                pending = ch.pending.get(seq)
-                if pending is not None and pending.round is rnd:
-                    del ch.pending[seq]
+            if not rnd.done.done():
+                rnd.done.cancel()  # cancelled from outside (the runner's timeout): send nothing more
+            if rnd.outstanding:  # echoes lost or never sent: forget their sequence numbers
+                for seq in rnd.seqs:
+                    pending = ch.pending.get(seq)
+                    if pending is not None and pending[0] is rnd:
+                        del ch.pending[seq]
         if rnd.error:
             raise ProbeError(rnd.error)
         return rnd.rtts
@@ -269,7 +340,7 @@ class IcmpEngine:
 def _kernel_time_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
-            sec, nsec = struct.unpack("qq", payload[:16])
+            sec, nsec = _TIMESPEC.unpack_from(payload)
             return sec * 1_000_000_000 + nsec
     return time.time_ns()
 

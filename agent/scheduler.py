@@ -6,6 +6,12 @@ gets a little jitter around its slot, never drift. A round never overlaps the
 previous round of the same check: a round that overruns skips the slots it
 missed (counted). A semaphore bounds how many rounds run at once; the runner's
 timeout bounds how long a hung target can hold a slot.
+
+The bound is there for what a round holds: a socket (a file descriptor) of its
+own, for TCP, HTTP, DNS or SNMP. A kind whose rounds all share one engine socket
+(``ProbeSpec.needs_slot=False``: icmp) holds none, so it takes no slot: 500 ICMP
+targets all start together, as fping's do, rather than in waves of
+``agent.concurrency``.
 """
 
 from __future__ import annotations
@@ -48,15 +54,22 @@ class Scheduler:
         self.stats = SchedulerStats()
         self._slots = asyncio.Semaphore(concurrency)
         self._rng = rng or random.Random()
-        self._states: dict[str, dict] = {c.id: {} for c in checks}
+        self._contexts: dict[str, ProbeContext] = {}
 
     def context(self, check: Check) -> ProbeContext:
-        return ProbeContext(binding=check.binding, timeout=check.timeout, state=self._states.setdefault(check.id, {}),
-                            resources=self.resources)
+        """The check's context, made once: its ``state`` carries over from round to round."""
+        ctx = self._contexts.get(check.id)
+        if ctx is None:
+            ctx = ProbeContext(binding=check.binding, timeout=check.timeout, resources=self.resources)
+            self._contexts[check.id] = ctx
+        return ctx
 
     async def run_once(self, check: Check) -> ProbeResult:
-        """One round now, bounded by the concurrency limit."""
-        async with self._slots:
+        """One round now, bounded by the concurrency limit (if its kind needs a slot)."""
+        if check.spec.needs_slot:
+            async with self._slots:
+                result = await run_check(check, self.context(check))
+        else:
             result = await run_check(check, self.context(check))
         key = (check.id, result.ok)
         self.stats.rounds[key] = self.stats.rounds.get(key, 0) + 1
@@ -68,12 +81,7 @@ class Scheduler:
         due = loop.time() + self._rng.uniform(0, check.interval)
         while not stop.is_set():
             slot = due + self._rng.uniform(-self.jitter, self.jitter) * check.interval
-            delay = max(0.0, slot - loop.time())
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-                return
-            except TimeoutError:
-                pass
+            await asyncio.sleep(max(0.0, slot - loop.time()))  # run() cancels this task at stop
             self.stats.record_lag(max(0.0, loop.time() - slot))
             await self.run_once(check)
             due += check.interval

@@ -2,16 +2,26 @@
 """ICMP sweep: the agent against fping and blackbox_exporter, in one run, on loopback.
 
 500 targets across 127.0.0.0/8 (127.0.1.1-250, 127.0.2.1-250: all answer on
-Linux loopback), 5 echoes each, 200 ms apart, 2 s reply timeout:
+Linux loopback), 5 echoes each, 200 ms apart, 2 s reply timeout. Each figure
+covers this work:
 
-* agent: a config with 500 icmp targets run by ``Agent.probe_once`` in a child
-  process (the real code path: config, checks, scheduler, runner, probe, engine);
-  the child reports the sweep itself (after interpreter start-up and imports)
-  and the parent the whole process (os.wait4).
-* fping: ``fping -C 5 -q -p 200 -i 0 -t 2000 <targets>``: -p is the per-target
-  period (the agent's packet_interval), -t the reply timeout (echo_timeout),
-  -i 0 no gap between targets (the agent starts all targets at once). A second
-  row with ``-i 1`` (fping's floor for non-root users) is shown for context.
+* agent, probe-once process: the whole child process, as the parent sees it
+  (os.wait4): interpreter start-up, imports, config, the sweep, exit.
+* agent, config + sweep: inside the child, from loading the config (500 icmp
+  targets, default ``agent:`` settings) to having every result.
+* agent, sweep: inside the child, ``asyncio.run(Agent.probe_once())``: event
+  loop, scheduler, runner, probe and engine for every target, then shutdown.
+  A running agent pays only this: the rows above it are paid once at start.
+* agent, ICMP engine alone: the same 500 rounds as ``IcmpEngine.ping`` calls,
+  without scheduler, runner or results (a separate child): what the engine
+  itself costs next to fping, and so what the rest of the round costs.
+* fping: ``fping -C 5 -q -p 200 -i 0 -t 2000 <targets>``, the whole process:
+  -p is the per-target period (the agent's packet_interval), -t the reply
+  timeout (echo_timeout), -i 0 no gap between targets (the agent starts every
+  target at once). fping's own start-up is measured on its own
+  (``fping -C 1 -q 127.0.0.1``) so that "fping sweep" = fping - start-up is
+  the same work as "agent, sweep". A row with ``-i 1`` (fping's floor for
+  non-root users) is shown for context.
 * blackbox_exporter (Debian's prometheus-blackbox-exporter, icmp module):
   one echo per /probe request, so 5 rounds of 500 concurrent /probe requests
   200 ms apart; its CPU is read from /proc/PID/stat around the sweep, its peak
@@ -20,8 +30,10 @@ Linux loopback), 5 echoes each, 200 ms apart, 2 s reply timeout:
 Peak RSS of a child is its VmHWM sampled every 2 ms until it exits: wait4's
 ru_maxrss would also count the forked copy of this Python process before exec.
 Wall time, CPU seconds (user+sys) and peak RSS per tool, the median of
---repeat runs, then the ratios agent/fping and agent/blackbox and the goals
-(wall no worse than fping, CPU within 3x of fping, RSS under 60 MB).
+--repeat runs (agent and fping alternate which goes first), then the ratios
+and the goals: wall no worse than fping's (agent sweep against fping sweep),
+CPU within 3x of fping's, RSS of the whole agent process under 60 MB. The load
+average before and after is printed: on a shared machine it moves the figures.
 
     .venv/bin/python benchmarks/icmp_sweep.py [--repeat 5] [--markdown]
 
@@ -113,8 +125,9 @@ def reap(proc: subprocess.Popen, rss: PeakRss) -> tuple[float, float]:
 
 
 def write_agent_config(directory: Path, hosts: list[str], count: int, period_ms: int, timeout_ms: int) -> Path:
+    """500 icmp targets and otherwise defaults (agent.concurrency included: icmp rounds take no slot)."""
     lines = ["site: {id: bench, province: bench, commune: Bench}",
-             f"agent: {{concurrency: {len(hosts) + 10}, state_dir: {directory / 'state'}}}",
+             f"agent: {{state_dir: {directory / 'state'}}}",
              "host: {enabled: false}",
              "links:", "  - name: lo", "    targets:"]
     round_s = (count - 1) * period_ms / 1000 + timeout_ms / 1000
@@ -126,46 +139,82 @@ def write_agent_config(directory: Path, hosts: list[str], count: int, period_ms:
     return path
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def agent_child(config: str) -> None:
     """In the child: load, sweep once, report the sweep's own wall/CPU and the answers as JSON."""
-    started = resource.getrusage(resource.RUSAGE_SELF)
     from agent.app import Agent
     from agent.config import load_agent_config
 
+    loading_cpu, loading = _cpu_s(), time.perf_counter()
     agent = Agent(load_agent_config(config))
-    before, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    sweep_cpu, sweep = _cpu_s(), time.perf_counter()
     results = asyncio.run(agent.probe_once())
-    after, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    done_cpu, done = _cpu_s(), time.perf_counter()
     answered = sum(int(r.value("icmp_packets_received") or 0) for _, r in results)
-    print(json.dumps({"sweep_wall_s": t1 - t0,
-                      "sweep_cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
-                      "startup_cpu_s": before.ru_utime + before.ru_stime - started.ru_utime - started.ru_stime,
+    print(json.dumps({"sweep_wall_s": done - sweep, "sweep_cpu_s": done_cpu - sweep_cpu,
+                      "config_sweep_wall_s": done - loading, "config_sweep_cpu_s": done_cpu - loading_cpu,
                       "answered": answered, "socket": results[0][1].info.get("socket", "?")}))
 
 
-def run_agent(config: Path, expected: int) -> tuple[Run, Run]:
-    """The whole probe-once process (start-up included) and the sweep inside it."""
+def engine_child(hosts: list[str], count: int, period_ms: int, timeout_ms: int) -> None:
+    """In a child: the same rounds straight through IcmpEngine.ping (no scheduler, runner or results)."""
+    from agent.icmp_engine import IcmpEngine
+
+    async def sweep() -> int:
+        engine = IcmpEngine()
+        try:
+            rounds = await asyncio.gather(*(engine.ping(h, socket.AF_INET, count, period_ms / 1000, timeout_ms / 1000)
+                                            for h in hosts))
+        finally:
+            engine.close()
+        return sum(rtt is not None for rtts in rounds for rtt in rtts)
+
+    cpu, wall = _cpu_s(), time.perf_counter()
+    answered = asyncio.run(sweep())
+    print(json.dumps({"wall_s": time.perf_counter() - wall, "cpu_s": _cpu_s() - cpu, "answered": answered}))
+
+
+def _child(argv: list[str]) -> tuple[dict, float, float, float]:
+    """Run this script as a child; its JSON, and its wall, CPU and peak RSS as the parent sees them."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--agent-child", str(config)], stdout=subprocess.PIPE, env=env)
+    proc = subprocess.Popen([sys.executable, __file__, *argv], stdout=subprocess.PIPE, env=env)
     rss_sampler = PeakRss(proc.pid)
     assert proc.stdout is not None
     out = proc.stdout.read()
     cpu, rss = reap(proc, rss_sampler)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"agent child failed with {proc.returncode}")
-    child = json.loads(out)
+        raise SystemExit(f"child {argv[0]} failed with {proc.returncode}")
+    return json.loads(out), wall, cpu, rss
+
+
+def run_agent(config: Path, expected: int) -> tuple[Run, Run, Run]:
+    """The whole probe-once process (start-up included), config + sweep inside it, and the sweep alone."""
+    child, wall, cpu, rss = _child(["--agent-child", str(config)])
     process = Run("agent, probe-once process", wall, cpu, rss, child["answered"], expected)
+    config_sweep = Run("agent, config + sweep", child["config_sweep_wall_s"], child["config_sweep_cpu_s"], rss,
+                       child["answered"], expected)
     sweep = Run(f"agent, sweep ({child['socket']} socket)", child["sweep_wall_s"], child["sweep_cpu_s"], rss,
                 child["answered"], expected)
-    return process, sweep
+    return process, config_sweep, sweep
+
+
+def run_engine(args: argparse.Namespace, expected: int) -> Run:
+    child, _wall, _cpu, rss = _child(["--engine-child", str(args.targets), str(args.count), str(args.period_ms),
+                                      str(args.timeout_ms)])
+    return Run("agent, ICMP engine alone", child["wall_s"], child["cpu_s"], rss, child["answered"], expected)
 
 
 # ---------------------------------------------------------------- fping
 
 
-def run_fping(hosts: list[str], count: int, period_ms: int, timeout_ms: int, gap_ms: float) -> Run:
+def run_fping(hosts: list[str], count: int, period_ms: int, timeout_ms: int, gap_ms: float,
+              tool: str | None = None) -> Run:
     fping = shutil.which("fping") or "/usr/bin/fping"
     argv = [fping, "-C", str(count), "-q", "-p", str(period_ms), "-i", f"{gap_ms:g}", "-t", str(timeout_ms), *hosts]
     t0 = time.perf_counter()
@@ -177,7 +226,12 @@ def run_fping(hosts: list[str], count: int, period_ms: int, timeout_ms: int, gap
     wall = time.perf_counter() - t0
     answered = sum(1 for line in err.splitlines() if " : " in line for tok in line.split(" : ", 1)[1].split()
                    if tok != "-")
-    return Run(f"fping -i {gap_ms:g}", wall, cpu, rss, answered, count * len(hosts))
+    return Run(tool or f"fping -i {gap_ms:g}", wall, cpu, rss, answered, count * len(hosts))
+
+
+def run_fping_startup(timeout_ms: int) -> Run:
+    """fping's start-up and exit: one echo to one target, the part of an fping run that is not sweep."""
+    return run_fping(["127.0.0.1"], 1, 1000, timeout_ms, 0, tool="fping start-up (1 target, 1 echo)")
 
 
 # ---------------------------------------------------------------- blackbox_exporter
@@ -280,22 +334,38 @@ def report(rows: list[Run], markdown: bool) -> list[str]:
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *body]]
 
 
-def ratios(sweep: Run, process: Run, fping: Run, blackbox: Run | None) -> list[str]:
-    def ratio(a: float, b: float) -> str:
-        return f"{a / b:.2f}x" if b > 0 else "n/a (reference below clock resolution)"
+def ratios(rows: dict[str, Run], markdown: bool) -> list[str]:
+    """agent against fping (like for like, and whole processes) and blackbox_exporter; then the goals."""
+    sweep, process, fping, startup = rows["sweep"], rows["process"], rows["fping0"], rows["fping_startup"]
+    fping_sweep = Run("fping sweep", fping.wall_s - startup.wall_s, max(fping.cpu_s - startup.cpu_s, 0.0),
+                      fping.rss_mb, fping.answered, fping.expected)
 
-    lines = [f"agent sweep / fping -i 0:       wall {ratio(sweep.wall_s, fping.wall_s)}, "
-             f"CPU {ratio(sweep.cpu_s, fping.cpu_s)}, RSS {ratio(sweep.rss_mb, fping.rss_mb)}",
-             f"agent process / fping -i 0:     wall {ratio(process.wall_s, fping.wall_s)}, "
-             f"CPU {ratio(process.cpu_s, fping.cpu_s)}"]
-    if blackbox:
-        lines.append(f"agent sweep / blackbox_exporter: wall {ratio(sweep.wall_s, blackbox.wall_s)}, "
-                     f"CPU {ratio(sweep.cpu_s, blackbox.cpu_s)}, RSS {ratio(sweep.rss_mb, blackbox.rss_mb)}")
-    goals = [("wall time no worse than fping's", sweep.wall_s <= fping.wall_s),
-             ("CPU within 3x of fping's", sweep.cpu_s <= 3 * max(fping.cpu_s, 0.01)),
-             ("RSS under 60 MB", process.rss_mb < 60)]
-    lines += [f"goal: {name}: {'met' if ok else 'MISSED'}" for name, ok in goals]
-    return lines
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}x" if b > 0 else "n/a"
+
+    pairs = [("agent sweep / fping sweep (fping -i 0 - start-up)", sweep, fping_sweep, True),
+             ("agent sweep / fping -i 0 (whole process)", sweep, fping, True),
+             ("agent probe-once process / fping -i 0 (whole processes)", process, fping, False)]
+    if "blackbox" in rows:
+        pairs.append(("agent sweep / blackbox_exporter", sweep, rows["blackbox"], True))
+    body = [(name, ratio(a.wall_s, b.wall_s), ratio(a.cpu_s, b.cpu_s), ratio(a.rss_mb, b.rss_mb) if rss else "")
+            for name, a, b, rss in pairs]
+    head = ("ratio", "wall", "CPU", "RSS")
+    if markdown:
+        lines = [f"| {' | '.join(head)} |", f"|{' --- |' * len(head)}", *(f"| {' | '.join(r)} |" for r in body)]
+    else:
+        widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *body]]
+    goals = [(f"wall time no worse than fping's: agent sweep {sweep.wall_s:.3f} s, fping sweep "
+              f"{fping_sweep.wall_s:.3f} s", sweep.wall_s <= fping_sweep.wall_s),
+             (f"CPU within 3x of fping's: {ratio(sweep.cpu_s, fping_sweep.cpu_s)}",
+              sweep.cpu_s <= 3 * fping_sweep.cpu_s),
+             (f"RSS under 60 MB: agent process {process.rss_mb:.1f} MB", process.rss_mb < 60)]
+    return lines + [f"goal: {name}: {'met' if ok else 'MISSED'}" for name, ok in goals]
+
+
+def load_average() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,42 +376,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-ms", type=int, default=2000, help="reply timeout (default 2000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool; the median is reported (default 3)")
     parser.add_argument("--no-blackbox", action="store_true", help="skip blackbox_exporter")
-    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument("--agent-child", metavar="CONFIG", help=argparse.SUPPRESS)
+    parser.add_argument("--engine-child", nargs=4, type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.agent_child:
         agent_child(args.agent_child)
+        return 0
+    if args.engine_child:
+        targets_n, count, period_ms, timeout_ms = args.engine_child
+        engine_child(targets(targets_n), count, period_ms, timeout_ms)
         return 0
     if not 1 <= args.targets <= 250 * 254 or not 1 <= args.repeat <= 20:
         parser.error("--targets must be 1..63500 and --repeat 1..20")
     hosts = targets(args.targets)
     expected = args.targets * args.count
     workdir = Path(tempfile.mkdtemp(prefix="icmp-sweep-"))
+    load_before = load_average()
     blackbox = None if args.no_blackbox else Blackbox(workdir)
     runs: dict[str, list[Run]] = {}
+
+    def record(key: str, run: Run) -> None:
+        runs.setdefault(key, []).append(run)
+
+    def agent() -> None:
+        for key, run in zip(("process", "config_sweep", "sweep"), run_agent(config, expected), strict=True):
+            record(key, run)
+
+    def fping() -> None:
+        record("fping0", run_fping(hosts, args.count, args.period_ms, args.timeout_ms, 0))
+
     try:
         config = write_agent_config(workdir, hosts, args.count, args.period_ms, args.timeout_ms)
         for i in range(1, args.repeat + 1):
-            log(f"run {i}/{args.repeat}: agent ...")
-            process, sweep = run_agent(config, expected)
-            runs.setdefault("process", []).append(process)
-            runs.setdefault("sweep", []).append(sweep)
-            for gap in (0, 1):
-                log(f"run {i}/{args.repeat}: fping -i {gap} ...")
-                runs.setdefault(f"fping{gap}", []).append(
-                    run_fping(hosts, args.count, args.period_ms, args.timeout_ms, gap))
+            log(f"run {i}/{args.repeat}: agent and fping -i 0 ...")
+            for step in ((agent, fping) if i % 2 else (fping, agent)):  # neither always goes first
+                step()
+            log(f"run {i}/{args.repeat}: agent ICMP engine alone, fping start-up, fping -i 1 ...")
+            record("engine", run_engine(args, expected))
+            record("fping_startup", run_fping_startup(args.timeout_ms))
+            record("fping1", run_fping(hosts, args.count, args.period_ms, args.timeout_ms, 1))
             if blackbox:
                 log(f"run {i}/{args.repeat}: blackbox_exporter ...")
-                runs.setdefault("blackbox", []).append(run_blackbox(blackbox, hosts, args.count, args.period_ms))
+                record("blackbox", run_blackbox(blackbox, hosts, args.count, args.period_ms))
     finally:
         if blackbox:
             blackbox.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    rows = {key: median_run(value) for key, value in runs.items()}
+    order = ["process", "config_sweep", "sweep", "engine", "fping0", "fping_startup", "fping1", "blackbox"]
+    rows = {key: median_run(runs[key]) for key in order if key in runs}
     print(f"{args.targets} targets x {args.count} echoes, {args.period_ms} ms apart, {args.timeout_ms} ms reply "
-          f"timeout; median of {args.repeat} runs (RSS: the largest)")
+          f"timeout; median of {args.repeat} runs (RSS: the largest); load average (1/5/15 min) "
+          f"{load_before} before, {load_average()} after")
     print("\n".join(report(list(rows.values()), args.markdown)))
-    print("\n".join(ratios(rows["sweep"], rows["process"], rows["fping0"], rows.get("blackbox"))))
+    print()
+    print("\n".join(ratios(rows, args.markdown)))
     return 0
 
 

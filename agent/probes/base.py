@@ -131,3 +131,4 @@ class ProbeSpec(Generic[C]):
     metrics: tuple[MetricDoc, ...] = ()
     summary: str = ""
     section: str = "link"  # where its config goes: link targets, devices, power or host
+    needs_slot: bool = True  # False: rounds share one engine socket (icmp), so the scheduler's bound skips them

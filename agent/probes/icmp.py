@@ -9,13 +9,14 @@ targets share one socket per address family.
 from __future__ import annotations
 
 import math
+import socket
 from typing import Literal
 
 from pydantic import Field
 
 # a module reference, not a name: agent.icmp_engine imports agent.probes, which loads this module
 from agent import icmp_engine
-from agent.probes.base import MetricDoc, ProbeContext, ProbeResult, ProbeSpec, TargetConfig, sample
+from agent.probes.base import MetricDoc, ProbeContext, ProbeResult, ProbeSpec, Sample, TargetConfig
 from agent.probes.resolve import resolve
 from common.units import Duration, Host
 
@@ -35,35 +36,51 @@ class IcmpConfig(TargetConfig):
 def rtt_stats(rtts: list[float | None]) -> dict[str, float]:
     """Loss, min/avg/max/stddev (population, like ping's mdev) and jitter of one round."""
     got = [r for r in rtts if r is not None]
-    out = {"sent": float(len(rtts)), "received": float(len(got)),
-           "loss": 1.0 - len(got) / len(rtts) if rtts else 1.0}
+    n = len(got)
+    out = {"sent": float(len(rtts)), "received": float(n), "loss": 1.0 - n / len(rtts) if rtts else 1.0}
     if got:
-        avg = math.fsum(got) / len(got)
+        avg = math.fsum(got) / n
+        out["min"], out["avg"], out["max"] = min(got), avg, max(got)
         # float arithmetic, not statistics.pstdev: its exact Fractions cost more than the echoes
-        stddev = math.sqrt(math.fsum((r - avg) ** 2 for r in got) / len(got))
-        out |= {"min": min(got), "max": max(got), "avg": avg, "stddev": stddev}
-    if len(got) >= 2:
-        out["jitter"] = math.fsum(abs(b - a) for a, b in zip(got, got[1:], strict=False)) / (len(got) - 1)
+        out["stddev"] = math.sqrt(math.fsum([(r - avg) ** 2 for r in got]) / n)
+    if n >= 2:
+        out["jitter"] = math.fsum([abs(b - a) for a, b in zip(got, got[1:], strict=False)]) / (n - 1)
     return out
+
+
+_FAMILIES = {"auto": (socket.AF_INET, socket.AF_INET6), "ip4": (socket.AF_INET,), "ip6": (socket.AF_INET6,)}
+# rtt_stats key -> the sample it becomes (labels prebuilt: 500 rounds finishing together feel every object)
+_SAMPLES = (("sent", "icmp_packets_sent", ()), ("received", "icmp_packets_received", ()),
+            ("loss", "icmp_loss_ratio", ()),
+            *((stat, "icmp_rtt_seconds", (("stat", stat),)) for stat in ("min", "avg", "max", "stddev")),
+            ("jitter", "icmp_jitter_seconds", ()))
+
+
+def ip_literal(host: str, ip_protocol: str) -> tuple[str, int] | None:
+    """``host`` and its family when it is an IP address of an allowed family, else None (resolve it).
+
+    Config parsing already turned IP addresses into canonical text (``common.units.Host``),
+    so a C-level check is enough here; ``resolve`` parses in Python, which 500 targets feel.
+    """
+    for family in _FAMILIES[ip_protocol]:
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return host, family
+    return None
 
 
 async def run(cfg: IcmpConfig, ctx: ProbeContext) -> ProbeResult:
     engine: icmp_engine.IcmpEngine = ctx.resource("icmp", icmp_engine.IcmpEngine)
-    literal = ctx.state.get("literal")  # an IP address as host: parsed once, not every round
-    address, family = literal or await resolve(cfg.host, cfg.ip_protocol)
-    if literal is None and address == cfg.host:
-        ctx.state["literal"] = (address, family)
+    address, family = ip_literal(cfg.host, cfg.ip_protocol) or await resolve(cfg.host, cfg.ip_protocol)
     rtts = await engine.ping(address, family, cfg.count, cfg.packet_interval, cfg.echo_timeout, ctx.binding)
     stats = rtt_stats(rtts)
-    samples = [sample("icmp_packets_sent", stats["sent"]), sample("icmp_packets_received", stats["received"]),
-               sample("icmp_loss_ratio", stats["loss"])]
-    samples += [sample("icmp_rtt_seconds", stats[k], stat=k) for k in ("min", "avg", "max", "stddev") if k in stats]
-    if "jitter" in stats:
-        samples.append(sample("icmp_jitter_seconds", stats["jitter"]))
+    samples = tuple([Sample(name, stats[key], labels) for key, name, labels in _SAMPLES if key in stats])
     ok = stats["received"] > 0
     reason = "" if ok else f"no reply to {len(rtts)} echo requests to {address}"
     info = {"address": address, "socket": engine.socket_kind(family, ctx.binding)}
-    return ProbeResult(ok=ok, samples=tuple(samples), reason=reason, info=info)
+    return ProbeResult(ok=ok, samples=samples, reason=reason, info=info)
 
 
 SPEC = ProbeSpec(
@@ -71,6 +88,7 @@ SPEC = ProbeSpec(
     config=IcmpConfig,
     run=run,
     summary="ICMP echo round: RTT, jitter, loss",
+    needs_slot=False,  # a round is a future and a few packets on the engine's shared socket
     metrics=(
         MetricDoc("icmp_rtt_seconds", "Round-trip time of the last round's replies.", ("stat",)),
         MetricDoc("icmp_jitter_seconds", "Mean absolute difference of consecutive RTTs in the last round."),

@@ -1,0 +1,527 @@
+#!/usr/bin/env python3
+"""Ingest throughput of the collector on SQLite, with Prometheus as the anchor.
+
+A fleet of simulated agents on loopback (several sender processes, async
+httpx, keep-alive) pushes realistic reports (50 results each, gzip, one every
+``--interval`` seconds per site at a random phase) to a real
+``commune-collector serve`` process on SQLite. Printed: offered and sustained
+reports/s and samples/s (one sample = one check result), p50/p99 request
+latency, the collector's CPU and RSS, and disk per site-day.
+
+In the same run, Prometheus (Debian) takes the same reports through its
+remote-write receiver (each report as a WriteRequest of its values, snappy)
+from the same fleet: its CPU per report is the anchor the collector is
+measured against.
+
+Usage: python benchmarks/ingest.py [--sites 10000] [--interval 30] [--seconds 60]
+Goal (docs/benchmarks.md, "Ingest"): 10,000 sites at 30 s (~16,700 samples/s)
+with p99 under 250 ms on 2 cores with SQLite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+
+from collector.auth import new_token  # noqa: E402
+from collector.generate import generate_sites  # noqa: E402
+from collector.remote_write import encode_write_request, series_of, snappy_block  # noqa: E402
+from collector.store.sqlite import SQLiteStore  # noqa: E402
+from common.wire import CheckResult, Report, encode_report, value_key  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+RW_HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
+              "X-Prometheus-Remote-Write-Version": "0.1.0"}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- what one site reports ------------------------------------------------------------------
+
+def _check_templates(n: int) -> list[tuple[str, str, dict[str, str], list[str]]]:
+    """``n`` distinct checks shaped like a commune site: links, devices, UPS, host, DNS."""
+    kinds = [
+        ("icmp", lambda i: f"link/l{i % 5}/icmp/t{i}", lambda i: {"link": f"l{i % 5}", "role": "primary",
+                                                                   "target": f"t{i}"},
+         [value_key("icmp_rtt_seconds", {"stat": s}) for s in ("avg", "min", "max")] +
+         ["icmp_loss_ratio", "icmp_jitter_seconds"]),
+        ("tcp", lambda i: f"link/l{i % 5}/tcp/t{i}", lambda i: {"link": f"l{i % 5}", "role": "primary",
+                                                                 "target": f"t{i}"}, ["tcp_connect_seconds"]),
+        ("http", lambda i: f"link/l{i % 5}/http/t{i}", lambda i: {"link": f"l{i % 5}", "role": "primary",
+                                                                   "target": f"t{i}"},
+         ["http_status_code", "http_duration_seconds", "http_tls_cert_expiry_seconds"]),
+        ("snmp_system", lambda i: f"device/d{i}/snmp", lambda i: {"device": f"d{i}", "kind": "switch"},
+         ["snmp_uptime_seconds", "snmp_response_seconds", value_key("snmp_if_oper_up", {"ifname": "ge-0/0/1"}),
+          value_key("snmp_if_oper_up", {"ifname": "ge-0/0/2"})]),
+        ("ups_snmp", lambda i: f"power/ups{i}/snmp", lambda i: {"device": f"ups{i}"},
+         ["ups_on_battery", "ups_battery_charge_ratio", "ups_battery_runtime_seconds", "ups_input_voltage_volts",
+          "ups_load_ratio", "ups_output_voltage_volts"]),
+        ("host", lambda i: f"host{i}", lambda i: {"target": "host"},
+         ["host_cpu_usage_ratio", "host_memory_used_ratio", "host_disk_used_ratio", "host_uptime_seconds",
+          "host_load1", "host_clock_offset_seconds"]),
+    ]
+    weights = [0.36, 0.16, 0.12, 0.22, 0.06, 0.08]
+    out = []
+    for i in range(n):
+        probe, check, labels, values = kinds[_pick(i, weights)]
+        out.append((check(i), probe, labels(i), values))
+    return out
+
+
+def _pick(i: int, weights: list[float]) -> int:
+    x = ((i * 0.6180339887) % 1.0)
+    for k, w in enumerate(weights):
+        if x < w:
+            return k
+        x -= w
+    return len(weights) - 1
+
+
+def build_report(site: str, seq: int, now: float, templates: list, rng: random.Random) -> Report:
+    """One round of every check: values near a per-check level with 10% noise, like real links and devices.
+
+    Round times increase from one report to the next (Prometheus refuses samples out of order).
+    """
+    results = []
+    for n, (check, probe, labels, values) in enumerate(templates):
+        ok = rng.random() > 0.02
+        level = 0.005 + (hash((site, n)) % 1000) / 10_000  # 5-105 ms, fixed per site and check
+        results.append(CheckResult(check=check, probe=probe, ts=now - 1.0 + n / 100, ok=ok,
+                                   duration_s=level * rng.uniform(0.9, 1.1), reason="" if ok else "timeout",
+                                   labels=labels,
+                                   values={k: level * (1 + i) * rng.uniform(0.9, 1.1) for i, k in enumerate(values)}
+                                   if ok else {}))
+    return Report(site=site, instance="bench", seq=seq, sent_at=now, agent_version="bench", results=results)
+
+
+# -- the fleet -----------------------------------------------------------------------------------
+
+@dataclass
+class SenderResult:
+    latencies: list[float] = field(default_factory=list)
+    sent: int = 0
+    ok_reports: int = 0
+    ok_results: int = 0
+    ok_values: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    late: int = 0  # requests that started more than 1 s after their time (every connection busy)
+
+
+@dataclass
+class Planned:
+    due: float
+    body: bytes
+    head: bytes
+    results: int
+    values: int
+
+
+def _plan(target: str, path: str, port: int, sites: list[tuple[str, str]], args: dict,
+          start_at: float) -> list[Planned]:
+    """Every request of this sender, built before the clock starts so the fleet costs little CPU.
+
+    Each report carries the time it is due as ``sent_at`` and rounds just before it, exactly
+    what it would carry if built at that moment.
+    """
+    rng = random.Random(hash(sites[0][0]) & 0xFFFF)
+    templates = _check_templates(args["results"])
+    planned: list[Planned] = []
+    for site, token in sites:
+        phase = rng.uniform(0, args["interval"])
+        seq = 1
+        while (due := start_at + phase + (seq - 1) * args["interval"]) < start_at + args["seconds"]:
+            report = build_report(site, seq, due, templates, rng)
+            if target == "collector":
+                body = gzip.compress(encode_report(report), compresslevel=6)
+                headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                           "Content-Encoding": "gzip"}
+            else:
+                series: dict = {}
+                for labels, ts, value in series_of(site, report.results, 0.0):
+                    series.setdefault(labels, []).append((ts, value))
+                body = snappy_block(encode_write_request(series))
+                headers = RW_HEADERS
+            head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
+                    + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+            planned.append(Planned(due, body, head, len(report.results),
+                                   sum(2 + len(r.values) for r in report.results)))
+            seq += 1
+    planned.sort(key=lambda p: p.due)
+    return planned
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, item: Planned) -> tuple[int, bool]:
+    """One HTTP/1.1 request on a kept-alive connection: (status, server wants to close)."""
+    writer.write(item.head + item.body)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    fields = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+    await reader.readexactly(int(fields.get("content-length", "0")))
+    return status, fields.get("connection", "").lower() == "close"
+
+
+async def _fleet(target: str, url: str, sites: list[tuple[str, str]], args: dict, planned: list[Planned]
+                 ) -> SenderResult:
+    """A minimal HTTP/1.1 client over a pool of kept-alive connections (httpx costs more CPU
+    per request than the collector does, so with it the load generator, not the collector, was measured)."""
+    parsed = httpx.URL(url)
+    out = SenderResult()
+    queue: asyncio.Queue[Planned | None] = asyncio.Queue()
+
+    async def connection() -> None:
+        reader = writer = None
+        while (item := await queue.get()) is not None:
+            if time.time() - item.due > 1.0:
+                out.late += 1
+            started = time.perf_counter()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
+                status, close = await _exchange(reader, writer, item)
+                code = str(status)
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                code, close = type(exc).__name__, True
+            out.latencies.append(time.perf_counter() - started)
+            out.sent += 1
+            out.statuses[code] = out.statuses.get(code, 0) + 1
+            if code in ("200", "204"):
+                out.ok_reports += 1
+                out.ok_results += item.results
+                out.ok_values += item.values
+            if close and writer is not None:
+                writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(args["connections"])]
+    for item in planned:
+        delay = item.due - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait(item)
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.wait(workers, timeout=120)
+    return out
+
+
+def _sender_main(target: str, url: str, sites: list[tuple[str, str]], args: dict, planned_start: float,
+                 queue: mp.Queue, ready: mp.Queue, start: mp.Queue) -> None:
+    """Plan every request, say so, wait for the common start, then send on time."""
+    parsed = httpx.URL(url)
+    planned = _plan(target, parsed.raw_path.decode(), parsed.port or 80, sites, args, planned_start)
+    ready.put(len(planned))
+    shift = start.get() - planned_start  # the bodies keep their planned times; a late start only shifts sending
+    for item in planned:
+        item.due += shift
+    queue.put(asdict(asyncio.run(_fleet(target, url, sites, args, planned))))
+
+
+# -- measuring a target process ----------------------------------------------------------------
+
+@dataclass
+class ProcessUsage:
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    rss_max_bytes: int = 0
+    senders_cpu_seconds: float = 0.0
+    machine_busy_seconds: float = 0.0  # every process on the machine, ours included
+
+    @property
+    def others_cores(self) -> float:
+        """CPU used by processes that are neither the target nor the fleet (other people's work)."""
+        rest = self.machine_busy_seconds - self.cpu_seconds - self.senders_cpu_seconds
+        return max(0.0, rest / self.wall_seconds) if self.wall_seconds else 0.0
+
+    @property
+    def cores(self) -> float:
+        return self.cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+
+def _machine_busy() -> float:
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+
+
+def _cpu(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    total = t.user + t.system
+    for child in proc.children(recursive=True):
+        try:
+            c = child.cpu_times()
+            total += c.user + c.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_fleet(target: str, url: str, pid: int, sites: list[tuple[str, str]], args: argparse.Namespace,
+              ) -> tuple[SenderResult, ProcessUsage]:
+    proc = psutil.Process(pid)
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue = ctx.Queue()
+    ready: mp.Queue = ctx.Queue()
+    starts: list[mp.Queue] = [ctx.Queue() for _ in range(args.senders)]
+    planned_start = time.time() + 30.0
+    settings = {"seconds": args.seconds, "interval": args.interval, "results": args.results,
+                "connections": args.connections}
+    workers = [ctx.Process(target=_sender_main, args=(target, url, sites[i::args.senders], settings, planned_start,
+                                                      queue, ready, starts[i]))
+               for i in range(args.senders)]
+    for w in workers:
+        w.start()
+    planned = sum(ready.get(timeout=1800) for _ in workers)
+    start_at = time.time() + 1.0
+    log(f"  {target}: {planned} requests planned; sending for {args.seconds:.0f}s")
+    for q in starts:
+        q.put(start_at)
+    while time.time() < start_at:
+        time.sleep(0.05)
+    usage = ProcessUsage()
+    senders = [psutil.Process(w.pid) for w in workers]
+    cpu0, t0, busy0 = _cpu(proc), time.monotonic(), _machine_busy()
+    senders0 = sum(_cpu(p) for p in senders)
+    shown = time.monotonic()
+    while time.monotonic() - t0 < args.seconds:
+        usage.rss_max_bytes = max(usage.rss_max_bytes, proc.memory_info().rss)
+        time.sleep(0.5)
+        if time.monotonic() - shown >= 10:
+            log(f"  {target}: {time.monotonic() - t0:.0f}/{args.seconds}s, CPU "
+                f"{(_cpu(proc) - cpu0) / (time.monotonic() - t0):.2f} cores, RSS {usage.rss_max_bytes / 2**20:.0f} MiB")
+            shown = time.monotonic()
+    usage.cpu_seconds, usage.wall_seconds = _cpu(proc) - cpu0, time.monotonic() - t0
+    usage.senders_cpu_seconds = sum(_cpu(p) for p in senders) - senders0
+    usage.machine_busy_seconds = _machine_busy() - busy0
+    merged = SenderResult()
+    for _ in workers:
+        part = SenderResult(**queue.get(timeout=300))
+        merged.latencies += part.latencies
+        for name in ("sent", "ok_reports", "ok_results", "ok_values", "late"):
+            setattr(merged, name, getattr(merged, name) + getattr(part, name))
+        for status, n in part.statuses.items():
+            merged.statuses[status] = merged.statuses.get(status, 0) + n
+    for w in workers:
+        w.join(60)
+    return merged, usage
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summarise(name: str, result: SenderResult, usage: ProcessUsage, args: argparse.Namespace) -> dict:
+    window = args.seconds
+    return {
+        "target": name, "offered_reports_per_s": args.sites / args.interval,
+        "offered_samples_per_s": args.sites / args.interval * args.results,
+        "reports_per_s": result.ok_reports / window, "samples_per_s": result.ok_results / window,
+        "values_per_s": result.ok_values / window, "p50_ms": _quantile(result.latencies, 0.5) * 1000,
+        "p99_ms": _quantile(result.latencies, 0.99) * 1000, "max_ms": max(result.latencies, default=0) * 1000,
+        "cpu_cores": usage.cores, "rss_max_mib": usage.rss_max_bytes / 2**20, "statuses": result.statuses,
+        "late_starts": result.late, "cpu_ms_per_report": usage.cpu_seconds * 1000 / max(1, result.ok_reports),
+        "fleet_cores": usage.senders_cpu_seconds / usage.wall_seconds, "others_cores": usage.others_cores,
+    }
+
+
+def print_row(row: dict) -> None:
+    print(f"{row['target']:<11} offered {row['offered_reports_per_s']:6.0f} rep/s  sustained {row['reports_per_s']:6.0f} "
+          f"rep/s = {row['samples_per_s']:7.0f} samples/s ({row['values_per_s']:7.0f} values/s)  "
+          f"p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  CPU {row['cpu_cores']:.2f} cores "
+          f"({row['cpu_ms_per_report']:.2f} ms/report)  RSS {row['rss_max_mib']:.0f} MiB  statuses {row['statuses']}"
+          f"  late {row['late_starts']}")
+    print(f"{'':<11} fleet {row['fleet_cores']:.2f} cores; other processes on the machine {row['others_cores']:.2f} cores"
+          + ("  (the machine was busy: figures are pessimistic)" if row["others_cores"] > 0.2 else ""))
+
+
+# -- the collector under test -------------------------------------------------------------------
+
+def prepare_collector(work: Path, args: argparse.Namespace) -> tuple[Path, list[tuple[str, str]]]:
+    data = work / "collector-data"
+    store = SQLiteStore(data / "collector.db", synchronous=args.sqlite_sync)
+    store.migrate()
+    sites = generate_sites(args.sites, seed=1)
+    store.upsert_sites(sites)
+    tokens: list[tuple[str, str]] = []
+    records = []
+    for site in sites:
+        text, record = new_token(site.id)
+        tokens.append((site.id, text))
+        records.append(record)
+    with ThreadPoolExecutor(32) as pool:  # group commit batches these
+        list(pool.map(store.add_token, records))
+    store.close()
+    config = work / "collector.yaml"
+    config.write_text(f"listen: 127.0.0.1:{args.port}\ndata_dir: {data}\nlog_level: warning\n"
+                      f"database: {{sqlite_synchronous: {args.sqlite_sync}}}\n"
+                      f"aggregator: {{interval: {args.aggregate_every}}}\nauth: {{cache_ttl: 1h}}\n"
+                      f"judge: {{enabled: {'true' if args.judge == 'on' else 'false'}}}\n")
+    return config, tokens
+
+
+def start_process(argv: list[str], log_path: Path, ready_url: str) -> subprocess.Popen:
+    out = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{argv[0]} exited: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(ready_url, timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{argv[0]} did not become ready: {log_path.read_text()[-2000:]}")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 120) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def disk_per_site_day(db_path: Path, sites: int, checks: int) -> dict:
+    """Bytes per summary row measured, projected to a site-day (checks x 24 hourly rows)."""
+    db = sqlite3.connect(db_path)
+    try:
+        sizes = dict(db.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall())
+        rows = db.execute("SELECT COUNT(*) FROM summaries").fetchone()[0]
+        latest = db.execute("SELECT COUNT(*) FROM latest").fetchone()[0]
+    finally:
+        db.close()
+    per_row = sizes.get("summaries", 0) / rows if rows else float("nan")
+    return {"summary_rows": rows, "summary_bytes_per_row": per_row,
+            "site_day_bytes": per_row * checks * 24,
+            "retained_8d_bytes_10k_sites": per_row * checks * 24 * 8 * 10_000,
+            "latest_bytes_per_site": sizes.get("latest", 0) / max(1, latest) * checks,
+            "report_ranges_bytes": sizes.get("report_ranges", 0), "file_bytes": db_path.stat().st_size}
+
+
+# -- main --------------------------------------------------------------------------------------
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sites", type=int, default=10_000)
+    parser.add_argument("--interval", type=float, default=30.0, help="seconds between a site's reports")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each measured phase")
+    parser.add_argument("--results", type=int, default=50, help="results (samples) per report")
+    parser.add_argument("--senders", type=int, default=2, help="sender processes")
+    parser.add_argument("--connections", type=int, default=64, help="connections per sender process")
+    parser.add_argument("--port", type=int, default=18470)
+    parser.add_argument("--prom-port", type=int, default=19490)
+    parser.add_argument("--sqlite-sync", choices=["FULL", "NORMAL"], default="FULL")
+    parser.add_argument("--aggregate-every", default="1m", help="collector aggregator.interval")
+    parser.add_argument("--judge", choices=["on", "off"], default="on",
+                        help="run the judge in the collector, as production does (default on)")
+    parser.add_argument("--no-prometheus", action="store_true", help="skip the Prometheus anchor")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    rows: list[dict] = []
+    figures: dict = {"args": vars(args), "machine": {"cpus": os.cpu_count()}}
+    try:
+        log(f"preparing {args.sites} sites and tokens in {work}")
+        config, tokens = prepare_collector(work, args)
+        url = f"http://127.0.0.1:{args.port}"
+        collector = start_process([str(VENV_BIN / "commune-collector"), "serve", "--config", str(config)],
+                                  work / "collector.log", f"{url}/readyz")
+        log(f"collector pid {collector.pid}; {args.senders} senders push for {args.seconds:.0f}s")
+        try:
+            result, usage = run_fleet("collector", f"{url}/api/v1/reports", collector.pid, tokens, args)
+            metrics = httpx.get(f"{url}/metrics", timeout=30).text
+        finally:
+            log("stopping the collector (it folds the journal on the way out)")
+            stop_process(collector)
+        rows.append(summarise("collector", result, usage, args))
+        figures["collector_backlog_at_end"] = [ln for ln in metrics.splitlines()
+                                               if ln.startswith("commune_collector_journal_backlog_reports ")]
+        figures["disk"] = disk_per_site_day(work / "collector-data" / "collector.db", args.sites, args.results)
+
+        if not args.no_prometheus:
+            prom_bin = shutil.which("prometheus")
+            if prom_bin is None:
+                log("prometheus not installed (apt-get install prometheus): anchor skipped")
+            else:
+                (work / "prometheus.yml").write_text("global: {scrape_interval: 1m}\n")
+                purl = f"http://127.0.0.1:{args.prom_port}"
+                prom = start_process([prom_bin, f"--config.file={work / 'prometheus.yml'}",
+                                      f"--storage.tsdb.path={work / 'tsdb'}",
+                                      f"--web.listen-address=127.0.0.1:{args.prom_port}",
+                                      "--web.enable-remote-write-receiver", "--log.level=warn"],
+                                     work / "prometheus.log", f"{purl}/-/ready")
+                log(f"prometheus pid {prom.pid}: the same fleet through remote write")
+                try:
+                    presult, pusage = run_fleet("prometheus", f"{purl}/api/v1/write", prom.pid, tokens, args)
+                finally:
+                    stop_process(prom)
+                rows.append(summarise("prometheus", presult, pusage, args))
+    finally:
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    print()
+    for row in rows:
+        print_row(row)
+    disk = figures["disk"]
+    print(f"disk: {disk['summary_bytes_per_row']:.0f} B per hourly summary row -> "
+          f"{disk['site_day_bytes'] / 1024:.0f} KiB per site-day ({args.results} checks x 24 h); "
+          f"8 days x 10,000 sites = {disk['retained_8d_bytes_10k_sites'] / 2**30:.1f} GiB; "
+          f"latest {disk['latest_bytes_per_site'] / 1024:.1f} KiB per site")
+    backlog = figures.get("collector_backlog_at_end") or []
+    if backlog:
+        print(f"journal at the end of the phase: {backlog[0].split()[-1]} reports not yet folded "
+              f"(one aggregator interval's worth is normal; more means folding falls behind)")
+    if len(rows) == 2 and rows[1]["cpu_ms_per_report"]:
+        ratio = rows[0]["cpu_ms_per_report"] / rows[1]["cpu_ms_per_report"]
+        print(f"anchor: the collector spends {ratio:.2f}x Prometheus' CPU per report "
+              f"({rows[0]['cpu_ms_per_report']:.2f} vs {rows[1]['cpu_ms_per_report']:.2f} ms)")
+        figures["anchor_cpu_ratio"] = ratio
+    goal = rows[0]
+    met = goal["samples_per_s"] >= 0.98 * goal["offered_samples_per_s"] and goal["p99_ms"] < 250
+    print(f"goal ({args.sites} sites every {args.interval:.0f}s, p99 < 250 ms): {'MET' if met else 'NOT MET'}")
+    figures["rows"] = rows
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The background work that folds the journal into summaries and applies retention.
+
+Folding is batched on purpose: one pass a minute turns ~2 reports per check
+into one summary update, instead of rewriting a summary row on every report.
+A failure is logged and counted, and the next pass retries (journal rows are
+deleted only together with the summaries they produced, so nothing is lost or
+counted twice).
+
+By default the passes run in a child process of the server
+(``aggregator.process``): folding is CPU-bound Python, and in the server's
+process it would share one GIL with ingest; in its own process it gets the
+second core of a 2-core machine. The store already allows several folders at
+once (see ``SqlStore.aggregate_now``), so the child simply opens the same
+database. ``commune-collector aggregate`` runs the same loop on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from collector.metrics import AggregatorStats
+from collector.settings import AggregatorSettings, CollectorSettings, RetentionSettings
+from collector.store.base import Store
+
+log = logging.getLogger("commune_collector.aggregator")
+
+
+class Aggregator:
+    def __init__(self, store: Store, settings: AggregatorSettings, retention: RetentionSettings,
+                 stats: AggregatorStats | None = None, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.settings = settings
+        self.retention = retention
+        self.stats = stats or AggregatorStats()
+        self.clock = clock
+        self._last_prune = 0.0
+
+    def run_pass(self) -> int:
+        """Fold what the journal holds now, prune when due; blocking."""
+        started = time.monotonic()
+        folded = 0
+        while True:
+            n = self.store.aggregate_now(max_reports=self.settings.batch_reports)
+            folded += n
+            if n < self.settings.batch_reports:
+                break
+        now = self.clock()
+        if now - self._last_prune >= self.retention.prune_interval:
+            pruned = self.store.prune(now, self.retention.evidence, self.retention.reports_seen)
+            self._last_prune = now
+            log.info("pruned %s", pruned)
+        self.stats.passes += 1
+        self.stats.folded_reports += folded
+        self.stats.last_pass_seconds = time.monotonic() - started
+        return folded
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Pass every ``interval`` until ``stop``; one final pass on the way out."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.interval)
+            except TimeoutError:
+                pass
+            try:
+                folded = await asyncio.to_thread(self.run_pass)
+                log.debug("folded %d reports in %.2fs", folded, self.stats.last_pass_seconds)
+            except Exception:  # noqa: BLE001 - the next pass retries; the journal keeps everything
+                self.stats.errors += 1
+                log.exception("aggregator pass failed")
+
+
+# -- in a process of its own -------------------------------------------------------------------
+
+RESTART_DELAY_S = 5.0
+
+
+def run_until_stopped(settings: CollectorSettings, stop: threading.Event | None = None) -> None:
+    """Pass every ``aggregator.interval`` until SIGTERM/SIGINT (or ``stop``), then a last pass."""
+    from collector.store import open_store
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    store = open_store(settings)
+    try:
+        aggregator = Aggregator(store, settings.aggregator, settings.retention)
+        while True:
+            stopping = stop.wait(settings.aggregator.interval)
+            try:
+                aggregator.run_pass()
+            except Exception:  # noqa: BLE001 - the next pass retries; the journal keeps everything
+                aggregator.stats.errors += 1
+                log.exception("aggregator pass failed")
+            if stopping:
+                break
+    finally:
+        store.close()
+
+
+def _child_main(settings: CollectorSettings) -> None:
+    """Entry point of the server's aggregator process; it dies with the server, even on SIGKILL."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    logging.basicConfig(level=getattr(logging, settings.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_until_stopped(settings)
+
+
+async def run_in_child_process(settings: CollectorSettings, stop: asyncio.Event) -> None:
+    """Keep an aggregator process running until ``stop``; restart it if it dies; stop it cleanly."""
+    ctx = multiprocessing.get_context("spawn")
+    while not stop.is_set():
+        child = ctx.Process(target=_child_main, args=(settings,), name="commune-collector-aggregator")
+        child.start()
+        log.info("aggregator process %d started", child.pid)
+        while child.is_alive() and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+        if stop.is_set():
+            if child.is_alive():
+                child.terminate()  # SIGTERM: the child makes its last pass and exits
+            await asyncio.to_thread(child.join, 300)
+            return
+        log.error("aggregator process exited with %s; restarting in %.0fs", child.exitcode, RESTART_DELAY_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=RESTART_DELAY_S)

@@ -1,0 +1,23 @@
+"""Typed dependencies the routes declare (``StoreDep``, ``StateDep``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from collector.state import CollectorState
+from collector.store.base import Store
+
+
+# async on purpose: FastAPI runs a plain-def dependency in a worker thread, a hop per request
+async def get_state(request: Request) -> CollectorState:
+    return request.app.state.collector
+
+
+async def get_store(request: Request) -> Store:
+    return request.app.state.collector.store
+
+
+StateDep = Annotated[CollectorState, Depends(get_state)]
+StoreDep = Annotated[Store, Depends(get_store)]

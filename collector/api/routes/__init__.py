@@ -1,0 +1,12 @@
+"""One module per resource; a new resource is one file and one line here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from collector.api.routes import health, history, metrics, provinces, reports, sites, verdicts
+
+ROUTERS: list[APIRouter] = [health.router, reports.router, sites.router, metrics.router,
+                            verdicts.router, provinces.router, history.router]
+# schemas referenced by hand-written request bodies, merged into /openapi.json
+COMPONENTS: dict[str, dict] = {**reports.SCHEMA_COMPONENTS}

@@ -1,0 +1,146 @@
+"""The collector's FastAPI application: built by ``create_app``, never at import.
+
+Wiring only (the template's main.py habit): settings in, store opened and
+migrated in the lifespan, routes from ``api.routes.ROUTERS``, background tasks
+from ``BACKGROUND``, both lists a feature extends with one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, Histogram
+
+from collector import __version__
+from collector.aggregator import Aggregator, run_in_child_process
+from collector.alerting import run_alerting
+from collector.api import problems
+from collector.api.routes import COMPONENTS, ROUTERS
+from collector.auth import TokenVerifier
+from collector.judge.service import build_judge, run_judge
+from collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
+from collector.remote_write import RemoteWriter
+from collector.settings import CollectorSettings
+from collector.state import CollectorState
+from collector.store import Store, StoreUnavailable, open_store
+from collector.web.routes import install as install_status_page
+
+log = logging.getLogger("commune_collector")
+
+
+async def _run_aggregator(state: CollectorState) -> None:
+    if state.aggregate_in_child:
+        await run_in_child_process(state.settings, state.stop)
+    elif state.aggregator is not None:
+        await state.aggregator.run(state.stop)
+
+
+async def _run_remote_writer(state: CollectorState) -> None:
+    if state.remote_writer is not None:
+        await state.remote_writer.run(state.stop)
+
+
+# long-running tasks started with the app and stopped with it; a feature adds one line
+# run_alerting before run_judge: its listener must be registered before the judge's first pass
+BACKGROUND: list[Callable[[CollectorState], Awaitable[None]]] = [_run_aggregator, _run_remote_writer, run_alerting,
+                                                              run_judge]
+
+
+class LatencyMiddleware:
+    """Observes every request's duration under its route template (pure ASGI: cheap)."""
+
+    def __init__(self, app: Callable, histogram: Histogram):
+        self.app = app
+        self.histogram = histogram
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.histogram.labels(route, scope.get("method", "")).observe(time.perf_counter() - started)
+
+
+def create_app(settings: CollectorSettings, store: Store | None = None,
+               registry: CollectorRegistry | None = None) -> FastAPI:
+    """The ASGI app; ``store`` and ``registry`` may be injected (tests), else built from settings."""
+    registry = registry if registry is not None else CollectorRegistry()
+    latency = request_histogram(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        active = store if store is not None else open_store(settings)
+        tasks: list[asyncio.Task[None]] = []
+        collector: CollectorMetrics | None = None
+        try:
+            await asyncio.to_thread(active.migrate)
+            state = _build_state(settings, active, registry)
+            state.aggregate_in_child = own_store and settings.aggregator.process  # an injected store stays in-process
+            collector = CollectorMetrics(active, state.ingest_stats, state.aggregator.stats if state.aggregator
+                                         else AggregatorStats(),
+                                         extra=[state.remote_writer.metrics] if state.remote_writer else [])
+            registry.register(collector)
+            app.state.collector = state
+            tasks = [asyncio.create_task(run(state), name=run.__name__) for run in BACKGROUND]
+            log.info("collector %s ready (%s store)", __version__, active.dialect)
+            yield
+            state.stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for task in tasks:
+                task.cancel()
+            if collector is not None:
+                registry.unregister(collector)
+            if own_store:
+                await asyncio.to_thread(active.close)
+
+    app = FastAPI(title="commune-collector", version=__version__, lifespan=lifespan,
+                  description="Ingest of commune-agent reports, site inventory and latest evidence.")
+    problems.install(app)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    for router in ROUTERS:
+        app.include_router(router)
+    install_status_page(app)  # the status page at /, /p/{slug}, /s/{site}; static files; gzip
+    app.add_middleware(LatencyMiddleware, histogram=latency)
+    _merge_components(app, COMPONENTS)
+    return app
+
+
+async def _store_unavailable(request: object, exc: Exception) -> Response:
+    """Any route that cannot reach the database answers 503: the client should retry, nothing was half-done."""
+    log.warning("store unavailable: %s", exc)
+    return problems.problem_response(problems.Problem(503, "Store unavailable", "the database cannot be reached; retry",
+                                                      headers={"Retry-After": "5"}))
+
+
+def _merge_components(app: FastAPI, components: dict[str, dict]) -> None:
+    """Add schemas that routes reference by hand to the generated OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _build_state(settings: CollectorSettings, store: Store, registry: CollectorRegistry) -> CollectorState:
+    writer = RemoteWriter(settings.remote_write) if settings.remote_write.url else None
+    return CollectorState(settings=settings, store=store, registry=registry,
+                          verifier=TokenVerifier(store, settings.auth.cache_ttl),
+                          aggregator=Aggregator(store, settings.aggregator, settings.retention),
+                          remote_writer=writer, judge=build_judge(settings.judge, store, settings.data_dir))

@@ -1,0 +1,34 @@
+"""The per-run state of a collector app, shared by its routes and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from collector.aggregator import Aggregator
+from collector.auth import TokenVerifier
+from collector.metrics import IngestStats
+from collector.remote_write import RemoteWriter
+from collector.settings import CollectorSettings
+from collector.store.base import Store
+
+
+@dataclass
+class CollectorState:
+    """Everything a request handler may need, built once per app run."""
+
+    settings: CollectorSettings
+    store: Store
+    registry: CollectorRegistry
+    verifier: TokenVerifier
+    ingest_stats: IngestStats = field(default_factory=IngestStats)
+    aggregator: Aggregator | None = None
+    aggregate_in_child: bool = False  # the aggregator runs in a child process (collector.aggregator)
+    remote_writer: RemoteWriter | None = None
+    judge: Any = None  # collector.judge.Judge when judging is on (collector.judge.service)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: float = field(default_factory=time.time)

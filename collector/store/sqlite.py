@@ -1,0 +1,81 @@
+"""The default store: one SQLite file in the data directory, WAL mode.
+
+WAL lets the API's readers run while the single writer commits; ``synchronous
+= FULL`` makes every COMMIT reach the disk before the writer resolves its
+futures, so a 200 survives a power cut (group commit keeps that affordable).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from collector.store.migrate import Migration
+from collector.store.sql import Dialect, SqlStore
+
+BUSY_TIMEOUT_S = 10.0
+
+
+def split_statements(script: str) -> Iterator[str]:
+    """Split a SQL script into statements the way SQLite does (triggers included)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf
+            buf = ""
+    if buf.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in buf.splitlines()):
+        yield buf
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+    begin_sql = "BEGIN IMMEDIATE"  # take the write lock up front: no deadlock with another process
+
+    def __init__(self, path: Path, synchronous: str = "FULL"):
+        self.path = Path(path)
+        self.synchronous = synchronous
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+        return conn
+
+    def connect_writer(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self._connect()
+
+    def connect_reader(self) -> sqlite3.Connection:
+        return self._connect()
+
+    def executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        conn.executemany(sql, rows)
+
+    def run_migration(self, conn: Any, migration: Migration, record: Callable[[Any], None]) -> bool:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)).fetchall():
+                conn.execute("ROLLBACK")
+                return False
+            for statement in split_statements(migration.sql):
+                conn.execute(statement)
+            record(conn)
+            conn.execute("COMMIT")
+            return True
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+
+    def is_db_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.Error)
+
+
+class SQLiteStore(SqlStore):
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", **kwargs: Any):
+        self.path = Path(path)
+        super().__init__(SQLiteDialect(self.path, synchronous), **kwargs)
