@@ -116,7 +116,7 @@ class IcmpEngine:
         padded = self._payload + b"\x00" * (len(self._payload) % 2)
         self._payload_sum = sum(struct.unpack(f"!{len(padded) // 2}H", padded))  # checksum, precomputed
         self._recv_size = 128 + payload_size  # IP header (60 at most) + ICMP header + payload, with room
-        # (when, tie-breaker, round, echo index or _EXPIRE): each round's next echo or its deadline
+        # (when, tie-breaker, round, echo index or _EXPIRE): each round's next echo and its deadline
         self._schedule: list[tuple[float, int, _Round, int]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -270,7 +270,7 @@ class IcmpEngine:
                 rnd.fail(f"send to {rnd.target} failed: {exc.strerror}")
 
     def _at(self, when: float, rnd: _Round, index: int) -> float:
-        """Put echo ``index`` of a round (or, with ``_EXPIRE``, its deadline) on the schedule."""
+        """Put echo ``index`` of a round (or, with ``_EXPIRE``, its deadline) on the schedule; ``when``."""
         heapq.heappush(self._schedule, (when, next(self._order), rnd, index))
         return when
 

@@ -221,18 +221,12 @@ def test_metrics_count_ingest_rejects_latency_and_per_site_clock(api: Api) -> No
     assert not any(math.isnan(v) for v in m.values())
 
 
-def _family(line: str) -> str:
-    """The metric name a exposition line belongs to (the judge's families are linted by its own tests)."""
-    return line.split()[2] if line.startswith("#") else line.split("{")[0].split(" ")[0]
-
-
 def test_metrics_pass_promtool(api: Api, tmp_path: Path) -> None:
     promtool = require_binary("promtool")
     api.post(make_report(SITE, 1, n=3))
     text = api.client.get("/metrics").text
-    ours = "".join(line + "\n" for line in text.splitlines() if _family(line).startswith("commune_collector_"))
-    assert "commune_collector_ingest_reports_total" in ours
-    result = subprocess.run([promtool, "check", "metrics"], input=ours, capture_output=True, text=True, timeout=30)
+    assert "commune_collector_ingest_reports_total" in text
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

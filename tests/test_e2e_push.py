@@ -77,7 +77,7 @@ class Collector:
         self.data = root / "collector-data"
         self.config = root / "collector.yaml"
         self.config.write_text(f"listen: {host}:{self.port}\ndata_dir: {self.data}\n"
-                               "aggregator: {interval: 1h}\n")
+                               "aggregator: {interval: 1h, process: false}\n")  # in-process: a SIGKILL leaves no folder behind
         self.process: ManagedProcess | None = None
         self.starts = 0
 

@@ -3,7 +3,7 @@
 The engine runs on a real ICMP socket against 127.0.0.0/8 (raw here as root,
 or an unprivileged ping socket where ``ping_group_range`` allows it). A lost
 reply is made by forgetting the echo's sequence number, so the real reply
-that then comes back matches nothing; every wait polls a real condition.
+that then comes back matches nothing. Every wait is for an event, bounded by a timeout.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import AsyncIterator
 from typing import Literal
 
 import pytest
@@ -22,7 +23,7 @@ from agent.scheduler import Scheduler
 
 
 @pytest.fixture
-async def engine() -> IcmpEngine:
+async def engine() -> AsyncIterator[IcmpEngine]:
     if os.geteuid() != 0:
         pytest.skip("raw ICMP sockets need root")
     engine = IcmpEngine()

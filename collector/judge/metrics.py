@@ -66,7 +66,7 @@ class JudgeMetrics(Collector):
     def _rollup_families(self, snap: Any) -> Iterator[Metric]:
         rollup = snap.rollup
         completed = _family("province_sites_completed", "Communes completed per province, per item and overall.")
-        total = _family("province_sites_total", "Communes in the province's inventory.")
+        total = _family("province_sites", "Communes in the province's inventory.")
         done = _family("province_item_done", "1 when the province counts as done for the item.")
         for p in rollup.provinces:
             total.add_sample(total.name, {"province": p.slug}, float(p.total))
@@ -77,7 +77,7 @@ class JudgeMetrics(Collector):
         national = _family("national_provinces_done", "Provinces done per readiness item (the N of N/34).")
         for item, row in rollup.national["per_item"].items():
             national.add_sample(national.name, {"item": item}, float(row["provinces_done"]))
-        national_total = _family("national_provinces_total", "Provinces counted nationally (34).")
+        national_total = _family("national_provinces", "Provinces counted nationally (34).")
         national_total.add_sample(national_total.name, {}, float(rollup.national["provinces_total"]))
         sites_completed = _family("national_sites_completed", "Communes completed nationally.")
         sites_completed.add_sample(sites_completed.name, {}, float((snap.track.state == S_COMPLETED).sum()))
