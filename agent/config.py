@@ -19,6 +19,7 @@ from agent.power.section import PowerSource, power_issues
 from agent.probes import PROBES
 from agent.probes.host import HostConfig
 from common.units import ByteSize, Duration
+from common.wire import MAX_CHECK_ID, MAX_LABEL_VALUE
 from common.yamlconf import Loc, LocatedChecks, load_model
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -148,6 +149,10 @@ class AgentConfig(LocatedChecks, Strict):
             names: dict[tuple[str, str], int] = {}
             for j, target in enumerate(link.targets):
                 key = (target.probe, target.display_name())
+                check_id = f"link/{link.name}/{target.probe}/{key[1]}"
+                if len(check_id) > MAX_CHECK_ID or len(key[1]) > MAX_LABEL_VALUE:
+                    issues.append((("links", i, "targets", j), f"its check id {check_id[:40]!r}... is longer than "
+                                   f"{MAX_CHECK_ID} characters; give the target a shorter name"))
                 if key in names:  # one check id for two targets: their results would overwrite
                     issues.append((("links", i, "targets", j), f"another {key[0]} target of this link is named "
                                    f"{key[1]!r} (targets[{names[key]}]); give one a distinct name"))

@@ -13,7 +13,7 @@ the queue always drains). Bodies go out gzip-compressed.
 Answers (the contract with ``collector/``):
 
 - 200 with ``Ack`` (``duplicate`` too): stored; the rows are deleted.
-- 400, 413, 422: the report itself is refused for good; it is quarantined in
+- 400, 413, 415, 422: the report itself is refused for good; it is quarantined in
   the spool (never blocks the queue), counted, logged with status and detail.
 - 401, 403: the *token* is refused (missing, revoked, another site's). Every
   report would fail alike, so nothing is quarantined: the data stays spooled,
@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 REPORTS_PATH = "/api/v1/reports"
-PERMANENT = frozenset({400, 413, 422})  # the report itself is bad: resending it can never succeed
+PERMANENT = frozenset({400, 413, 415, 422})  # the report itself is bad: resending it can never succeed
 AUTH = frozenset({401, 403})  # the agent's token is bad: every report would fail alike, so hold them all
 BACKOFF_BASE = 1.0
 MEMORY_INTERVALS = 10  # results kept in memory while the spool cannot be written, in batches

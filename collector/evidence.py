@@ -13,6 +13,7 @@ arrives hours late land in the bucket it belongs to.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,12 +27,14 @@ HIST_ZERO = -10_000
 _SUMMARY_LABELS = {"stat"}  # values with other labels (per interface, per sensor) stay in the TSDB
 
 
+@functools.lru_cache(maxsize=65536)  # called for every value of every round folded
 def summarised(key: str) -> bool:
     """Whether a value key is kept in summaries (per-interface detail is not)."""
     _, labels = split_key(key)
     return set(labels) <= _SUMMARY_LABELS
 
 
+@functools.lru_cache(maxsize=65536)
 def histogrammed(key: str) -> bool:
     """Latency-like values get a histogram for quantiles; min/max/stddev of a round do not."""
     name, labels = split_key(key)

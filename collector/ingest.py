@@ -23,6 +23,9 @@ from collector.store import journal
 from collector.store.base import IngestItem
 from common.wire import (
     _KEY,
+    MAX_CHECK_ID,
+    MAX_LABEL_VALUE,
+    MAX_REASON,
     MAX_RESULTS_PER_REPORT,
     WIRE_VERSION,
     CheckResult,
@@ -31,11 +34,8 @@ from common.wire import (
     valid_key,
 )
 
-MAX_REASON = 1024
-MAX_LABEL_VALUE = 256
 MAX_LABELS = 32
 MAX_VALUES = 2000
-MAX_CHECK_ID = 256
 MAX_ERRORS = 50
 LATEST_TS = 4102444800.0  # 2100-01-01: a timestamp beyond is a bug, not a clock skew
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

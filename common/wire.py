@@ -20,6 +20,10 @@ import msgspec
 
 WIRE_VERSION = 1
 MAX_RESULTS_PER_REPORT = 5000
+# bounds the collector enforces and the agent's config refuses up front, so no site is stuck sending 422s
+MAX_CHECK_ID = 256
+MAX_LABEL_VALUE = 256
+MAX_REASON = 1024
 _KEY = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")*\})?$')
 
 

@@ -68,6 +68,9 @@ INVALID: dict[str, list[str]] = {
     "invalid-duplicate-target.yaml": [
         "invalid-duplicate-target.yaml:11 links[0].targets[1]: another icmp target of this link is named "
         "'127.0.0.1' (targets[0]); give one a distinct name"],
+    "invalid-long-check-id.yaml": [
+        "invalid-long-check-id.yaml:9 links[0].targets[0]: its check id 'link/fiber/http/https://dichvucong.examp'... "
+        "is longer than 256 characters; give the target a shorter name"],
     "invalid-port-range.yaml": [
         "invalid-port-range.yaml:11 links[0].targets[0].port: 70000: Input should be less than or equal to 65535"],
     "invalid-role.yaml": [

@@ -188,4 +188,4 @@ def parse_criteria(text: str, filename: str = "<string>") -> CriteriaConfig:
     return parse_model(CriteriaConfig, text, filename)
 
 
-DEFAULT_CRITERIA = Path(__file__).resolve().parents[2] / "config" / "criteria.yaml"
+DEFAULT_CRITERIA = Path(__file__).resolve().parents[1] / "data" / "criteria.yaml"  # shipped in the wheel; config/criteria.yaml links here

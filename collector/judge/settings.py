@@ -22,7 +22,7 @@ class JudgeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(default=True, description="run the judge in this collector (one per deployment)")
-    criteria_file: Path | None = Field(default=None, description="criteria YAML; default config/criteria.yaml")
+    criteria_file: Path | None = Field(default=None, description="criteria YAML; default the shipped collector/data/criteria.yaml")
     interval: Duration = Field(default=30.0, description="time between judge passes")
     timezone: str = Field(default="Asia/Ho_Chi_Minh", description="where a day starts, for the daily history")
     checkpoint: bool = Field(default=True, description="save the evidence matrix in data_dir: restarts judge in "

@@ -9,7 +9,6 @@ transaction; the aggregator folds the journal into hourly summaries.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import threading
@@ -21,7 +20,6 @@ from typing import Any
 
 import msgspec
 
-from collector import evidence
 from collector.evidence import BUCKET_SECONDS, CheckSummary, ValueStats, bucket_of, fold_results
 from collector.store import journal
 from collector.store.base import (
@@ -162,22 +160,11 @@ def latest_rows(item: IngestItem) -> list[tuple[Any, ...]]:
              _json.encode(r.labels).decode(), _json.encode(r.values).decode()) for r in newest.values()]
 
 
-def memoise_key_classification() -> None:
-    """Cache ``evidence.summarised``/``histogrammed``: pure functions of a value key, called for every
-    value of every round folded (~300 per report), each parsing the key with a regex. Memoised, folding
-    costs half. Idempotent. (Belongs in collector/evidence.py itself; kept here until it moves.)"""
-    for name in ("summarised", "histogrammed"):
-        fn = getattr(evidence, name)
-        if not hasattr(fn, "cache_info"):
-            setattr(evidence, name, functools.lru_cache(maxsize=65536)(fn))
-
-
 class SqlStore:
     """The Store protocol over a Dialect; SQLiteStore and PostgresStore only pick the dialect."""
 
     def __init__(self, dialect: Dialect, *, max_pending: int = 4000, max_group: int = 256,
                  sites_per_commit: int = 25, clock: Callable[[], float] = time.time):
-        memoise_key_classification()
         self.dialect_impl = dialect
         self.dialect = dialect.name
         self.sites_per_commit = sites_per_commit
