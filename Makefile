@@ -25,7 +25,8 @@ deps:  ## install the Debian packages the tests use (snmpd, NUT, Prometheus, Pos
 demo: setup  ## run the main job on the embedded default (SQLite) and print its URLs
 	bash scripts/demo.sh
 
-test: setup deps  ## install everything and run the whole test suite
+test: setup deps  ## install everything, lint, and run the whole test suite
+	$(VENV)/bin/ruff check agent collector common tests benchmarks
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup  ## unit tests only (no real peers)
@@ -34,8 +35,12 @@ test-fast: setup  ## unit tests only (no real peers)
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check agent collector common tests benchmarks
 
-bench: setup deps  ## run the benchmarks (see docs/benchmarks.md)
-	$(PY) benchmarks/icmp_sweep.py
+bench: setup deps  ## run every benchmark against its peer (figures go to docs/benchmarks.md)
+	$(PY) benchmarks/icmp_sweep.py --repeat 5 --markdown
+	$(PY) benchmarks/snmp_walk.py --repeat 5 --markdown
+	$(PY) benchmarks/ingest.py --sites 10000 --seconds 60
+	$(PY) benchmarks/judge.py --sites 10000
+	$(PY) benchmarks/status_page.py --repeat 20
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache

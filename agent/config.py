@@ -8,7 +8,6 @@ from the probe registry, so a new probe needs no edit here.
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -23,7 +22,6 @@ from common.wire import MAX_CHECK_ID, MAX_LABEL_VALUE
 from common.yamlconf import Loc, LocatedChecks, load_model
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
-_NAME = re.compile(r"^[\w][\w .:/@+-]{0,127}$", re.UNICODE)
 
 
 class Strict(BaseModel):
