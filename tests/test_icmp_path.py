@@ -9,7 +9,6 @@ that then comes back matches nothing. Every wait is for an event, bounded by a t
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -20,12 +19,12 @@ from agent.checks import Check
 from agent.icmp_engine import IcmpEngine
 from agent.probes.base import ProbeContext, ProbeResult, ProbeSpec, TargetConfig
 from agent.scheduler import Scheduler
+from tests.peers._base import require_root
 
 
 @pytest.fixture
 async def engine() -> AsyncIterator[IcmpEngine]:
-    if os.geteuid() != 0:
-        pytest.skip("raw ICMP sockets need root")
+    require_root("raw ICMP sockets need root")
     engine = IcmpEngine()
     yield engine
     engine.close()

@@ -43,7 +43,7 @@ from agent.probes import PROBES
 from agent.probes.base import Binding, ProbeContext, ProbeResult
 from agent.runner import run_check
 from tests.linkemu import netns
-from tests.peers._base import Peer, free_udp_port, require_binary
+from tests.peers._base import Peer, free_udp_port, require_binary, require_root
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "Cổng Dịch vụ công quốc gia: trung tâm phục vụ hành chính công xã".encode()
@@ -390,8 +390,7 @@ async def test_dns_silent_server_times_out() -> None:
 
 async def test_icmp_ipv4_and_ipv6_over_raw_sockets() -> None:
     """Here ping_group_range is '1 0', so the engine must fall back to raw sockets (we are root)."""
-    if os.geteuid() != 0:
-        pytest.skip("raw ICMP sockets need root")
+    require_root("raw ICMP sockets need root")
     for host in ("127.0.0.1", "::1"):
         result = await probe("icmp", host=host, count=3, packet_interval="50ms", echo_timeout="1s")
         assert result.ok, result.reason
@@ -427,14 +426,17 @@ def test_icmp_unprivileged_socket_in_a_namespace_without_cap_net_raw() -> None:
 
 
 def test_icmp_without_any_permission_says_what_to_do() -> None:
-    """No CAP_NET_RAW and ping_group_range '1 0' (this namespace): a reason an installer can act on."""
-    require_binary("setpriv")
-    if _expected_kind() == "unprivileged":
-        pytest.skip("this machine allows unprivileged ICMP; the refusal cannot be shown here")
+    """No CAP_NET_RAW and ping_group_range '1 0' (set in a namespace of our own, whatever the host
+    allows): a reason an installer can act on."""
+    netns.require_root_netns("setpriv")
     with ExitStack() as stack:
+        name = netns.namespace_pair_names()[0]
+        netns.create_namespace(stack, name)
+        netns.sysctl(name, ["net.ipv4.ping_group_range=1 0"])  # unprivileged ICMP closed here
         config = _site_config(stack, [("127.0.0.1", {})])
-        proc = subprocess.run(["setpriv", "--bounding-set=-net_raw", *_agent(), "probe-once", "--json",
-                               "-c", str(config)], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(netns.netns_exec_argv(name, ["setpriv", "--bounding-set=-net_raw", *_agent(),
+                                                           "probe-once", "--json", "-c", str(config)]),
+                              capture_output=True, text=True, timeout=60)
     check = json.loads(proc.stdout)["checks"][0]
     assert proc.returncode == 1
     assert check["reason"].startswith("cannot open an ICMP socket (")
@@ -444,8 +446,7 @@ def test_icmp_without_any_permission_says_what_to_do() -> None:
 async def test_raw_channels_of_two_links_never_take_each_others_replies() -> None:
     """Every raw socket sees every echo reply: the primary and backup link pinging one target with
     the same sequence number must still each get only their own (distinct ident per channel)."""
-    if os.geteuid() != 0:
-        pytest.skip("raw ICMP sockets need root")
+    require_root("raw ICMP sockets need root")
     engine = IcmpEngine(prefer_unprivileged=False)
     try:
         primary = engine._channel(socket.AF_INET, Binding())

@@ -56,6 +56,15 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
+def require_root(why: str) -> None:
+    """Skip when not root, but fail under CI=true: CI runs as root, so anything else is a broken setup."""
+    if os.geteuid() == 0:
+        return
+    if in_ci():
+        pytest.fail(f"{why}; CI must run as root", pytrace=False)
+    pytest.skip(why)
+
+
 def require_binary(name_or_path: str) -> str:
     """Return the absolute path of an executable, or skip (fail under CI=true).
 
