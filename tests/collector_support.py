@@ -151,3 +151,101 @@ def self_signed_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Pa
                                            serialization.NoEncryption()))
     key_path.chmod(0o600)
     return cert_path, key_path
+
+
+# -- a collector process that end-to-end tests stop, crash and restart, optionally in a namespace ------
+
+_FETCH = ("import sys, urllib.request\n"
+          "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())")
+
+
+def program(name: str) -> str:
+    """The console script installed beside this interpreter (the venv's), else one on PATH."""
+    from tests.peers._base import require_binary
+
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else require_binary(name)
+
+
+def in_netns(netns: str | None, argv: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", netns, *argv] if netns else argv
+
+
+def http_get(url: str, netns: str | None = None) -> str:
+    """GET a URL from the root namespace or from inside ``netns``."""
+    if netns is None:
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.read().decode()
+    out = subprocess.run(in_netns(netns, [sys.executable, "-I", "-c", _FETCH, url]), capture_output=True,
+                         text=True, timeout=15)
+    if out.returncode != 0:
+        raise OSError(out.stderr.strip()[-300:])
+    return out.stdout
+
+
+class CollectorProcess:
+    """``commune-collector serve`` with its data dir and extra settings, optionally inside a namespace;
+    stopped, crashed (any signal) and restarted at will. Each start logs to its own file."""
+
+    def __init__(self, root: Path, settings: str, host: str = "127.0.0.1", netns: str | None = None):
+        from tests.peers._base import ManagedProcess
+
+        self.root, self.host, self.netns = root, host, netns
+        self.port = free_tcp_port()
+        self.data = root / "collector-data"
+        self.config = root / "collector.yaml"
+        self.config.write_text(f"listen: {host}:{self.port}\ndata_dir: {self.data}\n{settings}", encoding="utf-8")
+        self.process: ManagedProcess | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def cli(self, *args: str) -> str:
+        return collector_cli(self.config, *args).stdout
+
+    def get(self, path: str) -> str:
+        return http_get(self.url + path, self.netns)
+
+    def enrol(self, site: str, token_file: Path) -> Path:
+        """Import the site and write its token (mode 600) where the agent reads it."""
+        inventory = self.root / "sites.csv"
+        inventory.write_text(f"id,name,province,commune\n{site},Trung tâm {site},ha-noi,Phường Ba Đình\n",
+                             encoding="utf-8")
+        self.cli("sites", "import", str(inventory))
+        token_file.write_text(self.cli("token", "issue", site).strip() + "\n")
+        token_file.chmod(0o600)
+        return token_file
+
+    def start(self) -> None:
+        from tests.peers._base import ManagedProcess, wait_until
+
+        self.starts += 1
+        argv = in_netns(self.netns, [program("commune-collector"), "serve", "--config", str(self.config)])
+        self.process = ManagedProcess(argv, self.root / f"collector-{self.starts}.log")
+        self.process.start()
+        wait_until(lambda: "ready" in self.get("/readyz"), timeout=60, what="the collector to answer /readyz",
+                   abort=self.died)
+
+    def died(self) -> str | None:
+        if self.process is not None and self.process.exit_code() is not None:
+            return f"collector exited: {self.process.log_path.read_text()[-2000:]}"
+        return None
+
+    def stop(self, sig: int = 15) -> None:
+        """SIGTERM (graceful, the default) or any other signal, e.g. SIGKILL for a crash."""
+        import os
+        import signal
+
+        from tests.peers._base import wait_until
+
+        if self.process is None or self.process.pid is None:
+            return
+        if sig == signal.SIGTERM:
+            self.process.stop()
+        else:
+            os.kill(self.process.pid, sig)
+            wait_until(lambda: self.process.exit_code() is not None, timeout=10, what="the collector to die")

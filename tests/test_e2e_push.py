@@ -17,10 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -32,95 +29,26 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.wire import CheckResult
+from tests.collector_support import CollectorProcess, http_get, in_netns, program
 from tests.linkemu import ImpairedLink, LinkError, impaired_link, require_root_netns
-from tests.peers._base import ManagedProcess, free_tcp_port, require_binary, wait_until
+from tests.peers._base import ManagedProcess, free_tcp_port, wait_until
 
 pytestmark = pytest.mark.slow
 
 SITE = "site-e2e"
 INTERVAL = 1.0  # probe interval and push interval, seconds
 CHECKS = 2  # the agent's config below: one tcp check and the host check
-SCRAPE = ("import sys, urllib.request\n"
-          "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())")
 
 
 # -- processes --------------------------------------------------------------------------
 
 
-def _program(name: str) -> str:
-    beside = Path(sys.executable).with_name(name)
-    return str(beside) if beside.exists() else require_binary(name)
-
-
-def _in_netns(netns: str | None, argv: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", netns, *argv] if netns else argv
-
-
-def http_get(url: str, netns: str | None = None) -> str:
-    """GET a URL from the root namespace or from inside ``netns``."""
-    if netns is None:
-        with urllib.request.urlopen(url, timeout=3) as response:
-            return response.read().decode()
-    out = subprocess.run(_in_netns(netns, [sys.executable, "-I", "-c", SCRAPE, url]), capture_output=True,
-                         text=True, timeout=15)
-    if out.returncode != 0:
-        raise OSError(out.stderr.strip()[-300:])
-    return out.stdout
-
-
-class Collector:
-    """A real ``commune-collector serve`` with its data dir; stop and start it at will."""
+class Collector(CollectorProcess):
+    """The collector of these tests: its aggregator runs hourly and in-process, so reports stay raw
+    in the journal (a SIGKILL leaves no folder behind to fold them)."""
 
     def __init__(self, root: Path, host: str = "127.0.0.1", netns: str | None = None):
-        self.root, self.host, self.netns = root, host, netns
-        self.port = free_tcp_port()
-        self.data = root / "collector-data"
-        self.config = root / "collector.yaml"
-        self.config.write_text(f"listen: {host}:{self.port}\ndata_dir: {self.data}\n"
-                               "aggregator: {interval: 1h, process: false}\n")  # in-process: a SIGKILL leaves no folder behind
-        self.process: ManagedProcess | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def cli(self, *args: str) -> str:
-        out = subprocess.run([_program("commune-collector"), *args, "--config", str(self.config)],
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, f"commune-collector {' '.join(args)}: {out.stderr}"
-        return out.stdout
-
-    def enrol(self, token_file: Path) -> None:
-        """Import the site and write its token where the agent reads it."""
-        inventory = self.root / "sites.csv"
-        inventory.write_text(f"id,name,province,commune\n{SITE},Trung tâm {SITE},ha-noi,Phường Ba Đình\n",
-                             encoding="utf-8")
-        self.cli("sites", "import", str(inventory))
-        token_file.write_text(self.cli("token", "issue", SITE).strip() + "\n")
-        token_file.chmod(0o600)
-
-    def start(self) -> None:
-        self.starts += 1
-        self.process = ManagedProcess(_in_netns(self.netns, [_program("commune-collector"), "serve", "--config",
-                                                             str(self.config)]),
-                                      self.root / f"collector-{self.starts}.log")
-        self.process.start()
-        wait_until(lambda: "ready" in http_get(self.url + "/readyz", self.netns), timeout=60,
-                   what="the collector to answer /readyz", abort=self._died)
-
-    def _died(self) -> str | None:
-        if self.process is not None and self.process.exit_code() is not None:
-            return f"collector exited: {self.process.log_path.read_text()[-2000:]}"
-        return None
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        assert self.process is not None and self.process.pid is not None
-        if sig == signal.SIGTERM:
-            self.process.stop()
-        else:
-            os.kill(self.process.pid, sig)
-            wait_until(lambda: self.process.exit_code() is not None, timeout=10, what="the collector to die")
+        super().__init__(root, "aggregator: {interval: 1h, process: false}\n", host, netns)
 
     def stored(self) -> Stored:
         return read_collector(self.data / "collector.db")
@@ -159,7 +87,7 @@ collector:
     def start(self) -> None:
         self.starts += 1
         self.started_at = time.time()
-        self.process = ManagedProcess(_in_netns(self.netns, [_program("commune-agent"), "run", "--config",
+        self.process = ManagedProcess(in_netns(self.netns, [program("commune-agent"), "run", "--config",
                                                              str(self.config)]),
                                       self.root / f"agent-{self.starts}.log")
         self.process.start()
@@ -330,7 +258,7 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
 def test_collector_stopped_and_restarted(workdir: Path) -> None:
     collector = Collector(workdir)
     token = workdir / "token"
-    collector.enrol(token)
+    collector.enrol(SITE, token)
     collector.start()
     agent = Agent(workdir, collector.url, f"127.0.0.1:{collector.port}", token)
     agent.start()
@@ -355,7 +283,7 @@ def test_link_cut_in_a_network_namespace(workdir: Path) -> None:
     with impaired_link(delay_ms=2.0, seed=7, ipv6=False) as link:
         collector = Collector(workdir, host=link.far_ip, netns=link.ns_far)
         token = workdir / "token"
-        collector.enrol(token)
+        collector.enrol(SITE, token)
         collector.start()
         agent = Agent(workdir, collector.url, f"{link.far_ip}:{collector.port}", token, netns=link.ns_near)
         agent.start()
@@ -377,7 +305,7 @@ def test_link_cut_in_a_network_namespace(workdir: Path) -> None:
 def test_agent_killed_while_spooling(workdir: Path) -> None:
     collector = Collector(workdir)
     token = workdir / "token"
-    collector.enrol(token)
+    collector.enrol(SITE, token)
     collector.start()
     agent = Agent(workdir, collector.url, f"127.0.0.1:{collector.port}", token)
     agent.start()

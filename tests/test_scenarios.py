@@ -14,9 +14,6 @@ fails the power criterion.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,10 +21,11 @@ from typing import Any
 import pytest
 
 from collector.judge.hysteresis import STATE_NAMES
+from tests.collector_support import CollectorProcess, in_netns, program
 from tests.judge_support import T0, H, World, always, between, criterion, failing, short_criteria
 from tests.judge_support import Site as S
 from tests.linkemu import impaired_link, require_root_netns
-from tests.peers._base import ManagedProcess, free_tcp_port, require_binary, wait_until
+from tests.peers._base import ManagedProcess, free_tcp_port, wait_until
 from tests.peers.nut import NutPeer
 
 DAY = 24 * H
@@ -236,8 +234,6 @@ def test_states_are_the_contract_names() -> None:
 # -- part 2: live, real agent -> real collector ------------------------------------------------
 
 LIVE_SITE = "ha-noi-live"
-FETCH = ("import sys, urllib.request\n"
-         "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())")
 LINK_CRITERIA = """
 stable_period: 5s
 min_coverage: 0%
@@ -274,70 +270,13 @@ criteria:
 """
 
 
-def _program(name: str) -> str:
-    beside = Path(sys.executable).with_name(name)
-    return str(beside) if beside.exists() else require_binary(name)
-
-
-def _netns(netns: str | None, argv: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", netns, *argv] if netns else argv
-
-
-class LiveCollector:
+class LiveCollector(CollectorProcess):
     """``commune-collector serve`` (optionally inside a namespace) judging every second."""
 
     def __init__(self, root: Path, criteria: str, host: str = "127.0.0.1", netns: str | None = None):
-        self.root, self.host, self.netns = root, host, netns
-        self.port = free_tcp_port()
         (root / "criteria.yaml").write_text(criteria, encoding="utf-8")
-        self.config = root / "collector.yaml"
-        self.config.write_text(f"listen: {host}:{self.port}\ndata_dir: {root / 'collector-data'}\n"
-                               "aggregator: {interval: 1s}\n"
-                               f"judge: {{criteria_file: {root / 'criteria.yaml'}, interval: 1s}}\n",
-                               encoding="utf-8")
-        self.process: ManagedProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def cli(self, *args: str) -> str:
-        out = subprocess.run([_program("commune-collector"), *args, "--config", str(self.config)],
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, f"commune-collector {' '.join(args)}: {out.stderr}"
-        return out.stdout
-
-    def enrol(self, site: str) -> Path:
-        inventory = self.root / "sites.csv"
-        inventory.write_text(f"id,name,province,commune\n{site},Trung tâm Phường Ba Đình,ha-noi,Phường Ba Đình\n",
-                             encoding="utf-8")
-        self.cli("sites", "import", str(inventory))
-        token = self.root / f"{site}.token"
-        token.write_text(self.cli("token", "issue", site).strip() + "\n")
-        token.chmod(0o600)
-        return token
-
-    def get(self, path: str) -> str:
-        if self.netns is None:
-            with urllib.request.urlopen(self.url + path, timeout=3) as response:
-                return response.read().decode()
-        out = subprocess.run(_netns(self.netns, [sys.executable, "-I", "-c", FETCH, self.url + path]),
-                             capture_output=True, text=True, timeout=15)
-        if out.returncode != 0:
-            raise OSError(out.stderr.strip()[-300:])
-        return out.stdout
-
-    def start(self) -> None:
-        self.process = ManagedProcess(_netns(self.netns, [_program("commune-collector"), "serve", "--config",
-                                                          str(self.config)]), self.root / "collector.log")
-        self.process.start()
-        wait_until(lambda: "ready" in self.get("/readyz"), timeout=60, what="the collector to be ready",
-                   abort=self._died)
-
-    def _died(self) -> str | None:
-        if self.process is not None and self.process.exit_code() is not None:
-            return f"collector exited: {(self.root / 'collector.log').read_text()[-2000:]}"
-        return None
+        super().__init__(root, "aggregator: {interval: 1s}\n"
+                         f"judge: {{criteria_file: {root / 'criteria.yaml'}, interval: 1s}}\n", host, netns)
 
     def verdict(self, site: str) -> dict | None:
         try:
@@ -350,11 +289,8 @@ class LiveCollector:
             verdict = self.verdict(site)
             return verdict if verdict is not None and holds(verdict) else None
 
-        return wait_until(check, timeout=timeout, interval=0.5, what=what, abort=self._died)
+        return wait_until(check, timeout=timeout, interval=0.5, what=what, abort=self.died)
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
 
 
 class LiveAgent:
@@ -380,7 +316,7 @@ collector:
         self.process: ManagedProcess | None = None
 
     def start(self) -> None:
-        self.process = ManagedProcess(_netns(self.netns, [_program("commune-agent"), "run", "--config",
+        self.process = ManagedProcess(in_netns(self.netns, [program("commune-agent"), "run", "--config",
                                                           str(self.config)]), self.root / "agent.log")
         self.process.start()
 
@@ -395,7 +331,7 @@ def test_live_loss_on_the_link_then_healing_after_the_stable_period(tmp_path: Pa
     require_root_netns()
     with impaired_link(delay_ms=2.0, seed=11, ipv6=False) as link:
         collector = LiveCollector(tmp_path, LINK_CRITERIA, host=link.far_ip, netns=link.ns_far)
-        token = collector.enrol(LIVE_SITE)
+        token = collector.enrol(LIVE_SITE, tmp_path / f"{LIVE_SITE}.token")
         collector.start()
         agent = LiveAgent(tmp_path, f"""links:
   - name: fiber
@@ -431,7 +367,7 @@ def test_live_loss_on_the_link_then_healing_after_the_stable_period(tmp_path: Pa
 def test_live_ups_on_battery_fails_the_power_criterion(tmp_path: Path, nut_ups: NutPeer) -> None:
     """A real NUT UPS (dummy-ups behind upsd) put on battery while a real agent reports."""
     collector = LiveCollector(tmp_path, POWER_CRITERIA)
-    token = collector.enrol(LIVE_SITE)
+    token = collector.enrol(LIVE_SITE, tmp_path / f"{LIVE_SITE}.token")
     collector.start()
     agent = LiveAgent(tmp_path, f"""power:
   - {{name: main-ups, source: nut, host: {nut_ups.host}, port: {nut_ups.port}, ups: {nut_ups.ups_name}}}""",
