@@ -7,6 +7,7 @@ every piece is built here, at start, never at import.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -46,6 +47,7 @@ class Agent:
             sink(check, result)
 
     async def probe_once(self) -> list[tuple[Check, ProbeResult]]:
+        _freeze_heap()
         try:
             return await self.scheduler.run_all_once()
         finally:
@@ -72,6 +74,7 @@ class Agent:
             except (NotImplementedError, RuntimeError):
                 pass
         log.info("site %s: %d checks", self.config.site.id, len(self.checks))
+        _freeze_heap()
         tasks = [asyncio.create_task(t(stop)) for t in (extra_tasks or [])]
         try:
             await self.scheduler.run(stop)
@@ -79,3 +82,10 @@ class Agent:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.close()
             log.info("stopped")
+
+
+def _freeze_heap() -> None:
+    """Take what exists before probing (modules, config models, checks: the agent's whole life) out of
+    the garbage collector's scans: a full collection in the middle of 500 rounds ending together
+    would otherwise walk every one of those objects again, on every pass, for nothing."""
+    gc.freeze()

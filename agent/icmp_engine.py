@@ -11,6 +11,9 @@ two entries in one engine-wide schedule (a heap of plain tuples): its deadline
 and its next echo. A single event-loop timer serves the schedule and sends
 everything due in one pass. So a round costs one future and no task, timer or
 timeout of its own (benchmarks/icmp_sweep.py measures 500 rounds at once).
+Echo i of a round leaves at the time the round was due plus i spacings (as
+fping's per-target period): rounds due together send their later echoes in
+one timer pass, as fping's bursts do, however long it took to start them all.
 
 Unprivileged ICMP ("ping") sockets are used where ``net.ipv4.ping_group_range``
 allows them; raw sockets otherwise (root or CAP_NET_RAW).
@@ -42,6 +45,10 @@ _SOL_RAW, _ICMP_FILTER = 255, 1  # from <linux/icmp.h>: a mask of the ICMP types
 _HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 _TIMESPEC = struct.Struct("qq")
 _EXPIRE = -1  # in the schedule, in place of an echo index: the round's deadline
+LATE_START = 0.1  # share of the spacing a round may start late and still keep its due time's echo grid
+# epoll waits in whole milliseconds, rounded up: the timer is armed this much early and sends whatever is
+# due within it, so a burst leaves on time rather than up to a millisecond and a half late
+TIMER_EARLY = 0.001
 _UNREACHABLE = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL)
 
 
@@ -275,17 +282,17 @@ class IcmpEngine:
         return when
 
     def _arm(self, when: float) -> None:
-        """Make sure the timer fires by ``when``."""
-        if self._timer is None or when < self._timer.when():
+        """Make sure the timer fires by ``when`` (``TIMER_EARLY`` before it)."""
+        if self._timer is None or when - TIMER_EARLY < self._timer.when():
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = asyncio.get_running_loop().call_at(when, self._run_due)
+            self._timer = asyncio.get_running_loop().call_at(when - TIMER_EARLY, self._run_due)
 
     def _run_due(self) -> None:
         """The one timer: send every echo that is due, expire every round past its deadline, re-arm."""
         self._timer = None
         loop = asyncio.get_running_loop()
-        now, schedule = loop.time(), self._schedule
+        now, schedule = loop.time() + TIMER_EARLY, self._schedule
         try:
             while schedule and schedule[0][0] <= now:
                 _when, _order, rnd, index = heapq.heappop(schedule)
@@ -299,17 +306,24 @@ class IcmpEngine:
                         self._at(rnd.start + (index + 1) * rnd.spacing, rnd, index + 1)
         finally:
             if schedule:
-                self._timer = loop.call_at(schedule[0][0], self._run_due)
+                self._timer = loop.call_at(schedule[0][0] - TIMER_EARLY, self._run_due)
 
     async def ping(self, address: str, family: int, count: int, spacing: float, reply_timeout: float,
-                   binding: Binding | None = None) -> list[float | None]:
-        """``count`` echoes ``spacing`` seconds apart, each waiting up to ``reply_timeout``: the RTTs."""
+                   binding: Binding | None = None, due: float | None = None) -> list[float | None]:
+        """``count`` echoes ``spacing`` seconds apart, each waiting up to ``reply_timeout``: the RTTs.
+
+        ``due``: the loop time the round was due. Echo i leaves at ``due + i * spacing``, so rounds
+        due together share their bursts; the first echo leaves now. A round started more than
+        ``LATE_START`` of a spacing after ``due`` (or without one) keeps its own time.
+        """
         ch = self._channel(family, binding or Binding())
         loop = asyncio.get_running_loop()
-        rnd = _Round(ch, address, (address, 0), loop.time(), spacing, reply_timeout, int(reply_timeout * 1e9),
+        now = loop.time()
+        start = due if due is not None and 0.0 <= now - due <= spacing * LATE_START else now
+        rnd = _Round(ch, address, (address, 0), start, spacing, reply_timeout, int(reply_timeout * 1e9),
                      [None] * count, [0] * count, count, loop.create_future())
         self._send(rnd, 0)
-        next_due = self._at(rnd.start + (count - 1) * spacing + reply_timeout, rnd, _EXPIRE)
+        next_due = self._at(max(rnd.start + (count - 1) * spacing, now) + reply_timeout, rnd, _EXPIRE)
         if count > 1:
             next_due = self._at(rnd.start + spacing, rnd, 1)
         self._arm(next_due)

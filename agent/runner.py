@@ -21,8 +21,11 @@ async def run_check(check: Check, ctx: ProbeContext) -> ProbeResult:
     ts = ctx.clock()
     start = time.perf_counter()
     try:
-        async with asyncio.timeout(check.timeout):
+        if check.spec.self_timed:
             result = await check.spec.run(check.config, ctx)
+        else:
+            async with asyncio.timeout(check.timeout):
+                result = await check.spec.run(check.config, ctx)
     except TimeoutError:
         result = ProbeResult(ok=False, reason=f"timed out after {check.timeout:g}s")
     except ProbeError as exc:
@@ -33,5 +36,4 @@ async def run_check(check: Check, ctx: ProbeContext) -> ProbeResult:
         log.warning("check %s raised %s", check.id, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         result = ProbeResult(ok=False, reason=f"{type(exc).__name__}: {exc}")
     duration = time.perf_counter() - start
-    return ProbeResult(ok=result.ok, samples=result.samples, reason=result.reason, info=result.info,
-                       duration_s=duration, ts=ts)
+    return result.timed(duration, ts)

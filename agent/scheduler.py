@@ -64,13 +64,16 @@ class Scheduler:
             self._contexts[check.id] = ctx
         return ctx
 
-    async def run_once(self, check: Check) -> ProbeResult:
-        """One round now, bounded by the concurrency limit (if its kind needs a slot)."""
+    async def run_once(self, check: Check, due: float | None = None) -> ProbeResult:
+        """One round now (it was due at loop time ``due``), bounded by the concurrency limit (if its kind
+        needs a slot)."""
+        ctx = self.context(check)
+        ctx.due = due
         if check.spec.needs_slot:
             async with self._slots:
-                result = await run_check(check, self.context(check))
+                result = await run_check(check, ctx)
         else:
-            result = await run_check(check, self.context(check))
+            result = await run_check(check, ctx)
         key = (check.id, result.ok)
         self.stats.rounds[key] = self.stats.rounds.get(key, 0) + 1
         self.on_result(check, result)
@@ -83,7 +86,7 @@ class Scheduler:
             slot = due + self._rng.uniform(-self.jitter, self.jitter) * check.interval
             await asyncio.sleep(max(0.0, slot - loop.time()))  # run() cancels this task at stop
             self.stats.record_lag(max(0.0, loop.time() - slot))
-            await self.run_once(check)
+            await self.run_once(check, slot)
             due += check.interval
             now = loop.time()
             if now > due:  # the round overran its next slot: skip, never overlap
@@ -103,5 +106,6 @@ class Scheduler:
 
     async def run_all_once(self) -> list[tuple[Check, ProbeResult]]:
         """Every check once, concurrently (probe-once)."""
-        results = await asyncio.gather(*(self.run_once(c) for c in self.checks))
+        now = asyncio.get_running_loop().time()
+        results = await asyncio.gather(*(self.run_once(c, now) for c in self.checks))
         return list(zip(self.checks, results, strict=True))

@@ -128,6 +128,7 @@ class SenderResult:
     ok_values: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     late: int = 0  # requests that started more than 1 s after their time (every connection busy)
+    started: list[float] = field(default_factory=list)  # wall time each request started (for the timeline)
 
 
 @dataclass
@@ -199,6 +200,7 @@ async def _fleet(target: str, url: str, sites: list[tuple[str, str]], args: dict
             if time.time() - item.due > 1.0:
                 out.late += 1
             started = time.perf_counter()
+            out.started.append(time.time())
             try:
                 if writer is None:
                     reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
@@ -250,6 +252,8 @@ class ProcessUsage:
     cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
     rss_max_bytes: int = 0
+    rss_tree_max_bytes: int = 0  # with the child processes (aggregator, judge)
+    started_at: float = 0.0
     senders_cpu_seconds: float = 0.0
     machine_busy_seconds: float = 0.0  # every process on the machine, ours included
 
@@ -281,6 +285,16 @@ def _cpu(proc: psutil.Process) -> float:
     return total
 
 
+def _tree_rss(proc: psutil.Process) -> int:
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def run_fleet(target: str, url: str, pid: int, sites: list[tuple[str, str]], args: argparse.Namespace,
               ) -> tuple[SenderResult, ProcessUsage]:
     proc = psutil.Process(pid)
@@ -306,10 +320,12 @@ def run_fleet(target: str, url: str, pid: int, sites: list[tuple[str, str]], arg
     usage = ProcessUsage()
     senders = [psutil.Process(w.pid) for w in workers]
     cpu0, t0, busy0 = _cpu(proc), time.monotonic(), _machine_busy()
+    usage.started_at = time.time()
     senders0 = sum(_cpu(p) for p in senders)
     shown = time.monotonic()
     while time.monotonic() - t0 < args.seconds:
         usage.rss_max_bytes = max(usage.rss_max_bytes, proc.memory_info().rss)
+        usage.rss_tree_max_bytes = max(usage.rss_tree_max_bytes, _tree_rss(proc))
         time.sleep(0.5)
         if time.monotonic() - shown >= 10:
             log(f"  {target}: {time.monotonic() - t0:.0f}/{args.seconds}s, CPU "
@@ -322,6 +338,7 @@ def run_fleet(target: str, url: str, pid: int, sites: list[tuple[str, str]], arg
     for _ in workers:
         part = SenderResult(**queue.get(timeout=300))
         merged.latencies += part.latencies
+        merged.started += part.started
         for name in ("sent", "ok_reports", "ok_results", "ok_values", "late"):
             setattr(merged, name, getattr(merged, name) + getattr(part, name))
         for status, n in part.statuses.items():
@@ -346,18 +363,31 @@ def summarise(name: str, result: SenderResult, usage: ProcessUsage, args: argpar
         "reports_per_s": result.ok_reports / window, "samples_per_s": result.ok_results / window,
         "values_per_s": result.ok_values / window, "p50_ms": _quantile(result.latencies, 0.5) * 1000,
         "p99_ms": _quantile(result.latencies, 0.99) * 1000, "max_ms": max(result.latencies, default=0) * 1000,
-        "cpu_cores": usage.cores, "rss_max_mib": usage.rss_max_bytes / 2**20, "statuses": result.statuses,
+        "cpu_cores": usage.cores, "rss_max_mib": usage.rss_max_bytes / 2**20,
+        "rss_tree_max_mib": usage.rss_tree_max_bytes / 2**20, "statuses": result.statuses,
         "late_starts": result.late, "cpu_ms_per_report": usage.cpu_seconds * 1000 / max(1, result.ok_reports),
         "fleet_cores": usage.senders_cpu_seconds / usage.wall_seconds, "others_cores": usage.others_cores,
+        "slowest_windows": _slowest_windows(result, usage.started_at),
     }
+
+
+def _slowest_windows(result: SenderResult, origin: float, width: float = 5.0, shown: int = 3) -> list[dict]:
+    """The ``width``-second stretches of the phase with the worst p99: when the tail happens (a pass?)."""
+    windows: dict[int, list[float]] = {}
+    for at, latency in zip(result.started, result.latencies, strict=True):
+        windows.setdefault(int((at - origin) // width), []).append(latency)
+    ranked = sorted(((_quantile(v, 0.99), k) for k, v in windows.items() if len(v) >= 20), reverse=True)
+    return [{"from_s": k * width, "to_s": (k + 1) * width, "p99_ms": p99 * 1000} for p99, k in ranked[:shown]]
 
 
 def print_row(row: dict) -> None:
     print(f"{row['target']:<11} offered {row['offered_reports_per_s']:6.0f} rep/s  sustained {row['reports_per_s']:6.0f} "
           f"rep/s = {row['samples_per_s']:7.0f} samples/s ({row['values_per_s']:7.0f} values/s)  "
           f"p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  CPU {row['cpu_cores']:.2f} cores "
-          f"({row['cpu_ms_per_report']:.2f} ms/report)  RSS {row['rss_max_mib']:.0f} MiB  statuses {row['statuses']}"
-          f"  late {row['late_starts']}")
+          f"({row['cpu_ms_per_report']:.2f} ms/report)  RSS {row['rss_max_mib']:.0f} MiB "
+          f"(with children {row['rss_tree_max_mib']:.0f} MiB)  statuses {row['statuses']}  late {row['late_starts']}")
+    worst = ", ".join(f"{w['from_s']:.0f}-{w['to_s']:.0f}s {w['p99_ms']:.0f} ms" for w in row["slowest_windows"])
+    print(f"            slowest 5 s windows by p99: {worst}")
     print(f"{'':<11} fleet {row['fleet_cores']:.2f} cores; other processes on the machine {row['others_cores']:.2f} cores"
           + ("  (the machine was busy: figures are pessimistic)" if row["others_cores"] > 0.2 else ""))
 

@@ -17,20 +17,19 @@ database. ``commune-collector aggregate`` runs the same loop on its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import logging
-import multiprocessing
 import signal
 import threading
 import time
 from collections.abc import Callable
 
+from collector.childproc import CONTEXT, child_setup, supervise
 from collector.metrics import AggregatorStats
 from collector.settings import AggregatorSettings, CollectorSettings, RetentionSettings
 from collector.store.base import Store
 
 log = logging.getLogger("commune_collector.aggregator")
+AGGREGATOR_PROCESS_NAME = "commune-aggr"  # ps/top: 15 characters at most
 
 
 class Aggregator:
@@ -79,8 +78,6 @@ class Aggregator:
 
 # -- in a process of its own -------------------------------------------------------------------
 
-RESTART_DELAY_S = 5.0
-
 
 def run_until_stopped(settings: CollectorSettings, stop: threading.Event | None = None) -> None:
     """Pass every ``aggregator.interval`` until SIGTERM/SIGINT (or ``stop``), then a last pass."""
@@ -106,29 +103,11 @@ def run_until_stopped(settings: CollectorSettings, stop: threading.Event | None 
 
 
 def _child_main(settings: CollectorSettings) -> None:
-    """Entry point of the server's aggregator process; it dies with the server, even on SIGKILL."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    logging.basicConfig(level=getattr(logging, settings.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run_until_stopped(settings)
+    """Entry point of the server's aggregator process."""
+    run_until_stopped(settings, child_setup(AGGREGATOR_PROCESS_NAME, settings.log_level))
 
 
 async def run_in_child_process(settings: CollectorSettings, stop: asyncio.Event) -> None:
-    """Keep an aggregator process running until ``stop``; restart it if it dies; stop it cleanly."""
-    ctx = multiprocessing.get_context("spawn")
-    while not stop.is_set():
-        child = ctx.Process(target=_child_main, args=(settings,), name="commune-collector-aggregator")
-        child.start()
-        log.info("aggregator process %d started", child.pid)
-        while child.is_alive() and not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-        if stop.is_set():
-            if child.is_alive():
-                child.terminate()  # SIGTERM: the child makes its last pass and exits
-            await asyncio.to_thread(child.join, 300)
-            return
-        log.error("aggregator process exited with %s; restarting in %.0fs", child.exitcode, RESTART_DELAY_S)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=RESTART_DELAY_S)
+    """Keep an aggregator process running until ``stop`` (``childproc.supervise``)."""
+    await supervise("aggregator", lambda: CONTEXT.Process(target=_child_main, args=(settings,),
+                                                         name="commune-collector-aggregator"), stop)

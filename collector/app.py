@@ -23,7 +23,7 @@ from collector.alerting import run_alerting
 from collector.api import problems
 from collector.api.routes import COMPONENTS, ROUTERS
 from collector.auth import TokenVerifier
-from collector.judge.service import build_judge, run_judge
+from collector.judge.service import build_judge_for_server, run_judge
 from collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
 from collector.remote_write import RemoteWriter
 from collector.settings import CollectorSettings
@@ -85,8 +85,7 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
         collector: CollectorMetrics | None = None
         try:
             await asyncio.to_thread(active.migrate)
-            state = _build_state(settings, active, registry)
-            state.aggregate_in_child = own_store and settings.aggregator.process  # an injected store stays in-process
+            state = _build_state(settings, active, registry, own_store)
             collector = CollectorMetrics(active, state.ingest_stats, state.aggregator.stats if state.aggregator
                                          else AggregatorStats(),
                                          extra=[state.remote_writer.metrics] if state.remote_writer else [])
@@ -138,9 +137,12 @@ def _merge_components(app: FastAPI, components: dict[str, dict]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _build_state(settings: CollectorSettings, store: Store, registry: CollectorRegistry) -> CollectorState:
+def _build_state(settings: CollectorSettings, store: Store, registry: CollectorRegistry,
+                 own_store: bool) -> CollectorState:
+    """The app's state; with an injected store (tests) the aggregator and the judge stay in this process."""
     writer = RemoteWriter(settings.remote_write) if settings.remote_write.url else None
     return CollectorState(settings=settings, store=store, registry=registry,
                           verifier=TokenVerifier(store, settings.auth.cache_ttl),
                           aggregator=Aggregator(store, settings.aggregator, settings.retention),
-                          remote_writer=writer, judge=build_judge(settings.judge, store, settings.data_dir))
+                          aggregate_in_child=own_store and settings.aggregator.process, remote_writer=writer,
+                          judge=build_judge_for_server(settings, store, own_store and settings.judge.process))

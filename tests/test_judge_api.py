@@ -46,7 +46,7 @@ def write_settings(tmp_path: Path, **judge: Any) -> Path:
     criteria.write_text(short_criteria_yaml(stable="0s"), encoding="utf-8")
     settings = {"data_dir": str(tmp_path / "data"), "auth": {"cache_ttl": "0s"},
                 "aggregator": {"interval": "1h"},
-                "judge": {"criteria_file": str(criteria), "interval": "1h", **judge}}
+                "judge": {"criteria_file": str(criteria), "interval": "1h", "process": False, **judge}}
     path = tmp_path / "collector.yaml"
     path.write_text(yaml.safe_dump(settings), encoding="utf-8")
     return path

@@ -465,6 +465,41 @@ async def test_raw_channels_of_two_links_never_take_each_others_replies() -> Non
         engine.close()
 
 
+async def test_rounds_due_together_send_their_later_echoes_in_one_burst() -> None:
+    """Echo i leaves at due + i x spacing: rounds due together but started one after the other (500
+    take ~10 ms to start) send echoes 1.. in the same timer pass, as fping's bursts go; a round started
+    too late for that (more than a tenth of a spacing) keeps its own time."""
+    require_root("raw ICMP sockets need root")
+    engine = IcmpEngine(prefer_unprivileged=False)
+    passes, sends = [0], []
+    run_due, send = engine._run_due, engine._send
+
+    def counted_run_due() -> None:
+        passes[0] += 1
+        run_due()
+
+    def recorded_send(rnd: Any, index: int) -> None:
+        sends.append((rnd.target, index, passes[0]))
+        send(rnd, index)
+
+    engine._run_due, engine._send = counted_run_due, recorded_send  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    try:
+        due = loop.time()
+        first = asyncio.ensure_future(engine.ping("127.0.0.1", socket.AF_INET, 3, 0.2, 1.0, due=due))
+        await asyncio.sleep(0.01)  # the scenario, not a wait: the next rounds start 10 ms after their slot
+        rounds = [first, engine.ping("127.0.0.2", socket.AF_INET, 3, 0.2, 1.0, due=due),
+                  engine.ping("127.0.0.3", socket.AF_INET, 3, 0.2, 1.0, due=due - 0.05)]
+        results = await asyncio.gather(*rounds)
+    finally:
+        engine.close()
+    assert all(rtt is not None for rtts in results for rtt in rtts)
+    burst = {(target, index): n for target, index, n in sends}
+    for index in (1, 2):
+        assert burst[("127.0.0.1", index)] == burst[("127.0.0.2", index)], f"echo {index} in one pass"
+        assert burst[("127.0.0.3", index)] != burst[("127.0.0.1", index)], "the late round keeps its own time"
+
+
 # ---------------------------------------------------------------- helpers
 
 

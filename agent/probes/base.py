@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from common.units import Duration
@@ -45,9 +46,12 @@ class TargetConfig(BaseModel):
         return self.name or self.probe
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One measured value; ``labels`` distinguish values of one name (stat, interface, ...)."""
+class Sample(msgspec.Struct, frozen=True, gc=False):
+    """One measured value; ``labels`` distinguish values of one name (stat, interface, ...).
+
+    A msgspec Struct, as ``ProbeResult``: 500 ICMP rounds ending together make 4,000 samples at
+    once, and a Struct is built in C, several times faster than a frozen dataclass.
+    """
 
     name: str
     value: float
@@ -58,16 +62,19 @@ class Sample:
         return value_key(self.name, dict(self.labels))
 
 
-@dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(msgspec.Struct, frozen=True):
     """What one round found. ``ok`` false always comes with a ``reason``."""
 
     ok: bool
     samples: tuple[Sample, ...] = ()
     reason: str = ""
-    info: dict[str, str] = field(default_factory=dict)  # text facts for humans: sysDescr, cert subject
+    info: dict[str, str] = {}  # text facts for humans: sysDescr, cert subject (msgspec copies the default)
     duration_s: float = 0.0
     ts: float = 0.0
+
+    def timed(self, duration_s: float, ts: float) -> ProbeResult:
+        """This result with the runner's measurements."""
+        return msgspec.structs.replace(self, duration_s=duration_s, ts=ts)
 
     def value(self, name: str, **labels: str) -> float | None:
         """The value of one sample, or None: handy in tests and tables."""
@@ -96,6 +103,7 @@ class ProbeContext:
 
     binding: Binding = field(default_factory=Binding)
     timeout: float = 5.0
+    due: float | None = None  # loop time this round was due (the scheduler's slot); None: now
     state: dict[str, Any] = field(default_factory=dict)  # survives between rounds of one check
     resources: dict[str, Any] = field(default_factory=dict)  # shared engines: icmp, snmp, ...
     clock: Callable[[], float] = time.time
@@ -132,3 +140,6 @@ class ProbeSpec(Generic[C]):
     summary: str = ""
     section: str = "link"  # where its config goes: link targets, devices, power or host
     needs_slot: bool = True  # False: rounds share one engine socket (icmp), so the scheduler's bound skips them
+    # True: the probe keeps its round within ``ctx.timeout`` itself (raising TimeoutError), so the runner
+    # does not arm a timer of its own for every round (icmp: 500 rounds at once feel 500 timers)
+    self_timed: bool = False

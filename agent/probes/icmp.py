@@ -8,6 +8,7 @@ targets share one socket per address family.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import socket
 from typing import Literal
@@ -72,9 +73,21 @@ def ip_literal(host: str, ip_protocol: str) -> tuple[str, int] | None:
 
 
 async def run(cfg: IcmpConfig, ctx: ProbeContext) -> ProbeResult:
+    """One round within ``ctx.timeout`` (``self_timed``): a timer is armed only where one could fire."""
     engine: icmp_engine.IcmpEngine = ctx.resource("icmp", icmp_engine.IcmpEngine)
-    address, family = ip_literal(cfg.host, cfg.ip_protocol) or await resolve(cfg.host, cfg.ip_protocol)
-    rtts = await engine.ping(address, family, cfg.count, cfg.packet_interval, cfg.echo_timeout, ctx.binding)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.timeout
+    literal = ip_literal(cfg.host, cfg.ip_protocol)
+    if literal is None:
+        async with asyncio.timeout_at(deadline):
+            literal = await resolve(cfg.host, cfg.ip_protocol)
+    address, family = literal
+    ping = engine.ping(address, family, cfg.count, cfg.packet_interval, cfg.echo_timeout, ctx.binding, ctx.due)
+    if loop.time() + (cfg.count - 1) * cfg.packet_interval + cfg.echo_timeout <= deadline:
+        rtts = await ping  # the engine ends the round by then (the config checks count against timeout)
+    else:
+        async with asyncio.timeout_at(deadline):
+            rtts = await ping
     stats = rtt_stats(rtts)
     samples = tuple([Sample(name, stats[key], labels) for key, name, labels in _SAMPLES if key in stats])
     ok = stats["received"] > 0
@@ -89,6 +102,7 @@ SPEC = ProbeSpec(
     run=run,
     summary="ICMP echo round: RTT, jitter, loss",
     needs_slot=False,  # a round is a future and a few packets on the engine's shared socket
+    self_timed=True,
     metrics=(
         MetricDoc("icmp_rtt_seconds", "Round-trip time of the last round's replies.", ("stat",)),
         MetricDoc("icmp_jitter_seconds", "Mean absolute difference of consecutive RTTs in the last round."),

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any, TypeVar
+
+import msgspec
 
 from agent.probes.base import MetricDoc, ProbeContext, ProbeError, ProbeResult, Sample, sample
 
@@ -108,7 +109,7 @@ def counting_errors(run: Run[C]) -> Run[C]:
         if not result.ok:  # a partial answer: the probe names the kind in info["snmp_error"]
             kind = result.info.get("snmp_error", "error")
             counts[kind if kind in counts else "error"] += 1
-        return replace(result, samples=result.samples + _error_samples(counts))
+        return msgspec.structs.replace(result, samples=result.samples + _error_samples(counts))
 
     wrapped.__doc__ = run.__doc__
     wrapped.__name__ = getattr(run, "__name__", "run")

@@ -16,7 +16,6 @@ tests and the benchmark):
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import gc
 import inspect
 import logging
@@ -48,6 +47,7 @@ from collector.judge.facts import FactFinder
 from collector.judge.hysteresis import S_COMPLETED, S_NOT_COMPLETED, STATE_NAMES, Track, step
 from collector.judge.matrix import EvidenceMatrix, KeySpec
 from collector.judge.persist import MemoryVerdictStore, StateRow, Transition, VerdictStore
+from collector.judge.reads import VerdictReads
 from collector.judge.rollup import history_rows, roll_up
 from collector.judge.source import ROUNDS, SKIP, VALUES, EvidenceSource, SiteRecord
 from collector.judge.verdict import Snapshot, reason
@@ -84,7 +84,7 @@ class _Timer:
         self.last = now
 
 
-class Judge:
+class Judge(VerdictReads):
     """Judges every site from ``source`` against ``config``; see the module docstring."""
 
     def __init__(self, config: CriteriaConfig, source: EvidenceSource, verdicts: VerdictStore | None = None,
@@ -155,6 +155,10 @@ class Judge:
             _run_coroutines(pending)
         return snapshot
 
+    def pass_once(self, now: float | None = None) -> tuple[Snapshot, list[VerdictChange]]:
+        """One pass without calling the listeners (the judge process sends them to the server instead)."""
+        return self._pass(now)
+
     async def arun_pass(self, now: float | None = None) -> Snapshot:
         """One pass in a worker thread (the event loop keeps serving); async listeners awaited here."""
         snapshot, changes = await asyncio.to_thread(self._pass, now)
@@ -176,17 +180,7 @@ class Judge:
                 pass
 
     def _notify(self, changes: list[VerdictChange], snapshot: Snapshot) -> list:
-        pending = []
-        views = snapshot.views()
-        for listener in list(self.listeners):
-            try:
-                result = listener(changes, views)
-            except Exception:  # noqa: BLE001 - one bad listener must not stop the others
-                log.exception("judge listener %r failed", listener)
-                continue
-            if inspect.isawaitable(result):
-                pending.append(result)
-        return pending
+        return notify(self.listeners, changes, snapshot)
 
     def _pass(self, now: float | None) -> tuple[Snapshot, list[VerdictChange]]:
         with self._lock, _gc_paused():
@@ -431,28 +425,20 @@ class Judge:
             self.verdicts.prune(cutoff, self.day_of(cutoff))
             self._last_prune_day = day
 
-    def day_of(self, ts: float) -> str:
-        """The calendar day of ``ts`` where the meetings happen (Vietnam time by default)."""
-        return dt.datetime.fromtimestamp(ts, self.tz).date().isoformat()
 
-    # -- reads for the API ----------------------------------------------------------
-
-    def history(self, province: str | None = None, days: int = 35, now: float | None = None) -> dict:
-        """The burn-up series of the API contract (``/api/v1/history``)."""
-        now = self.clock() if now is None else now
-        since = self.day_of(now - max(days - 1, 0) * 86400.0)
-        series = []
-        for day, _, counts in self.verdicts.history(since, province):
-            items = counts.get("items", {})
-            if province:
-                done = {k: int(bool(v.get("done"))) for k, v in items.items()}
-            else:
-                done = {k: int(v.get("provinces_done", 0)) for k, v in items.items()}
-            series.append({"date": day, "completed": counts["completed"], "not_completed": counts["not_completed"],
-                           "unknown": counts["unknown"], "total": counts["total"], "provinces_done": done,
-                           "items_completed": {k: int(v.get("completed", 0)) for k, v in items.items()}})
-        deadline = self.config.deadline.isoformat() if self.config.deadline else None
-        return {"deadline": deadline, "province": province, "series": series}
+def notify(listeners: list[Listener], changes: list[VerdictChange], snapshot: Snapshot) -> list:
+    """Call every listener with a pass's changes and views; return the awaitables some of them gave back."""
+    pending = []
+    views = snapshot.views()
+    for listener in list(listeners):
+        try:
+            result = listener(changes, views)
+        except Exception:  # noqa: BLE001 - one bad listener must not stop the others
+            log.exception("judge listener %r failed", listener)
+            continue
+        if inspect.isawaitable(result):
+            pending.append(result)
+    return pending
 
 
 @contextmanager

@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector.judge.engine import Judge
 from collector.judge.metrics import JudgeMetrics
+from collector.judge.process import JudgeProxy
 from collector.judge.settings import JudgeSettings
+
+if TYPE_CHECKING:
+    from collector.settings import CollectorSettings
 
 log = logging.getLogger("commune_collector.judge")
 
@@ -26,11 +30,9 @@ CHECKPOINT_FILE = "judge-evidence.npz"
 
 def build_judge(settings: JudgeSettings | None, store: Any, data_dir: Path | None = None) -> Judge | None:
     """A judge over the collector's database (its checkpoint in ``data_dir``), or None when judging is off."""
-    if settings is None or not settings.enabled:
+    if not _judging(settings, store):
         return None
-    if not hasattr(store, "dialect_impl"):
-        log.warning("the judge needs the SQL store; judging is off")
-        return None
+    assert settings is not None
     from collector.store.judge_evidence import StoreEvidence
     from collector.store.verdicts import SqlVerdictStore
 
@@ -41,9 +43,29 @@ def build_judge(settings: JudgeSettings | None, store: Any, data_dir: Path | Non
                  checkpoint=checkpoint, checkpoint_interval=settings.checkpoint_interval)
 
 
+def build_judge_for_server(settings: CollectorSettings, store: Any, in_child: bool) -> Judge | JudgeProxy | None:
+    """The server's judge: a ``JudgeProxy`` of a judge process when ``in_child``, else a ``Judge`` in this one."""
+    if not in_child:
+        return build_judge(settings.judge, store, settings.data_dir)
+    if not _judging(settings.judge, store):
+        return None
+    log.info("judge: %s, every %gs, in its own process", settings.judge.criteria().describe(),
+             settings.judge.interval)
+    return JudgeProxy(settings, store)
+
+
+def _judging(settings: JudgeSettings | None, store: Any) -> bool:
+    if settings is None or not settings.enabled:
+        return False
+    if not hasattr(store, "dialect_impl"):
+        log.warning("the judge needs the SQL store; judging is off")
+        return False
+    return True
+
+
 async def run_judge(state: Any) -> None:
     """Background task: pass every interval until ``state.stop``; metrics on ``state.registry`` meanwhile."""
-    judge: Judge | None = getattr(state, "judge", None)
+    judge: Judge | JudgeProxy | None = getattr(state, "judge", None)
     if judge is None:
         return
     metrics = JudgeMetrics(judge)

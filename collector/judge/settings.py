@@ -22,6 +22,8 @@ class JudgeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(default=True, description="run the judge in this collector (one per deployment)")
+    process: bool = Field(default=True, description="judge in a child process (a core of its own) rather than a "
+                                                    "thread of the server: ingest keeps its latency")
     criteria_file: Path | None = Field(default=None, description="criteria YAML; default the shipped collector/data/criteria.yaml")
     interval: Duration = Field(default=30.0, description="time between judge passes")
     timezone: str = Field(default="Asia/Ho_Chi_Minh", description="where a day starts, for the daily history")

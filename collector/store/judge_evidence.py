@@ -186,7 +186,7 @@ class StoreEvidence:
         self._discover(keep, (chunk[0], chunk[-1]))
 
     def _apply(self, add: list[tuple[str, str, int]], drop: list[tuple[str, str]], reset: bool) -> None:
-        with self.db.tx() as conn:
+        with self.db.tx(main=False) as conn:  # judge_keep is a temporary table: no lock on the database
             if not self._ready:
                 self.db.execute(conn, "CREATE TEMPORARY TABLE IF NOT EXISTS judge_keep (site TEXT NOT NULL, "
                                       "check_id TEXT NOT NULL, level INTEGER NOT NULL, PRIMARY KEY (site, check_id))")

@@ -19,6 +19,7 @@ from collector.judge.persist import HistoryRow, StateRow, Transition
 from collector.store.sql import Dialect
 
 SQLITE_CACHE_KIB = 64 * 1024
+STATES_PER_COMMIT = 500
 
 
 class JudgeDb:
@@ -47,12 +48,16 @@ class JudgeDb:
             yield self._connection()
 
     @contextmanager
-    def tx(self) -> Iterator[Any]:
-        """A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction block)."""
+    def tx(self, main: bool = True) -> Iterator[Any]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction block).
+
+        ``main=False``: it writes only this connection's temporary tables, so on SQLite it must not
+        take the database's write lock (BEGIN IMMEDIATE would hold ingest's commits back meanwhile).
+        """
         with self._lock:
             conn = self._connection()
             if self.name == "sqlite":
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN IMMEDIATE" if main else "BEGIN DEFERRED")
                 try:
                     yield conn
                 except BaseException:
@@ -117,10 +122,13 @@ class SqlVerdictStore:
         return out
 
     def save_states(self, rows: list[StateRow], now: float) -> None:
+        """Upsert in slices of ``STATES_PER_COMMIT``: each row stands alone (a site's whole state), and
+        10,000 in one transaction would hold SQLite's write lock, and so ingest's commits, for ~0.3 s."""
         data = [(r.site, r.state, r.since, r.candidate, r.last_definite,
                  json.dumps({k: list(v) for k, v in r.items.items()}), now) for r in rows]
-        with self.db.tx() as conn:
-            self.db.executemany(conn, _STATE_UPSERT, data)
+        for i in range(0, len(data), STATES_PER_COMMIT):
+            with self.db.tx() as conn:
+                self.db.executemany(conn, _STATE_UPSERT, data[i:i + STATES_PER_COMMIT])
 
     def add_transitions(self, rows: list[Transition]) -> None:
         data = [(t.site, t.province, t.at, t.from_state, t.to_state, int(t.regression),
