@@ -108,6 +108,7 @@ class RemoteWriteStats:
     rejected: int = 0
     failed: int = 0
     retries: int = 0
+    splits: int = 0  # refused requests sent again as two halves
 
 
 class RemoteWriter:
@@ -134,16 +135,16 @@ class RemoteWriter:
         self._wake.set()
         return True
 
-    def _take_batch(self) -> tuple[dict[Labels, list[tuple[int, float]]], int]:
-        series: dict[Labels, list[tuple[int, float]]] = {}
+    def _take_batch(self) -> list[tuple[str, Sequence[CheckResult], float, int]]:
+        """Queued reports up to ``batch_samples`` samples (at least one report)."""
+        items: list[tuple[str, Sequence[CheckResult], float, int]] = []
         count = 0
         while self._queue and count < self.settings.batch_samples:
-            site, results, shift, n = self._queue.popleft()
-            self.stats.queued -= n
-            count += n
-            for labels, ts, value in series_of(site, results, shift):
-                series.setdefault(labels, []).append((ts, value))
-        return series, count
+            item = self._queue.popleft()
+            self.stats.queued -= item[3]
+            count += item[3]
+            items.append(item)
+        return items
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop``; then one last attempt to drain what is queued."""
@@ -177,9 +178,41 @@ class RemoteWriter:
             self.stats.queued = 0
 
     async def _send_one(self, client: httpx.AsyncClient, stop: asyncio.Event, retries: int | None = None) -> None:
-        series, count = self._take_batch()
+        await self._send_items(client, stop, self._take_batch(), retries)
+
+    async def _send_items(self, client: httpx.AsyncClient, stop: asyncio.Event,
+                          items: list[tuple[str, Sequence[CheckResult], float, int]], retries: int | None) -> None:
+        """Send these reports as one WriteRequest; when it is refused, each half on its own.
+
+        Prometheus refuses a whole request for one out-of-order or too-old sample (rolling back the
+        rest), and a batch easily mixes an agent's spooled backlog with everyone's fresh reports:
+        halving until the refused reports stand alone delivers all the others, for a few more
+        requests (2 log2 n for one bad report among n).
+        """
+        series: dict[Labels, list[tuple[int, float]]] = {}
+        for site, results, shift, _n in items:
+            for labels, ts, value in series_of(site, results, shift):
+                series.setdefault(labels, []).append((ts, value))
+        count = sum(item[3] for item in items)
+        refused = await self._post(client, stop, series, count, retries)
+        if refused is None:
+            return
+        if len(items) > 1:
+            half = len(items) // 2
+            self.stats.splits += 1
+            await self._send_items(client, stop, items[:half], retries)
+            await self._send_items(client, stop, items[half:], retries)
+            return
+        log.warning("remote_write refused %d samples of site %s: %s", count, items[0][0], refused)
+        self.stats.rejected += count
+
+    async def _post(self, client: httpx.AsyncClient, stop: asyncio.Event,
+                    series: dict[Labels, list[tuple[int, float]]], count: int, retries: int | None) -> str | None:
+        """POST with retries on 5xx, 429 and network errors; the refusal (a 4xx) as text, None otherwise."""
         body = snappy_block(encode_write_request(series))
         attempts = 1 + (self.settings.max_retries if retries is None else retries)
+        status: int | None = None
+        detail = ""
         for attempt in range(attempts):
             try:
                 response = await client.post(self.url, content=body, headers=_HEADERS)
@@ -189,11 +222,9 @@ class RemoteWriter:
                 status, detail = response.status_code, response.text[:200]
                 if 200 <= status < 300:
                     self.stats.sent += count
-                    return
+                    return None
                 if 400 <= status < 500 and status != 429:
-                    log.warning("remote_write refused %d samples (%d): %s", count, status, detail)
-                    self.stats.rejected += count
-                    return
+                    return f"{status} {detail.strip()}"
             if attempt + 1 < attempts:
                 self.stats.retries += 1
                 delay = min(30.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0)
@@ -203,6 +234,7 @@ class RemoteWriter:
                     pass
         log.warning("remote_write gave up on %d samples: %s %s", count, status, detail)
         self.stats.failed += count
+        return None
 
     def metrics(self) -> Iterator[Metric]:
         s = self.stats
@@ -213,4 +245,7 @@ class RemoteWriter:
             samples.add_metric([outcome], n)
         yield samples
         yield CounterMetricFamily("commune_collector_remote_write_retries", "Remote write requests retried.", s.retries)
+        yield CounterMetricFamily("commune_collector_remote_write_splits",
+                                  "Refused remote write requests sent again as two halves (to deliver the rest).",
+                                  s.splits)
         yield GaugeMetricFamily("commune_collector_remote_write_queue_samples", "Samples waiting to be sent.", s.queued)

@@ -8,6 +8,7 @@ own times. A dead endpoint must never slow or fail ingest.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 from collections.abc import Iterator
@@ -134,6 +135,37 @@ def test_samples_reach_a_real_prometheus_at_their_original_times() -> None:
         sent = 'commune_collector_remote_write_samples_total{outcome="sent"} 45.0'  # 3 reports x 3 results x 5
         wait_until(lambda: sent in httpx.get(f"{collector.url}/metrics").text, timeout=30,
                    what="the sent samples to be counted (the count follows Prometheus' answer)")
+
+
+def test_a_refused_report_does_not_take_the_rest_of_its_batch_down() -> None:
+    """Prometheus (no out-of-order window) refuses a whole WriteRequest for one sample older than its
+    series' head, rolling back every other sample. One site's spooled backlog batched with other sites'
+    fresh reports must not cost them: the writer halves the refused batch until the old report stands
+    alone, and only that one is counted rejected."""
+    others = [Site(f"hue-{i}", f"Xã {i}", "hue", f"Xã {i}") for i in range(5)]
+
+    async def scenario(prom: PrometheusPeer) -> RemoteWriter:
+        writer = RemoteWriter(RemoteWriteSettings(url=prom.remote_write_url, batch_samples=10_000, max_retries=0))
+        stop = asyncio.Event()
+        now = time.time()
+        async with httpx.AsyncClient(timeout=10) as client:
+            writer.offer(SITE.id, make_report(SITE.id, 1, n=2, ts=now - 60).results, 0.0)
+            await writer._send_one(client, stop)  # the site's series now start at now - 60
+            assert writer.stats.sent == 10
+            writer.offer(others[0].id, make_report(others[0].id, 1, n=2, ts=now - 30).results, 0.0)
+            writer.offer(SITE.id, make_report(SITE.id, 2, n=2, ts=now - 1800).results, 0.0)  # backlog: older
+            for site in others[1:]:
+                writer.offer(site.id, make_report(site.id, 1, n=2, ts=now - 30).results, 0.0)
+            await writer._send_one(client, stop)  # one batch of six reports
+        return writer
+
+    with PrometheusPeer(remote_write_receiver=True) as prom:
+        writer = asyncio.run(scenario(prom))
+        assert (writer.stats.sent, writer.stats.rejected, writer.stats.failed) == (60, 10, 0)
+        assert writer.stats.splits >= 1, "the six-report batch was refused, then halved"
+        stored = {r["metric"]["site"] for r in prom.api("query", query='commune_probe_success{site=~"hue-.*"}',
+                                                         time=f"{time.time():.3f}")["result"]}
+        assert stored == {site.id for site in others}
 
 
 def test_a_dead_endpoint_costs_ingest_nothing() -> None:
