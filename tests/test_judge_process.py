@@ -8,12 +8,14 @@ a killed server takes its judge down with it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -87,6 +89,45 @@ def test_a_pass_message_without_criteria_first_is_refused() -> None:
     sender._config, sender._sites = snapshot.config, snapshot.sites  # as if they had been sent to another server
     with pytest.raises(ValueError, match="before its criteria"):
         PassReceiver().snapshot(sender.message(world.judge, snapshot, []))
+
+
+def test_the_proxy_hands_each_pass_to_the_listeners_as_the_judge_would(tmp_path: Path) -> None:
+    """Alerting registers on the server's JudgeProxy: each pass from the child reaches it with its
+    changes and a site -> verdict mapping, and a failing listener does not stop the others."""
+    from collector.judge.process import JudgeProxy
+    from collector.settings import CollectorSettings
+    from collector.store.sqlite import SQLiteStore
+
+    world = World([Site("hn-1"), Site("hue-1", province="hue", primary_down=lambda ts: ts >= T0 + 26 * H)])
+    world.advance(T0 + 25 * H)
+    store = SQLiteStore(tmp_path / "collector.db")
+    store.migrate()
+    proxy = JudgeProxy(CollectorSettings(data_dir=tmp_path), store)
+    seen: list[tuple[list, dict]] = []
+
+    def broken(changes: list, views: Any) -> None:
+        raise RuntimeError("a broken listener")
+
+    proxy.add_listener(broken)
+    proxy.add_listener(lambda changes, views: seen.append((changes, {s: views[s].state for s in views})))
+    sender = PassSender(_NoPipe())  # type: ignore[arg-type]
+    expected = []
+    for at in (T0 + 26 * H, T0 + 27 * H):
+        world.changes.clear()
+        snapshot = world.advance(at)
+        expected.append([(c.site, c.kind) for c in world.changes])
+        message = sender.message(world.judge, snapshot, list(world.changes))
+        sender._config, sender._sites, sender._checks_sent = snapshot.config, snapshot.sites, len(snapshot.check_ids)
+        asyncio.run(proxy._take(message))
+    try:
+        assert proxy.passes == 2 and len(seen) == 2
+        assert seen[-1][1] == {"hn-1": world.verdict("hn-1")["state"], "hue-1": world.verdict("hue-1")["state"]}
+        assert [[(c.site, c.kind) for c in changes] for changes, _ in seen] == expected
+        assert any(expected), "the link going down made events"
+        assert proxy.snapshot is not None and proxy.snapshot.verdict("hue-1") == world.judge.snapshot.verdict("hue-1")
+    finally:
+        proxy.close()
+        store.close()
 
 
 # -- live: a real server and its judge process -------------------------------------------------------
