@@ -44,6 +44,7 @@ from collector.evidence import BUCKET_SECONDS  # noqa: E402
 from collector.generate import generate_sites  # noqa: E402
 from collector.judge import Judge, load_criteria  # noqa: E402
 from collector.judge.persist import StateRow, Transition  # noqa: E402
+from collector.judge.process import PassReceiver, PassSender, decode  # noqa: E402
 from collector.judge.synth import RTT_AVG, fast_bucket  # noqa: E402
 from collector.store.judge_evidence import StoreEvidence  # noqa: E402
 from collector.store.sql import SQL_SUMMARY_UPSERT, _summary_row  # noqa: E402
@@ -207,6 +208,7 @@ def measure(db_path: Path, now: float) -> dict:
         at += 30
         _fold_a_minute(conn, current, at)
         timed("steady", at)
+    out["handover"] = handover(judge)
     at = current + H + 60
     conn.execute("INSERT OR REPLACE INTO summaries SELECT bucket_start + ?, site, check_id, probe, labels, 2, 0, ?, ?, "
                  "'', values_json FROM summaries WHERE bucket_start = ?", (H, at - 60, at, current))
@@ -231,6 +233,23 @@ def measure(db_path: Path, now: float) -> dict:
     out["checkpoint_save_s"] = time.perf_counter() - started
     out["checkpoint_mb"] = checkpoint.stat().st_size / 2**20
     out["last_at"] = at
+    return out
+
+
+def handover(judge: Judge) -> dict:
+    """What the server pays per pass with the judge in its own process (``collector.judge.process``):
+    the message's size, the child's time to encode it, the server's to decode it and rebuild the
+    snapshot; the first message after a start carries criteria, inventory and every check id."""
+    sender, receiver = PassSender(None), PassReceiver()  # type: ignore[arg-type]
+    out = {}
+    for name in ("first", "steady"):
+        started = time.perf_counter()
+        data = sender.encode(judge, judge.snapshot, [])
+        encoded = time.perf_counter()
+        receiver.snapshot(decode(data))
+        out[name] = {"bytes": len(data), "encode_s": encoded - started, "decode_s": time.perf_counter() - encoded}
+        progress(f"hand-over, {name} message: {len(data) / 2**20:.1f} MiB, encoded in {out[name]['encode_s']:.3f}s, "
+                 f"decoded in {out[name]['decode_s']:.3f}s")
     return out
 
 
@@ -328,6 +347,9 @@ def report(sites: int, r: dict) -> None:
     print(f"  restart pass (checkpoint + changes):       {r['restart'][0]:.2f} s wall, "
           f"{r['restart_cpu'][0]:.2f} s CPU, peak RSS {r['restart_rss_mb']:.0f} MiB")
     print(f"  checkpoint: {r['checkpoint_mb']:.0f} MiB, saved in {r['checkpoint_save_s']:.2f} s")
+    for name, h in r["handover"].items():
+        print(f"  hand-over to the server, {name} message: {h['bytes'] / 2**20:.1f} MiB; child encodes in "
+              f"{h['encode_s']:.3f} s, server decodes in {h['decode_s']:.3f} s")
     print(f"  peak RSS of the judging process:           {r['peak_rss_mb']:.0f} MiB "
           f"(evidence matrix {r['matrix_mb']:.0f} MiB)")
     print(f"  verdicts after the cold pass:              {r['states']}")

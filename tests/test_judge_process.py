@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from collector.judge import SiteRecord
-from collector.judge.process import JUDGE_PROCESS_NAME, PassReceiver, PassSender
+from collector.judge.process import JUDGE_PROCESS_NAME, PassReceiver, PassSender, decode
 from tests.collector_support import CollectorProcess
 from tests.judge_support import T0, H, Site, World
 from tests.peers._base import wait_until
@@ -38,11 +38,9 @@ def test_a_message_carries_only_what_the_server_does_not_hold() -> None:
     world = World(list(SITES))
     sender, receiver = PassSender(_NoPipe()), PassReceiver()  # type: ignore[arg-type]
     first_snapshot = world.advance(T0 + 25 * H)
-    first = sender.message(world.judge, first_snapshot, [])
+    first = decode(sender.encode(world.judge, first_snapshot, []))
     assert first.config is not None and first.sites is not None
     assert first.checks_from == 0 and first.checks == first_snapshot.check_ids
-    sender._config, sender._sites = first_snapshot.config, first_snapshot.sites  # what send() remembers
-    sender._checks_sent = len(first.checks)
     rebuilt = receiver.snapshot(first)
     for site in first_snapshot.sites.ids:
         assert rebuilt.verdict(site) == first_snapshot.verdict(site)
@@ -50,7 +48,7 @@ def test_a_message_carries_only_what_the_server_does_not_hold() -> None:
     world.sites.append(Site("hn-3"))  # a new site: a new inventory, new checks
     world.evidence.sites.append(SiteRecord("hn-3", "Xã hn-3", "ha-noi", "Xã hn-3"))
     second_snapshot = world.advance(T0 + 26 * H)
-    second = sender.message(world.judge, second_snapshot, world.changes)
+    second = decode(sender.encode(world.judge, second_snapshot, world.changes))
     assert second.config is None, "the criteria did not change: not sent again"
     assert second.sites is not None, "the inventory changed"
     assert second.checks_from == len(first.checks) and second.checks == second_snapshot.check_ids[len(first.checks):]
@@ -61,9 +59,8 @@ def test_a_message_carries_only_what_the_server_does_not_hold() -> None:
         assert rebuilt2.verdict(site) == second_snapshot.verdict(site), site
     assert rebuilt2.verdict("hn-2")["state"] == "not_completed"
     assert rebuilt2.rollup.national == second_snapshot.rollup.national
-    sender._sites, sender._checks_sent = second_snapshot.sites, len(second_snapshot.check_ids)
 
-    third = sender.message(world.judge, world.advance(T0 + 27 * H), [])
+    third = decode(sender.encode(world.judge, world.advance(T0 + 27 * H), []))
     assert (third.config, third.sites, third.checks) == (None, None, []), "nothing new: arrays only"
     assert receiver.snapshot(third).verdict("hn-3") == world.judge.snapshot.verdict("hn-3")
 
@@ -86,9 +83,9 @@ def test_a_pass_message_without_criteria_first_is_refused() -> None:
     world = World([Site("hn-1")])
     sender = PassSender(_NoPipe())  # type: ignore[arg-type]
     snapshot = world.advance(T0 + H)
-    sender._config, sender._sites = snapshot.config, snapshot.sites  # as if they had been sent to another server
+    sender.encode(world.judge, snapshot, [])  # went to a server that is gone
     with pytest.raises(ValueError, match="before its criteria"):
-        PassReceiver().snapshot(sender.message(world.judge, snapshot, []))
+        PassReceiver().snapshot(decode(sender.encode(world.judge, snapshot, [])))
 
 
 def test_the_proxy_hands_each_pass_to_the_listeners_as_the_judge_would(tmp_path: Path) -> None:
@@ -116,9 +113,7 @@ def test_the_proxy_hands_each_pass_to_the_listeners_as_the_judge_would(tmp_path:
         world.changes.clear()
         snapshot = world.advance(at)
         expected.append([(c.site, c.kind) for c in world.changes])
-        message = sender.message(world.judge, snapshot, list(world.changes))
-        sender._config, sender._sites, sender._checks_sent = snapshot.config, snapshot.sites, len(snapshot.check_ids)
-        asyncio.run(proxy._take(message))
+        asyncio.run(proxy._take(decode(sender.encode(world.judge, snapshot, list(world.changes)))))
     try:
         assert proxy.passes == 2 and len(seen) == 2
         assert seen[-1][1] == {"hn-1": world.verdict("hn-1")["state"], "hue-1": world.verdict("hue-1")["state"]}

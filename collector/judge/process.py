@@ -79,11 +79,24 @@ class PassSender:
             checks_from=self._checks_sent, checks=checks[self._checks_sent:], changes=changes,
             stats=judge.last_stats, regressions_total=judge.regressions_total)
 
-    def send(self, judge: Judge, snapshot: Snapshot, changes: list[VerdictChange]) -> None:
+    def encode(self, judge: Judge, snapshot: Snapshot, changes: list[VerdictChange]) -> bytes:
+        """The pass as bytes for the server (``decode`` reads them); what it carries counts as sent."""
         message = self.message(judge, snapshot, changes)
-        self.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         self._config, self._sites = snapshot.config, snapshot.sites
         self._checks_sent = message.checks_from + len(message.checks)
+        return data
+
+    def send(self, judge: Judge, snapshot: Snapshot, changes: list[VerdictChange]) -> None:
+        self.conn.send_bytes(self.encode(judge, snapshot, changes))
+
+
+def decode(data: bytes) -> PassMessage:
+    """A pass from ``PassSender.encode``; the pipe only ever carries what the server's own child wrote."""
+    message = pickle.loads(data)  # noqa: S301 - our child process, over a pipe it inherited
+    if not isinstance(message, PassMessage):
+        raise OSError(f"the judge process sent {type(message).__name__}, not a PassMessage")
+    return message
 
 
 class PassReceiver:
@@ -227,7 +240,4 @@ class JudgeProxy(VerdictReads):
 
 
 def _receive(conn: Connection) -> PassMessage:
-    message = pickle.loads(conn.recv_bytes())
-    if not isinstance(message, PassMessage):
-        raise OSError(f"the judge process sent {type(message).__name__}, not a PassMessage")
-    return message
+    return decode(conn.recv_bytes())
