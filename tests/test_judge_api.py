@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collector.app import create_app
 from collector.auth import new_token
 from collector.judge import Judge, MemoryVerdictStore
+from collector.judge.process import STANDBY_REASON
 from collector.settings import CollectorSettings
 from collector.store.base import Site
 from common.wire import Report, encode_report
@@ -187,6 +188,9 @@ def test_503_without_a_judge_or_before_its_first_pass(tmp_path: Path) -> None:
         response = client.get("/api/v1/verdicts")
         assert response.status_code == 503 and response.headers["retry-after"] == "30"
         assert "first pass" in response.json()["detail"]
+        state.judge.standby = STANDBY_REASON  # what a JudgeProxy says while another replica judges
+        response = client.get("/api/v1/verdicts/hn-ba-dinh")
+        assert response.status_code == 503 and response.json()["detail"] == STANDBY_REASON
 
 
 def test_a_broken_criteria_file_stops_the_collector_config(tmp_path: Path) -> None:

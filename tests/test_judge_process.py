@@ -21,7 +21,14 @@ import psutil
 import pytest
 
 from collector.judge import SiteRecord
-from collector.judge.process import JUDGE_PROCESS_NAME, PassReceiver, PassSender, decode
+from collector.judge.process import (
+    JUDGE_PROCESS_NAME,
+    STANDBY_REASON,
+    PassReceiver,
+    PassSender,
+    Standby,
+    decode,
+)
 from tests.collector_support import CollectorProcess
 from tests.judge_support import T0, H, Site, World
 from tests.peers._base import wait_until
@@ -107,6 +114,8 @@ def test_the_proxy_hands_each_pass_to_the_listeners_as_the_judge_would(tmp_path:
 
     proxy.add_listener(broken)
     proxy.add_listener(lambda changes, views: seen.append((changes, {s: views[s].state for s in views})))
+    asyncio.run(proxy._take(Standby(STANDBY_REASON)))  # another collector judged first
+    assert proxy.standby == STANDBY_REASON and proxy.snapshot is None
     sender = PassSender(_NoPipe())  # type: ignore[arg-type]
     expected = []
     for at in (T0 + 26 * H, T0 + 27 * H):
@@ -115,7 +124,7 @@ def test_the_proxy_hands_each_pass_to_the_listeners_as_the_judge_would(tmp_path:
         expected.append([(c.site, c.kind) for c in world.changes])
         asyncio.run(proxy._take(decode(sender.encode(world.judge, snapshot, list(world.changes)))))
     try:
-        assert proxy.passes == 2 and len(seen) == 2
+        assert proxy.passes == 2 and len(seen) == 2 and proxy.standby is None, "it took over"
         assert seen[-1][1] == {"hn-1": world.verdict("hn-1")["state"], "hue-1": world.verdict("hue-1")["state"]}
         assert [[(c.site, c.kind) for c in changes] for changes, _ in seen] == expected
         assert any(expected), "the link going down made events"

@@ -61,6 +61,16 @@ class PassMessage:
     regressions_total: int
 
 
+STANDBY_REASON = "another collector replica holds the judge's lease and judges; this one takes over if it stops"
+
+
+@dataclass
+class Standby:
+    """Child to server: this collector does not judge while another holds the lease."""
+
+    reason: str
+
+
 class PassSender:
     """The child's end: remembers what the server already holds, so a message carries only what is new."""
 
@@ -91,10 +101,10 @@ class PassSender:
         self.conn.send_bytes(self.encode(judge, snapshot, changes))
 
 
-def decode(data: bytes) -> PassMessage:
-    """A pass from ``PassSender.encode``; the pipe only ever carries what the server's own child wrote."""
+def decode(data: bytes) -> PassMessage | Standby:
+    """A pass from ``PassSender.encode`` (or a ``Standby``); the pipe only carries what our own child wrote."""
     message = pickle.loads(data)  # noqa: S301 - our child process, over a pipe it inherited
-    if not isinstance(message, PassMessage):
+    if not isinstance(message, PassMessage | Standby):
         raise OSError(f"the judge process sent {type(message).__name__}, not a PassMessage")
     return message
 
@@ -127,18 +137,74 @@ class PassReceiver:
 
 
 def judge_until_stopped(settings: Any, conn: Connection, stop: Any) -> None:
-    """Pass every ``judge.interval`` until ``stop``, sending each pass on ``conn``; checkpoint on the way out."""
-    from collector.judge.service import build_judge
+    """Judge every ``judge.interval`` while this process holds the judge's lease, sending each pass on
+    ``conn``; checkpoint on the way out. Without the lease (another collector judges), stand by."""
     from collector.store import open_store
 
     store = open_store(settings)
+    try:
+        lease = _wait_for_lease(store, conn, stop, settings.judge.interval)
+        if lease is None:
+            return
+        try:
+            _judge_while_leading(settings, store, conn, stop, lease)
+        finally:
+            lease.release()
+    finally:
+        store.close()
+
+
+def _wait_for_lease(store: Any, conn: Connection, stop: Any, interval: float) -> Any:
+    """The lease, once no other collector's judge holds it (None if stopped first). While another
+    holds it, the server is told so once: its verdict API says who judges instead of "not yet"."""
+    told = False
+    while not stop.is_set():
+        try:
+            lease = store.dialect_impl.take_judge_lease()
+        except Exception as exc:  # noqa: BLE001 - the database may come back
+            log.warning("judge: cannot ask for the judge's lease (%s); retrying", exc)
+            lease = None
+        if lease is not None:
+            return _Taken(lease, waited=told)
+        if not told:
+            log.info("judge: another collector holds the judge's lease; standing by to take over")
+            try:
+                conn.send_bytes(pickle.dumps(Standby(STANDBY_REASON), protocol=pickle.HIGHEST_PROTOCOL))
+            except (BrokenPipeError, ConnectionResetError):
+                return None
+            told = True
+        stop.wait(interval)
+    return None
+
+
+@dataclass
+class _Taken:
+    lease: Any
+    waited: bool  # another judge ran meanwhile: this host's checkpoint may miss what it saw
+
+    def held(self) -> bool:
+        return bool(self.lease.held())
+
+    def release(self) -> None:
+        self.lease.release()
+
+
+def _judge_while_leading(settings: Any, store: Any, conn: Connection, stop: Any, lease: _Taken) -> None:
+    from collector.judge.service import CHECKPOINT_FILE, build_judge
+
+    if lease.waited:
+        # the other judge trimmed the backfill log up to its own checkpoint: ours would miss those buckets
+        (settings.data_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        log.info("judge: took over as the deployment's judge; reading the whole window once")
     judge = build_judge(settings.judge, store, settings.data_dir)
     if judge is None:
-        store.close()
         return
     sender = PassSender(conn)
     try:
         while not stop.is_set():
+            if not lease.held():
+                log.error("judge: lost the judge's lease (database session gone); stopping, another may take over")
+                break
             try:
                 started = time.perf_counter()
                 snapshot, changes = judge.pass_once()
@@ -155,7 +221,6 @@ def judge_until_stopped(settings: Any, conn: Connection, stop: Any) -> None:
             stop.wait(settings.judge.interval)
     finally:
         judge.close()
-        store.close()
 
 
 def _child_main(settings: Any, conn: Connection) -> None:
@@ -184,6 +249,7 @@ class JudgeProxy(VerdictReads):
         self.passes = 0
         self.regressions_total = 0
         self.process_starts = 0
+        self.standby: str | None = None  # why this collector does not judge (another holds the lease)
         self._receiver = PassReceiver()
         self._pipe: tuple[Connection, Connection] | None = None
 
@@ -228,7 +294,11 @@ class JudgeProxy(VerdictReads):
         finally:
             receive.close()  # a child blocked sending gets EPIPE and stops
 
-    async def _take(self, message: PassMessage) -> None:
+    async def _take(self, message: PassMessage | Standby) -> None:
+        if isinstance(message, Standby):
+            self.standby = message.reason
+            return
+        self.standby = None
         snapshot = self._receiver.snapshot(message)
         self.snapshot = snapshot
         self.last_stats = message.stats
@@ -239,5 +309,5 @@ class JudgeProxy(VerdictReads):
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-def _receive(conn: Connection) -> PassMessage:
+def _receive(conn: Connection) -> PassMessage | Standby:
     return decode(conn.recv_bytes())

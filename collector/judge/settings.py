@@ -21,7 +21,7 @@ from common.yamlconf import ConfigError
 class JudgeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = Field(default=True, description="run the judge in this collector (one per deployment)")
+    enabled: bool = Field(default=True, description="judge in this collector; replicas elect one judge among them")
     process: bool = Field(default=True, description="judge in a child process (a core of its own) rather than a "
                                                     "thread of the server: ingest keeps its latency")
     criteria_file: Path | None = Field(default=None, description="criteria YAML; default the shipped collector/data/criteria.yaml")

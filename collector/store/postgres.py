@@ -1,8 +1,9 @@
 """The store for more than one collector replica: PostgreSQL through psycopg 3.
 
 Same SQL as SQLite (``collector.store.sql``); what differs is the DDL, the
-``%s`` placeholders and two advisory locks: one so replicas starting together
-migrate one at a time, one so only one of them folds the journal at a time.
+``%s`` placeholders and advisory locks: one so replicas starting together
+migrate one at a time, one so only one of them folds the journal at a time,
+and a session lock that makes one replica's judge the deployment's judge.
 """
 
 from __future__ import annotations
@@ -18,6 +19,32 @@ from collector.store.sql import Dialect, SqlStore
 
 MIGRATION_LOCK = 0x636D6D69  # "cmmi"
 AGGREGATION_LOCK = 0x636D6167  # "cmag"
+JUDGE_LOCK = 0x636D6A67  # "cmjg"
+
+
+class SessionLease:
+    """A session advisory lock on a connection of its own: PostgreSQL drops it when the session ends
+    (the holder stopped, crashed or lost the network), and another replica's judge takes over."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self._conn: psycopg.Connection | None = conn
+
+    def held(self) -> bool:
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            self.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
 
 
 @functools.lru_cache(maxsize=256)
@@ -66,6 +93,18 @@ class PostgresDialect(Dialect):
 
     def lock_aggregation(self, conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (AGGREGATION_LOCK,))
+
+    def take_judge_lease(self) -> SessionLease | None:
+        conn = self._connect()
+        try:
+            taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (JUDGE_LOCK,)).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if taken and taken[0]:
+            return SessionLease(conn)
+        conn.close()
+        return None
 
     def is_db_error(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.Error)

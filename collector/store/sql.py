@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -79,6 +79,17 @@ STATE_COLUMNS = ("site, instance, agent_version, last_seq, last_report_at, last_
                  "clock_flagged")
 
 
+class Lease(Protocol):
+    """The right to be the deployment's one judge, held until released (or the holder dies)."""
+
+    def held(self) -> bool:
+        """Still held (a database lease checks its session is alive)."""
+        ...
+
+    def release(self) -> None:
+        ...
+
+
 class Dialect:
     """What differs between databases: connecting, placeholders, locks, errors."""
 
@@ -109,6 +120,10 @@ class Dialect:
 
     def lock_aggregation(self, conn: Any) -> None:
         """Serialise folding across processes for the rest of the transaction."""
+
+    def take_judge_lease(self) -> Lease | None:
+        """The judge's lease if no other process holds it, else None (one judge per deployment)."""
+        raise NotImplementedError
 
     def is_disconnect(self, exc: BaseException) -> bool:
         return False

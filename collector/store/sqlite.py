@@ -7,6 +7,8 @@ futures, so a 200 survives a power cut (group commit keeps that affordable).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -29,6 +31,32 @@ def split_statements(script: str) -> Iterator[str]:
             buf = ""
     if buf.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in buf.splitlines()):
         yield buf
+
+
+class FileLease:
+    """Held while this process keeps the file descriptor; the kernel drops the lock when it dies."""
+
+    def __init__(self, fd: int):
+        self._fd: int | None = fd
+
+    @classmethod
+    def take(cls, path: Path) -> FileLease | None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return cls(fd)
+
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class SQLiteDialect(Dialect):
@@ -70,6 +98,10 @@ class SQLiteDialect(Dialect):
         except Exception:
             conn.execute("ROLLBACK")
             raise
+
+    def take_judge_lease(self) -> FileLease | None:
+        """An exclusive ``flock`` on ``<db>.judge-lock``: two collectors on one data dir never both judge."""
+        return FileLease.take(self.path.with_name(self.path.name + ".judge-lock"))
 
     def is_db_error(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error)

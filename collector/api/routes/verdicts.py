@@ -24,10 +24,11 @@ def judge_of(request: Request) -> Any:
 
 def current_snapshot(request: Request) -> Snapshot:
     """The judge's latest snapshot; 503 with Retry-After before its first pass."""
-    snapshot = judge_of(request).snapshot
+    judge = judge_of(request)
+    snapshot = judge.snapshot
     if snapshot is None:
-        raise Problem(503, "Service Unavailable", "the judge has not finished its first pass yet",
-                      headers={"Retry-After": "30"})
+        raise Problem(503, "Service Unavailable", getattr(judge, "standby", None)
+                      or "the judge has not finished its first pass yet", headers={"Retry-After": "30"})
     return snapshot
 
 
