@@ -108,6 +108,10 @@ class JudgeMetrics(Collector):
         if judge.passes:
             last.add_sample(last.name, {}, stats.at)
         yield last
+        leading = _family("judge_leading", "1 when this collector judges, 0 while another replica holds the "
+                                           "judge's lease (standing by).")
+        leading.add_sample(leading.name, {}, 0.0 if getattr(judge, "standby", None) else 1.0)
+        yield leading
         regressions = _family("judge_regressions", "Regressions recorded since the judge started counting.",
                               "counter")
         regressions.add_sample(regressions.name + "_total", {}, float(judge.regressions_total))
