@@ -16,6 +16,12 @@ thus pays a few milliseconds per pass to read it rather than the pass itself.
 database), listeners (alerting) called after each received pass. A child
 that dies is restarted (``childproc.supervise``); until its first pass the
 server keeps serving the last snapshot it received.
+
+The child judges only while it holds the judge's lease (one judge per
+deployment: ``Dialect.take_judge_lease``, a PostgreSQL advisory lock or a
+file lock beside the SQLite database). Without it, it tells the server it
+stands by (``Standby``: the verdict API says another replica judges) and
+asks again every interval, taking over when the judging replica stops.
 """
 
 from __future__ import annotations
@@ -290,7 +296,10 @@ class JudgeProxy(VerdictReads):
                     message = await asyncio.to_thread(_receive, receive)
                 except (EOFError, OSError):
                     return
-                await self._take(message)
+                try:
+                    await self._take(message)
+                except Exception:  # noqa: BLE001 - a bad message costs one pass, not the server's judging
+                    log.exception("judge: cannot take a pass from the judge process")
         finally:
             receive.close()  # a child blocked sending gets EPIPE and stops
 
