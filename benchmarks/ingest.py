@@ -371,7 +371,7 @@ def summarise(name: str, result: SenderResult, usage: ProcessUsage, args: argpar
     }
 
 
-def _slowest_windows(result: SenderResult, origin: float, width: float = 5.0, shown: int = 3) -> list[dict]:
+def _slowest_windows(result: SenderResult, origin: float, width: float = 5.0, shown: int = 8) -> list[dict]:
     """The ``width``-second stretches of the phase with the worst p99: when the tail happens (a pass?)."""
     windows: dict[int, list[float]] = {}
     for at, latency in zip(result.started, result.latencies, strict=True):
@@ -394,8 +394,21 @@ def print_row(row: dict) -> None:
 
 # -- the collector under test -------------------------------------------------------------------
 
+def _judge_benchmark():  # noqa: ANN202 - a module loaded by path (benchmarks/ is no package)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("judge_benchmark", ROOT / "benchmarks" / "judge.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def prepare_collector(work: Path, args: argparse.Namespace) -> tuple[Path, list[tuple[str, str]]]:
     data = work / "collector-data"
+    if args.evidence_day:
+        log("filling the store with a day of the judged checks' evidence first (benchmarks/judge.py's fleet)")
+        _judge_benchmark().build(data / "collector.db", args.sites, time.time(), 1)
     store = SQLiteStore(data / "collector.db", synchronous=args.sqlite_sync)
     store.migrate()
     sites = generate_sites(args.sites, seed=1)
@@ -478,6 +491,9 @@ def main() -> int:
     parser.add_argument("--judge", choices=["on", "off"], default="on",
                         help="run the judge in the collector, as production does (default on)")
     parser.add_argument("--no-prometheus", action="store_true", help="skip the Prometheus anchor")
+    parser.add_argument("--evidence-day", action="store_true",
+                        help="start from a store holding a day of evidence (as benchmarks/judge.py builds it), so "
+                             "the judge makes production-sized passes during the phase")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
