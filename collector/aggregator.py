@@ -82,8 +82,8 @@ class Aggregator:
 def run_until_stopped(settings: CollectorSettings, stop: threading.Event | None = None) -> None:
     """Pass every ``aggregator.interval`` until SIGTERM/SIGINT (or ``stop``), then a last pass."""
     from collector.store import open_store
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
+    if stop is None:  # run alone (commune-collector aggregate); the server's child gets it from child_setup
+        stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     store = open_store(settings)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.peers._base import in_ci, require_binary
+from tests.peers._base import require_binary, require_root
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -37,11 +37,7 @@ def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 600
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Wheels of this checkout and its dependencies (built from a copy: nothing lands in the tree)."""
-    if os.geteuid() != 0:
-        message = "installs create users and chown files: run as root"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    require_root("installs create users and chown files: run as root")
     base = tmp_path_factory.mktemp("wheelhouse")
     source = base / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")

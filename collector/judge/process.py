@@ -44,6 +44,7 @@ from collector.judge.evaluate import SiteIndex
 from collector.judge.events import VerdictChange
 from collector.judge.reads import VerdictReads
 from collector.judge.verdict import Snapshot
+from collector.store.sql import Lease
 
 log = logging.getLogger("commune_collector.judge")
 POLL_S = 1.0
@@ -149,20 +150,22 @@ def judge_until_stopped(settings: Any, conn: Connection, stop: Any) -> None:
 
     store = open_store(settings)
     try:
-        lease = _wait_for_lease(store, conn, stop, settings.judge.interval)
-        if lease is None:
+        taken = _wait_for_lease(store, conn, stop, settings.judge.interval)
+        if taken is None:
             return
+        lease, waited = taken
         try:
-            _judge_while_leading(settings, store, conn, stop, lease)
+            _judge_while_leading(settings, store, conn, stop, lease, waited)
         finally:
             lease.release()
     finally:
         store.close()
 
 
-def _wait_for_lease(store: Any, conn: Connection, stop: Any, interval: float) -> Any:
-    """The lease, once no other collector's judge holds it (None if stopped first). While another
-    holds it, the server is told so once: its verdict API says who judges instead of "not yet"."""
+def _wait_for_lease(store: Any, conn: Connection, stop: Any, interval: float) -> tuple[Lease, bool] | None:
+    """The lease once no other collector's judge holds it, and whether another judged meanwhile (None if
+    stopped first). While another holds it, the server is told so once: its verdict API says another
+    replica judges instead of "not yet"."""
     told = False
     while not stop.is_set():
         try:
@@ -171,7 +174,7 @@ def _wait_for_lease(store: Any, conn: Connection, stop: Any, interval: float) ->
             log.warning("judge: cannot ask for the judge's lease (%s); retrying", exc)
             lease = None
         if lease is not None:
-            return _Taken(lease, waited=told)
+            return lease, told
         if not told:
             log.info("judge: another collector holds the judge's lease; standing by to take over")
             try:
@@ -183,22 +186,11 @@ def _wait_for_lease(store: Any, conn: Connection, stop: Any, interval: float) ->
     return None
 
 
-@dataclass
-class _Taken:
-    lease: Any
-    waited: bool  # another judge ran meanwhile: this host's checkpoint may miss what it saw
-
-    def held(self) -> bool:
-        return bool(self.lease.held())
-
-    def release(self) -> None:
-        self.lease.release()
-
-
-def _judge_while_leading(settings: Any, store: Any, conn: Connection, stop: Any, lease: _Taken) -> None:
+def _judge_while_leading(settings: Any, store: Any, conn: Connection, stop: Any, lease: Lease,
+                         waited: bool) -> None:
     from collector.judge.service import CHECKPOINT_FILE, build_judge
 
-    if lease.waited:
+    if waited:
         # the other judge trimmed the backfill log up to its own checkpoint: ours would miss those buckets
         (settings.data_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         log.info("judge: took over as the deployment's judge; reading the whole window once")

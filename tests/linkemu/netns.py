@@ -69,11 +69,13 @@ def require_root_netns(*tools: str) -> None:
     """
     import pytest  # only tests call this; keep the module importable without pytest
 
+    from tests.peers._base import in_ci
+
     problems = missing_netns_prerequisites(*tools)
     if not problems:
         return
     message = "network-namespace tests need: " + "; ".join(problems)
-    if os.environ.get("CI", "").lower() == "true":
+    if in_ci():
         pytest.fail(f"{message} (CI=true, so this is a failure, not a skip)", pytrace=False)
     pytest.skip(message)
 
