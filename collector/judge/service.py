@@ -49,9 +49,9 @@ def build_judge_for_server(settings: CollectorSettings, store: Any, in_child: bo
         return build_judge(settings.judge, store, settings.data_dir)
     if not _judging(settings.judge, store):
         return None
-    log.info("judge: %s, every %gs, in its own process", settings.judge.criteria().describe(),
-             settings.judge.interval)
-    return JudgeProxy(settings, store)
+    proxy = JudgeProxy(settings, store)
+    log.info("judge: %s, every %gs, in its own process", proxy.config.describe(), settings.judge.interval)
+    return proxy
 
 
 def _judging(settings: JudgeSettings | None, store: Any) -> bool:
