@@ -51,6 +51,7 @@ from collector.store.sqlite import SQLiteStore  # noqa: E402
 from common.wire import CheckResult, Report, encode_report, value_key  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
+EVIDENCE_CACHE_AGE_S = 3600.0
 RW_HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
               "X-Prometheus-Remote-Write-Version": "0.1.0"}
 
@@ -404,11 +405,25 @@ def _judge_benchmark():  # noqa: ANN202 - a module loaded by path (benchmarks/ i
     return module
 
 
+def _fill_with_a_day(db: Path, args: argparse.Namespace) -> None:
+    """benchmarks/judge.py's day of evidence, or a copy of ``--evidence-cache`` made within the hour."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.evidence_cache) if args.evidence_cache else None
+    fresh = cache is not None and cache.exists() and time.time() - cache.stat().st_mtime < EVIDENCE_CACHE_AGE_S
+    if fresh:
+        log(f"copying the day of evidence from {cache}")
+        shutil.copy(cache, db)
+        return
+    log("filling the store with a day of the judged checks' evidence first (benchmarks/judge.py's fleet)")
+    _judge_benchmark().build(db, args.sites, time.time(), 1)
+    if cache is not None:
+        shutil.copy(db, cache)
+
+
 def prepare_collector(work: Path, args: argparse.Namespace) -> tuple[Path, list[tuple[str, str]]]:
     data = work / "collector-data"
     if args.evidence_day:
-        log("filling the store with a day of the judged checks' evidence first (benchmarks/judge.py's fleet)")
-        _judge_benchmark().build(data / "collector.db", args.sites, time.time(), 1)
+        _fill_with_a_day(data / "collector.db", args)
     store = SQLiteStore(data / "collector.db", synchronous=args.sqlite_sync)
     store.migrate()
     sites = generate_sites(args.sites, seed=1)
@@ -456,6 +471,17 @@ def stop_process(proc: subprocess.Popen, timeout: float = 120) -> None:
             proc.wait(10)
 
 
+def _writer_figures(metrics: str) -> dict[str, float]:
+    """The server's writer counters from its /metrics text (``commune_collector_store_write_*``)."""
+    prefix = "commune_collector_store_write_"
+    out = {}
+    for line in metrics.splitlines():
+        if line.startswith(prefix) and line.split()[0].endswith("_total"):
+            name, value = line.split()
+            out[name[len(prefix):-len("_total")]] = float(value)
+    return out
+
+
 def disk_per_site_day(db_path: Path, sites: int, checks: int) -> dict:
     """Bytes per summary row measured, projected to a site-day (checks x 24 hourly rows)."""
     db = sqlite3.connect(db_path)
@@ -494,6 +520,9 @@ def main() -> int:
     parser.add_argument("--evidence-day", action="store_true",
                         help="start from a store holding a day of evidence (as benchmarks/judge.py builds it), so "
                              "the judge makes production-sized passes during the phase")
+    parser.add_argument("--evidence-cache", metavar="FILE",
+                        help="with --evidence-day: keep the filled store in FILE and reuse it while it is less "
+                             "than an hour old (filling takes minutes; evidence is dated from when it was made)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -517,6 +546,7 @@ def main() -> int:
         rows.append(summarise("collector", result, usage, args))
         figures["collector_backlog_at_end"] = [ln for ln in metrics.splitlines()
                                                if ln.startswith("commune_collector_journal_backlog_reports ")]
+        figures["writer"] = _writer_figures(metrics)
         figures["disk"] = disk_per_site_day(work / "collector-data" / "collector.db", args.sites, args.results)
 
         if not args.no_prometheus:
@@ -555,6 +585,11 @@ def main() -> int:
     if backlog:
         print(f"journal at the end of the phase: {backlog[0].split()[-1]} reports not yet folded "
               f"(one aggregator interval's worth is normal; more means folding falls behind)")
+    writer = figures["writer"]
+    if writer.get("groups"):
+        print(f"server's writer: {writer['groups']:.0f} commits of {writer['jobs'] / writer['groups']:.1f} jobs; "
+              f"waited {writer['lock_wait_seconds']:.1f} s for the write lock (aggregator, judge), "
+              f"held it {writer['held_seconds']:.1f} s")
     if len(rows) == 2 and rows[1]["cpu_ms_per_report"]:
         ratio = rows[0]["cpu_ms_per_report"] / rows[1]["cpu_ms_per_report"]
         print(f"anchor: the collector spends {ratio:.2f}x Prometheus' CPU per report "

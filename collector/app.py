@@ -30,6 +30,7 @@ from collector.settings import CollectorSettings
 from collector.state import CollectorState
 from collector.store import Store, StoreUnavailable, open_store
 from collector.web.routes import install as install_status_page
+from common.heap import settle_heap
 
 log = logging.getLogger("commune_collector")
 
@@ -72,8 +73,12 @@ class LatencyMiddleware:
 
 
 def create_app(settings: CollectorSettings, store: Store | None = None,
-               registry: CollectorRegistry | None = None) -> FastAPI:
-    """The ASGI app; ``store`` and ``registry`` may be injected (tests), else built from settings."""
+               registry: CollectorRegistry | None = None, *, settle: bool = False) -> FastAPI:
+    """The ASGI app; ``store`` and ``registry`` may be injected (tests), else built from settings.
+
+    ``settle``: once started, tune the process's garbage collection for a long life (``serve`` does;
+    tests running many apps in one process do not).
+    """
     registry = registry if registry is not None else CollectorRegistry()
     latency = request_histogram(registry)
 
@@ -92,6 +97,8 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
             registry.register(collector)
             app.state.collector = state
             tasks = [asyncio.create_task(run(state), name=run.__name__) for run in BACKGROUND]
+            if settle:
+                settle_heap()
             log.info("collector %s ready (%s store)", __version__, active.dialect)
             yield
             state.stop.set()

@@ -66,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     where = settings.database.dsn and "PostgreSQL" or f"SQLite {settings.data_dir / settings.database.sqlite_file}"
     print(f"commune-collector {__version__}: {scheme}://{host}:{port}/ (store: {where})", file=sys.stderr,
           flush=True)
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level=settings.log_level,
+    config = uvicorn.Config(create_app(settings, settle=True), host=host, port=port, log_level=settings.log_level,
                             access_log=False, server_header=False, lifespan="on", timeout_graceful_shutdown=10,
                             ssl_certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,
                             ssl_keyfile=str(settings.tls.key_file) if settings.tls.key_file else None)

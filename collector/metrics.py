@@ -121,8 +121,22 @@ class CollectorMetrics(Collector):
         yield CounterMetricFamily(PREFIX + "aggregator_folded_reports", "Reports folded into summaries by this process.",
                                   a.folded_reports)
         yield CounterMetricFamily(PREFIX + "aggregator_errors", "Aggregator passes that failed.", a.errors)
+        yield from self._writer_families()
         yield GaugeMetricFamily(PREFIX + "aggregator_last_pass_seconds", "Duration of the last aggregator pass.",
                                 a.last_pass_seconds)
+
+
+    def _writer_families(self) -> Iterator[Metric]:
+        w = self.store.write_stats
+        yield CounterMetricFamily(PREFIX + "store_write_groups", "Write transactions committed by the server's "
+                                  "writer (each a group of jobs: reports, token and inventory changes).", w.groups)
+        yield CounterMetricFamily(PREFIX + "store_write_jobs", "Write jobs committed by the server's writer.", w.jobs)
+        yield CounterMetricFamily(PREFIX + "store_write_lock_wait_seconds",
+                                  "Time the server's writer waited for the database's write lock (held by the "
+                                  "aggregator or the judge meanwhile).", w.lock_wait_seconds)
+        yield CounterMetricFamily(PREFIX + "store_write_held_seconds",
+                                  "Time the server's writer held the write lock: running its jobs and committing.",
+                                  w.held_seconds)
 
 
 def request_histogram(registry: CollectorRegistry) -> Histogram:

@@ -55,7 +55,9 @@ class AggregatorSettings(Strict):
     interval: Duration = Field(default=60.0, description="how often the journal is folded into summaries")
     process: bool = Field(default=True, description="fold in a child process (a core of its own) rather than "
                                                     "a thread of the server")
-    batch_reports: int = Field(default=5000, ge=1, description="journal rows read per step")
+    batch_reports: int = Field(default=100_000, ge=1,
+                               description="journal rows folded per step (a site's rows in a step are folded "
+                                           "together, so its summaries are rewritten once)")
     sites_per_commit: int = Field(default=25, ge=1, description="sites folded per write transaction")
 
 

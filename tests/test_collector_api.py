@@ -216,6 +216,8 @@ def test_metrics_count_ingest_rejects_latency_and_per_site_clock(api: Api) -> No
     assert m[("commune_collector_site_clock_suspect", (("site", SITE),))] == 1
     assert m[("commune_collector_site_last_report_timestamp_seconds", (("site", SITE),))] == pytest.approx(now, abs=5)
     assert m[("commune_collector_journal_backlog_reports", ())] == 1
+    assert m[("commune_collector_store_write_jobs_total", ())] >= 2  # the stored report and the duplicate's check
+    assert m[("commune_collector_store_write_held_seconds_total", ())] > 0
     assert m[("commune_collector_http_request_duration_seconds_count",
               (("method", "POST"), ("route", "/api/v1/reports")))] == 3
     assert not any(math.isnan(v) for v in m.values())

@@ -187,3 +187,13 @@ def test_aggregate_once_folds_the_journal(tmp_path: Path, config: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "folded 3 report(s)" in result.stdout
     assert "folded 0 report(s)" in run("aggregate", "--once", "--config", str(config)).stdout
+
+
+def test_settled_heap_is_frozen_and_collected_young_less_often() -> None:
+    """``serve`` and the children settle their heap once started (in a fresh interpreter: not this one)."""
+    import sys
+    code = ("import gc; from common.heap import settle_heap, YOUNG_THRESHOLD; before = gc.get_threshold()[0]; "
+            "settle_heap(); print(before, gc.get_threshold()[0] == YOUNG_THRESHOLD, gc.get_freeze_count() > 1000)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[1], check=True).stdout.split()
+    assert out == ["700", "True", "True"]

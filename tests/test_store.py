@@ -381,3 +381,60 @@ def test_result_values_round_trip(store: Store) -> None:
     store.ingest(item_of(Report(SITE, "i", 1, time.time(), "t", [result])))
     got = store.latest(SITE)["power/ups/snmp"]
     assert (got.reason, got.labels, got.values) == (result.reason, result.labels, result.values)
+
+
+def test_a_step_folds_each_site_once_with_all_its_reports(store_factory: Callable[..., Store]) -> None:
+    """A site's reports of one step are folded together: one summary rewrite per site, not per report."""
+    store = store_factory(sites_per_commit=1)
+    store.upsert_sites(SITES)
+    now = time.time()
+    for seq in range(1, 5):  # the three sites' reports interleave in the journal, as they arrive
+        for site in SITES:
+            store.ingest(item_of(Report(site.id, "i", seq, now, "t", sample_results(2, now - 60 * seq))))
+    before = store.write_stats.groups
+    assert store.aggregate_now() == 4 * len(SITES)
+    assert store.write_stats.groups - before == len(SITES) + 1  # a transaction per site, and the run's mark
+    assert rounds(store) == 4 * 2
+
+
+def test_the_writer_counts_its_groups_and_time(store: Store) -> None:
+    before = store.write_stats
+    groups, jobs, held = before.groups, before.jobs, before.held_seconds
+    store.ingest(item_of(make_report(SITE, seq=1)))
+    after = store.write_stats
+    assert after.groups == groups + 1 and after.jobs == jobs + 1
+    assert after.held_seconds > held and after.lock_wait_seconds >= 0
+
+
+def _gate_taken(db: Path) -> bool:
+    """True while another open file holds the SQLite write gate (``<db>.write-lock``)."""
+    import fcntl
+    import os
+    fd = os.open(db.with_name(db.name + ".write-lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_sqlite_writers_hold_the_gate_exactly_around_their_write_transactions(tmp_path: Path) -> None:
+    """Every writer of the file (server, aggregator, judge) queues on one flock, not on SQLite's busy sleeps."""
+    from collector.store.sqlite import SQLiteStore
+    from collector.store.verdicts import JudgeDb
+    db = tmp_path / "collector.db"
+    store = SQLiteStore(db)
+    store.migrate()
+    try:
+        assert store._write(lambda conn: _gate_taken(db)) is True  # noqa: SLF001 - a job inside the transaction
+        assert not _gate_taken(db)
+        judge_db = JudgeDb(store.dialect_impl)
+        with judge_db.tx():
+            assert _gate_taken(db)
+        with judge_db.tx(main=False):  # temporary tables only: ingest is not held back
+            assert not _gate_taken(db)
+        judge_db.close()
+    finally:
+        store.close()

@@ -131,6 +131,16 @@ class StoreStats:
     last_aggregation_at: float | None
 
 
+@dataclass
+class WriteStats:
+    """Where a store's writer spends its time: waiting for the database's write lock, or holding it."""
+
+    groups: int = 0  # transactions committed (each a group of jobs, one fsync)
+    jobs: int = 0
+    lock_wait_seconds: float = 0.0
+    held_seconds: float = 0.0
+
+
 class Store(Protocol):
     """Everything the collector persists. Implementations are thread-safe."""
 
@@ -146,6 +156,11 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Finish queued writes and close every connection."""
+        ...
+
+    @property
+    def write_stats(self) -> WriteStats:
+        """This process's writer: groups committed, time waiting for the write lock and holding it."""
         ...
 
     # -- inventory ---------------------------------------------------------

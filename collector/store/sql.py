@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import msgspec
@@ -36,6 +37,7 @@ from collector.store.base import (
     StoreStats,
     StoreUnavailable,
     TokenRecord,
+    WriteStats,
 )
 from collector.store.migrate import Migration, discover
 from collector.store.writer import GroupWriter
@@ -47,6 +49,7 @@ _labels_decoder = msgspec.json.Decoder(dict[str, str])
 _values_decoder = msgspec.json.Decoder(dict[str, float])
 _values_json = msgspec.json.Decoder(dict[str, list])  # summaries.values_json: plain JSON, 5x faster than json
 _IN_CHUNK = 500  # values bound into one IN (...) list
+FOLD_STEP = 100_000  # journal ids listed per folding step (a minute of 10,000 sites is ~20,000)
 
 # -- shared SQL -----------------------------------------------------------------
 
@@ -125,6 +128,13 @@ class Dialect:
         """The judge's lease if no other process holds it, else None (one judge per deployment)."""
         raise NotImplementedError
 
+    def write_gate(self) -> AbstractContextManager[Any]:
+        """Held around each write transaction by one writer; a new gate per writer.
+
+        Only SQLite needs one (see ``SQLiteDialect.write_gate``): PostgreSQL queues lock waiters itself.
+        """
+        return nullcontext()
+
     def is_disconnect(self, exc: BaseException) -> bool:
         return False
 
@@ -189,7 +199,8 @@ class SqlStore:
         self._readers_lock = threading.Lock()
         self._fold_lock = threading.Lock()
         self._closed = False
-        self._writer = GroupWriter(dialect.connect_writer, dialect.begin_sql, max_pending=max_pending,
+        self._writer = GroupWriter(dialect.connect_writer, dialect.begin_sql, gate=dialect.write_gate(),
+                                   max_pending=max_pending,
                                    max_group=max_group, is_disconnect=dialect.is_disconnect,
                                    name=f"{dialect.name}-writer")
 
@@ -450,14 +461,14 @@ class SqlStore:
                 return 0
             folded = 0
             last_id = 0
-            step = 5000 if max_reports is None else min(5000, max_reports)
+            step = FOLD_STEP if max_reports is None else min(FOLD_STEP, max_reports)
             while max_reports is None or folded < max_reports:
-                rows = self._read("SELECT id, site, shift_s, body FROM journal WHERE id > ? AND id <= ? "
-                                  "ORDER BY id LIMIT ?", (last_id, int(top), step))
-                if not rows:
+                listed = self._read("SELECT id, site FROM journal WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                                    (last_id, int(top), step))
+                if not listed:
                     break
-                last_id = int(rows[-1][0])
-                folded += self._fold_rows(rows)
+                last_id = int(listed[-1][0])
+                folded += self._fold_listed(listed)
             self._write(self._mark_run)
             return folded
 
@@ -468,19 +479,34 @@ class SqlStore:
         self._exec(conn, "INSERT INTO aggregator_runs (id, last_run_at) VALUES (1, ?) "
                          "ON CONFLICT (id) DO UPDATE SET last_run_at = excluded.last_run_at", (self._clock(),))
 
-    def _fold_rows(self, rows: Sequence[Sequence[Any]]) -> int:
-        """Fold journal rows site by site, a few sites per transaction so ingest keeps flowing."""
-        by_site: dict[str, list[Sequence[Any]]] = defaultdict(list)
-        for row in rows:
-            by_site[row[1]].append(row)
+    def _fold_listed(self, listed: Sequence[Sequence[Any]]) -> int:
+        """Fold listed journal rows site by site, a few sites per transaction so ingest keeps flowing.
+
+        Only ids are listed; bodies are read a chunk of sites at a time. So each site's rows of a step
+        are folded together and its summaries rewritten once, not once per report it sent.
+        """
+        ids_of: dict[str, list[int]] = defaultdict(list)
+        for row_id, site in listed:
+            ids_of[site].append(int(row_id))
         folded = 0
-        for chunk in _chunks(sorted(by_site), self.sites_per_commit):
-            work = [(site, [int(r[0]) for r in by_site[site]], _fold_site(site, by_site[site])) for site in chunk]
+        for chunk in _chunks(sorted(ids_of), self.sites_per_commit):
+            rows = self._journal_rows([i for site in chunk for i in ids_of[site]])
+            by_site: dict[str, list[Sequence[Any]]] = defaultdict(list)
+            for row in rows:
+                by_site[row[1]].append(row)
+            work = [(site, ids_of[site], _fold_site(site, by_site[site])) for site in chunk]
             try:
                 folded += self._write(lambda conn, w=work: self._fold_job(conn, w))
             except _AlreadyFolded:
                 log.info("journal rows of %d sites were folded by another process; skipped", len(chunk))
         return folded
+
+    def _journal_rows(self, ids: list[int]) -> list[Sequence[Any]]:
+        rows: list[Sequence[Any]] = []
+        for part in _chunks(sorted(ids), _IN_CHUNK):
+            rows += self._read(f"SELECT id, site, shift_s, body FROM journal WHERE id IN ({_marks(len(part))}) "
+                               "ORDER BY id", part)
+        return rows
 
     def _fold_job(self, conn: Any, work: list[tuple[str, list[int], dict[tuple[str, float], CheckSummary]]]) -> int:
         self.dialect_impl.lock_aggregation(conn)
@@ -539,6 +565,10 @@ class SqlStore:
     @property
     def pending_writes(self) -> int:
         return self._writer.pending
+
+    @property
+    def write_stats(self) -> WriteStats:
+        return self._writer.stats
 
 
 class _AlreadyFolded(StoreError):

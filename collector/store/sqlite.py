@@ -66,6 +66,32 @@ class FileLease:
             self._fd = None
 
 
+class WriteGate:
+    """An ``flock`` on ``<db>.write-lock`` held around one writer's transaction, across processes.
+
+    SQLite's own write lock has no queue: a writer that finds it taken sleeps 1, 2, 5, ... up to
+    100 ms between tries (its busy handler), so while the aggregator folds in back-to-back
+    transactions, ingest's commit could wait 200 ms for a lock that was free most of that time.
+    A blocked ``flock`` wakes the moment the holder lets go. Each writer has its own gate (its own
+    open file), so two writers in one process exclude each other too.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> WriteGate:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 class SQLiteDialect(Dialect):
     name = "sqlite"
     begin_sql = "BEGIN IMMEDIATE"  # take the write lock up front: no deadlock with another process
@@ -111,6 +137,9 @@ class SQLiteDialect(Dialect):
     def take_judge_lease(self) -> FileLease | None:
         """An exclusive ``flock`` on ``<db>.judge-lock``: two collectors on one data dir never both judge."""
         return FileLease.take(self.path.with_name(self.path.name + ".judge-lock"))
+
+    def write_gate(self) -> WriteGate:
+        return WriteGate(self.path.with_name(self.path.name + ".write-lock"))
 
     def is_db_error(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error)

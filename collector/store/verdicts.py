@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from collector.judge.persist import HistoryRow, StateRow, Transition
@@ -30,6 +30,7 @@ class JudgeDb:
         self.name = dialect.name
         self._conn: Any = None
         self._lock = threading.RLock()
+        self._gate = dialect.write_gate()
 
     def q(self, sql: str) -> str:
         return self.dialect.q(sql)
@@ -57,13 +58,14 @@ class JudgeDb:
         with self._lock:
             conn = self._connection()
             if self.name == "sqlite":
-                conn.execute("BEGIN IMMEDIATE" if main else "BEGIN DEFERRED")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                with self._gate if main else nullcontext():  # temporary tables take no database lock
+                    conn.execute("BEGIN IMMEDIATE" if main else "BEGIN DEFERRED")
+                    try:
+                        yield conn
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
             else:
                 with conn.transaction():
                     yield conn

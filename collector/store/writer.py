@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
-from collector.store.base import StoreBusy, StoreUnavailable
+from collector.store.base import StoreBusy, StoreUnavailable, WriteStats
 
 log = logging.getLogger("commune_collector.store")
 T = TypeVar("T")
@@ -27,12 +29,18 @@ _STOP = object()
 
 
 class GroupWriter:
-    """Runs write jobs on one connection in one thread, committing them in groups."""
+    """Runs write jobs on one connection in one thread, committing them in groups.
+
+    ``gate`` is held around each group's transaction (see ``Dialect.write_gate``).
+    """
 
     def __init__(self, connect: Callable[[], Any], begin_sql: str, *, max_pending: int, max_group: int,
-                 is_disconnect: Callable[[BaseException], bool], name: str = "store-writer"):
+                 is_disconnect: Callable[[BaseException], bool], name: str = "store-writer",
+                 gate: AbstractContextManager[Any] | None = None):
         self._connect = connect
         self._begin_sql = begin_sql
+        self._gate = gate if gate is not None else nullcontext()
+        self.stats = WriteStats()
         self._max_group = max_group
         self._is_disconnect = is_disconnect
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
@@ -83,19 +91,23 @@ class GroupWriter:
                     stopping = True
                     break
                 group.append(item)
-            self._commit_group(group)
+            waiting = time.perf_counter()
+            with self._gate:
+                self._commit_group(group, waiting)
         self._close_conn()
 
-    def _commit_group(self, group: list[tuple[Job, Future[Any]]]) -> None:
+    def _commit_group(self, group: list[tuple[Job, Future[Any]]], waiting: float) -> None:
         done: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
             conn = self._connection()
             conn.execute(self._begin_sql)
+            holding = time.perf_counter()
             for job, future in group:
                 if not future.set_running_or_notify_cancel():
                     continue  # the caller gave up before we started: nothing to do
                 done.append(self._run_job(conn, job, future))
             conn.execute("COMMIT")
+            self._count(len(group), holding - waiting, time.perf_counter() - holding)
         except Exception as exc:  # the group is not durable: every caller must retry
             self._rollback_after(exc)
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"write failed: {exc}")
@@ -109,6 +121,13 @@ class GroupWriter:
                 future.set_result(value)
             else:
                 future.set_exception(error)
+
+    def _count(self, jobs: int, waited: float, held: float) -> None:
+        stats = self.stats
+        stats.groups += 1
+        stats.jobs += jobs
+        stats.lock_wait_seconds += waited
+        stats.held_seconds += held
 
     def _run_job(self, conn: Any, job: Job, future: Future[Any]) -> tuple[Future[Any], Any, BaseException | None]:
         conn.execute("SAVEPOINT job")

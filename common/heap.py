@@ -1,0 +1,29 @@
+"""Cyclic garbage collection tuned for long-running processes with a large, stable heap.
+
+CPython's default collects the young generation every 700 net allocations.
+In the collector a report's objects live while it waits for its group commit,
+so with hundreds in flight most of them are caught alive, promoted, and soon
+force a *full* collection, which walks every object the process holds:
+inventory, auth cache, per-site metrics, the judge's arrays. Measured on a
+collector of 10,000 sites taking 333 reports/s: 71 full collections of up
+to 175 ms in 90 s, each one a pause for every request in flight.
+"""
+
+from __future__ import annotations
+
+import gc
+
+YOUNG_THRESHOLD = 50_000  # allocations between young collections (CPython's default: 700)
+
+
+def settle_heap() -> None:
+    """Freeze what is alive now (imports, configuration, inventory) out of the collector's sight, and
+    collect young objects less often, so fewer in-flight objects are promoted to the old generation.
+
+    Call once start-up is done. Frozen objects are still freed by reference counting; only a
+    reference cycle among them would outlive its use, and start-up builds none that die later.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
