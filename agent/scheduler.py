@@ -105,7 +105,35 @@ class Scheduler:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run_all_once(self) -> list[tuple[Check, ProbeResult]]:
-        """Every check once, concurrently (probe-once)."""
-        now = asyncio.get_running_loop().time()
-        results = await asyncio.gather(*(self.run_once(c, now) for c in self.checks))
-        return list(zip(self.checks, results, strict=True))
+        """Every check once, concurrently (probe-once).
+
+        A task per check, counted down to one future rather than gathered: ``gather`` adds a
+        Python callback and a loop turn per task, which 500 icmp rounds ending together wait for.
+        The first exception out of a round (only a bug, or a cancellation from inside such as an
+        engine closed under its rounds) is raised here, as from ``gather``, and the rounds still
+        running are cancelled.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        results: dict[int, ProbeResult] = {}
+        all_done: asyncio.Future[None] = loop.create_future()
+
+        async def one(index: int, check: Check) -> None:
+            try:
+                results[index] = await self.run_once(check, now)
+            except BaseException as exc:  # handed on to run_all_once, not swallowed
+                if not all_done.done():
+                    all_done.set_exception(exc)
+                return
+            if len(results) == len(self.checks):
+                all_done.set_result(None)
+
+        if not self.checks:
+            return []
+        tasks = [loop.create_task(one(i, c)) for i, c in enumerate(self.checks)]
+        try:
+            await all_done
+        finally:
+            for task in tasks:
+                task.cancel()  # a no-op for the finished ones
+        return [(check, results[i]) for i, check in enumerate(self.checks)]

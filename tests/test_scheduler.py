@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import pytest
+
 from agent.checks import Check
 from agent.probes.base import ProbeContext, ProbeResult, ProbeSpec, TargetConfig
 from agent.scheduler import Scheduler
@@ -194,6 +196,42 @@ def test_stop_cancels_rounds_in_flight() -> None:
     # one round more was started than finished: the one in flight at stop, cancelled, not awaited
     assert len(journal.starts["hung"]) == len(results) + 1
     assert len(journal.cancelled) == len(results) + 1
+
+
+def test_run_all_once_returns_every_result_in_check_order() -> None:
+    """probe-once: rounds end in any order, results come back in the checks' order, each once."""
+    journal = Journal()
+    checks = [make_check(journal, f"c{i}", interval=60.0, timeout=10.0, seconds=float(5 - i)) for i in range(5)]
+    loop = VirtualClockLoop()
+    try:
+        results = loop.run_until_complete(Scheduler(checks, lambda c, r: None).run_all_once())
+    finally:
+        loop.close()
+    assert [c.id for c, _ in results] == [c.id for c in checks]
+    assert all(r.ok for _, r in results)
+    assert [journal.ends[c.id] for c in checks] == [[5.0], [4.0], [3.0], [2.0], [1.0]]
+
+
+def test_run_all_once_raises_a_round_cancelled_from_inside_and_cancels_the_rest() -> None:
+    """A round cancelled from inside (its engine closed under it) ends probe-once, as gather did,
+    rather than leaving it waiting for a result that never comes; the hung round is cancelled."""
+    journal = Journal()
+
+    async def cancelled(cfg: SleepConfig, ctx: ProbeContext) -> ProbeResult:
+        await asyncio.sleep(1.0)
+        raise asyncio.CancelledError
+
+    spec = ProbeSpec(kind="sleep", config=SleepConfig, run=cancelled)
+    checks = [make_check(journal, "hung", interval=60.0, timeout=30.0, seconds=float("inf")),
+              Check(id="cut", spec=spec, config=SleepConfig(name="cut"), interval=60.0, timeout=10.0)]
+    loop = VirtualClockLoop()
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(Scheduler(checks, lambda c, r: None).run_all_once())
+        loop.run_until_complete(asyncio.sleep(0))  # let the cancelled round run its handlers
+    finally:
+        loop.close()
+    assert journal.cancelled == ["hung"]
 
 
 # ---------------------------------------------------------------- a real agent process and SIGTERM

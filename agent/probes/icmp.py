@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import operator
 import socket
 from typing import Literal
 
@@ -35,26 +36,39 @@ class IcmpConfig(TargetConfig):
 
 
 def rtt_stats(rtts: list[float | None]) -> dict[str, float]:
-    """Loss, min/avg/max/stddev (population, like ping's mdev) and jitter of one round."""
-    got = [r for r in rtts if r is not None]
+    """Loss, min/avg/max/stddev (population, like ping's mdev) and jitter of one round.
+
+    Every sum is done in C (fsum, dist, map over operator functions): 500 rounds ending together
+    wait for this, and each Python-level comprehension is a frame of its own in Python 3.11.
+    """
+    got = rtts if None not in rtts else [r for r in rtts if r is not None]
     n = len(got)
     out = {"sent": float(len(rtts)), "received": float(n), "loss": 1.0 - n / len(rtts) if rtts else 1.0}
     if got:
         avg = math.fsum(got) / n
         out["min"], out["avg"], out["max"] = min(got), avg, max(got)
-        # float arithmetic, not statistics.pstdev: its exact Fractions cost more than the echoes
-        out["stddev"] = math.sqrt(math.fsum([(r - avg) ** 2 for r in got]) / n)
+        # the distance from (avg, avg, ...) is sqrt(sum((r - avg) ** 2)), computed without overflow or
+        # cancellation; float arithmetic, not statistics.pstdev, whose exact Fractions cost more than the echoes
+        out["stddev"] = math.dist(got, (avg,) * n) / math.sqrt(n)
     if n >= 2:
-        out["jitter"] = math.fsum([abs(b - a) for a, b in zip(got, got[1:], strict=False)]) / (n - 1)
+        out["jitter"] = math.fsum(map(abs, map(operator.sub, got[1:], got))) / (n - 1)
     return out
 
 
 _FAMILIES = {"auto": (socket.AF_INET, socket.AF_INET6), "ip4": (socket.AF_INET,), "ip6": (socket.AF_INET6,)}
-# rtt_stats key -> the sample it becomes (labels prebuilt: 500 rounds finishing together feel every object)
+# rtt_stats key -> the sample it becomes (labels prebuilt: 500 rounds finishing together feel every object),
+# in the order rtt_stats fills its keys: whatever replies came, its keys are a prefix of this table
 _SAMPLES = (("sent", "icmp_packets_sent", ()), ("received", "icmp_packets_received", ()),
             ("loss", "icmp_loss_ratio", ()),
             *((stat, "icmp_rtt_seconds", (("stat", stat),)) for stat in ("min", "avg", "max", "stddev")),
             ("jitter", "icmp_jitter_seconds", ()))
+_SAMPLE_NAMES = tuple(name for _key, name, _labels in _SAMPLES)
+_SAMPLE_LABELS = tuple(labels for _key, _name, labels in _SAMPLES)
+
+
+def rtt_samples(stats: dict[str, float]) -> tuple[Sample, ...]:
+    """The samples of ``rtt_stats``: paired by position, in C, as its keys follow ``_SAMPLES``."""
+    return tuple(map(Sample, _SAMPLE_NAMES, stats.values(), _SAMPLE_LABELS))
 
 
 def ip_literal(host: str, ip_protocol: str) -> tuple[str, int] | None:
@@ -82,6 +96,8 @@ async def run(cfg: IcmpConfig, ctx: ProbeContext) -> ProbeResult:
         async with asyncio.timeout_at(deadline):
             literal = await resolve(cfg.host, cfg.ip_protocol)
     address, family = literal
+    # before the echoes, not after: 500 rounds ending together wait for whatever is left to do then
+    info = {"address": address, "socket": engine.socket_kind(family, ctx.binding)}
     ping = engine.ping(address, family, cfg.count, cfg.packet_interval, cfg.echo_timeout, ctx.binding, ctx.due)
     if loop.time() + (cfg.count - 1) * cfg.packet_interval + cfg.echo_timeout <= deadline:
         rtts = await ping  # the engine ends the round by then (the config checks count against timeout)
@@ -89,11 +105,9 @@ async def run(cfg: IcmpConfig, ctx: ProbeContext) -> ProbeResult:
         async with asyncio.timeout_at(deadline):
             rtts = await ping
     stats = rtt_stats(rtts)
-    samples = tuple([Sample(name, stats[key], labels) for key, name, labels in _SAMPLES if key in stats])
     ok = stats["received"] > 0
     reason = "" if ok else f"no reply to {len(rtts)} echo requests to {address}"
-    info = {"address": address, "socket": engine.socket_kind(family, ctx.binding)}
-    return ProbeResult(ok=ok, samples=samples, reason=reason, info=info)
+    return ProbeResult(ok=ok, samples=rtt_samples(stats), reason=reason, info=info)
 
 
 SPEC = ProbeSpec(
