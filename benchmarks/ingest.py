@@ -420,10 +420,31 @@ def _fill_with_a_day(db: Path, args: argparse.Namespace) -> None:
         shutil.copy(db, cache)
 
 
+def _add_an_expired_hour(db: Path) -> None:
+    """A copy of the newest hour, dated just past the 8-day retention: the first prune deletes it in the phase.
+
+    In production an hour of every site's checks (10,000 x 50 rows) expires every hour.
+    """
+    conn = sqlite3.connect(db)
+    try:
+        newest = conn.execute("SELECT MAX(bucket_start) FROM summaries").fetchone()[0]
+        expired = newest - (8 * 24 + 2) * 3600.0
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(summaries)")]
+        rest = ", ".join(c for c in columns if c != "bucket_start")
+        with conn:
+            n = conn.execute(f"INSERT INTO summaries (bucket_start, {rest}) SELECT ?, {rest} FROM summaries "
+                             "WHERE bucket_start = ?", (expired, newest)).rowcount
+    finally:
+        conn.close()
+    log(f"added {n} summary rows past the retention (the aggregator's first prune deletes them)")
+
+
 def prepare_collector(work: Path, args: argparse.Namespace) -> tuple[Path, list[tuple[str, str]]]:
     data = work / "collector-data"
     if args.evidence_day:
         _fill_with_a_day(data / "collector.db", args)
+        if args.expired_hour:
+            _add_an_expired_hour(data / "collector.db")
     store = SQLiteStore(data / "collector.db", synchronous=args.sqlite_sync)
     store.migrate()
     sites = generate_sites(args.sites, seed=1)
@@ -520,6 +541,10 @@ def main() -> int:
     parser.add_argument("--evidence-day", action="store_true",
                         help="start from a store holding a day of evidence (as benchmarks/judge.py builds it), so "
                              "the judge makes production-sized passes during the phase")
+    parser.add_argument("--expired-hour", action="store_true",
+                        help="with --evidence-day: add an hour of every site's checks past the 8-day retention, "
+                             "so the aggregator's first prune (during the phase) deletes it as production does "
+                             "every hour")
     parser.add_argument("--evidence-cache", metavar="FILE",
                         help="with --evidence-day: keep the filled store in FILE and reuse it while it is less "
                              "than an hour old (filling takes minutes; evidence is dated from when it was made)")
