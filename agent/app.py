@@ -7,7 +7,6 @@ every piece is built here, at start, never at import.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from agent.config import AgentConfig
 from agent.exposition import AgentCollector, LatestResults
 from agent.probes.base import ProbeResult
 from agent.scheduler import Scheduler
+from common.heap import freeze_heap
 
 log = logging.getLogger("commune_agent")
 Sink = Callable[[Check, ProbeResult], None]
@@ -47,7 +47,7 @@ class Agent:
             sink(check, result)
 
     async def probe_once(self) -> list[tuple[Check, ProbeResult]]:
-        _freeze_heap()
+        freeze_heap()  # a full collection amid 500 rounds ending together would walk it all
         try:
             return await self.scheduler.run_all_once()
         finally:
@@ -74,7 +74,7 @@ class Agent:
             except (NotImplementedError, RuntimeError):
                 pass
         log.info("site %s: %d checks", self.config.site.id, len(self.checks))
-        _freeze_heap()
+        freeze_heap()
         tasks = [asyncio.create_task(t(stop)) for t in (extra_tasks or [])]
         try:
             await self.scheduler.run(stop)
@@ -82,10 +82,3 @@ class Agent:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.close()
             log.info("stopped")
-
-
-def _freeze_heap() -> None:
-    """Take what exists before probing (modules, config models, checks: the agent's whole life) out of
-    the garbage collector's scans: a full collection in the middle of 500 rounds ending together
-    would otherwise walk every one of those objects again, on every pass, for nothing."""
-    gc.freeze()

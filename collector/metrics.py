@@ -76,6 +76,7 @@ class CollectorMetrics(Collector):
         yield from self._ingest_families()
         yield from self._site_families()
         yield from self._journal_families()
+        yield from self._writer_families()
         for source in self.extra:
             yield from source()
         info = GaugeMetricFamily(PREFIX + "build_info", "Collector version; value is always 1.", labels=["version"])
@@ -121,10 +122,8 @@ class CollectorMetrics(Collector):
         yield CounterMetricFamily(PREFIX + "aggregator_folded_reports", "Reports folded into summaries by this process.",
                                   a.folded_reports)
         yield CounterMetricFamily(PREFIX + "aggregator_errors", "Aggregator passes that failed.", a.errors)
-        yield from self._writer_families()
         yield GaugeMetricFamily(PREFIX + "aggregator_last_pass_seconds", "Duration of the last aggregator pass.",
                                 a.last_pass_seconds)
-
 
     def _writer_families(self) -> Iterator[Metric]:
         w = self.store.write_stats

@@ -16,14 +16,21 @@ import gc
 YOUNG_THRESHOLD = 50_000  # allocations between young collections (CPython's default: 700)
 
 
+def freeze_heap() -> None:
+    """Take what exists now (modules, configuration, checks, inventory: the process's whole life) out of
+    the collector's scans, so a full collection does not walk those objects again, every time, for
+    nothing. Frozen objects are still freed by reference counting when they die."""
+    gc.freeze()
+
+
 def settle_heap() -> None:
     """Freeze what is alive now (imports, configuration, inventory) out of the collector's sight, and
     collect young objects less often, so fewer in-flight objects are promoted to the old generation.
 
-    Call once start-up is done. Frozen objects are still freed by reference counting; only a
-    reference cycle among them would outlive its use, and start-up builds none that die later.
+    Call once start-up is done. Only a reference cycle among the frozen objects would outlive its
+    use, and start-up builds none that die later.
     """
     gc.collect()
-    gc.freeze()
+    freeze_heap()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)
