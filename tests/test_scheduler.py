@@ -242,6 +242,14 @@ def _agent() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
 
 
+def test_a_checks_repr_names_it_and_leaves_its_config_out() -> None:
+    """Short by design: asyncio.run's SIGINT restore (Python 3.11) reprs the main task's result, which in
+    probe-once is every (check, result); the generated repr spelled out each spec and config."""
+    check = make_check(Journal(), "link/fiber/sleep/secret-host.example", 60.0, 10.0, seconds=1.5)
+    assert repr(check) == "Check('link/fiber/sleep/secret-host.example', probe='sleep')"
+    assert "seconds" not in repr([(check, ProbeResult(ok=True))])
+
+
 def test_sigterm_stops_a_running_agent_cleanly(tmp_path: Path) -> None:
     """A round waiting on a silent DNS server is in flight when SIGTERM comes: the agent must
     cancel it (not wait for its timeout, which would log its failure), exit 0 and log 'stopped'."""
