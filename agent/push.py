@@ -364,8 +364,11 @@ class Pusher:
 
     def client(self) -> httpx.AsyncClient:
         """The HTTP client ``run`` uses (tests drive ``flush``/``send_pending`` with it)."""
+        # one connection, kept between pushes (httpx's default keeps it 5 s, less than any push interval)
+        limits = httpx.Limits(max_connections=4, max_keepalive_connections=1,
+                              keepalive_expiry=self.settings.keep_alive)
         return httpx.AsyncClient(timeout=self.settings.timeout, verify=self._verify, transport=self._transport,
-                                 headers={"User-Agent": f"commune-agent/{__version__}"})
+                                 limits=limits, headers={"User-Agent": f"commune-agent/{__version__}"})
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a spool call on the spool's own thread: the loop never waits for an fsync."""

@@ -9,15 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from collector import __version__
 from collector.settings import CollectorSettings, load_settings
 from collector.store.base import Store, StoreError
 from common.yamlconf import ConfigError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -66,12 +71,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     where = settings.database.dsn and "PostgreSQL" or f"SQLite {settings.data_dir / settings.database.sqlite_file}"
     print(f"commune-collector {__version__}: {scheme}://{host}:{port}/ (store: {where})", file=sys.stderr,
           flush=True)
-    config = uvicorn.Config(create_app(settings, settle=True), host=host, port=port, log_level=settings.log_level,
-                            access_log=False, server_header=False, lifespan="on", timeout_graceful_shutdown=10,
-                            ssl_certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,
-                            ssl_keyfile=str(settings.tls.key_file) if settings.tls.key_file else None)
-    uvicorn.Server(config).run()
+    uvicorn.Server(uvicorn_config(create_app(settings, settle=True), settings)).run()
     return 0
+
+
+def uvicorn_config(app: Any, settings: CollectorSettings) -> uvicorn.Config:
+    """The HTTP(S) server's settings: keep-alive, TLS, no access log (ingest would log 333 lines a second)."""
+    import uvicorn
+
+    host, port = settings.listen_address()
+    return uvicorn.Config(app, host=host, port=port, log_level=settings.log_level, access_log=False,
+                          server_header=False, lifespan="on", timeout_graceful_shutdown=10,
+                          timeout_keep_alive=math.ceil(settings.keep_alive),
+                          ssl_certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,
+                          ssl_keyfile=str(settings.tls.key_file) if settings.tls.key_file else None)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:

@@ -84,6 +84,11 @@ class RemoteWriteSettings(Strict):
 
 class CollectorSettings(LocatedChecks, Strict):
     listen: str = Field(default="127.0.0.1:8470", description="host:port of the HTTP(S) server")
+    keep_alive: Duration = Field(
+        default=75.0, ge=1,
+        description="how long an idle client connection stays open: longer than the agents' keep_alive (60 s, "
+                    "itself longer than their 30 s push interval), so a push reuses its connection and its TLS "
+                    "session instead of a handshake per report; nginx's default is 75 s too")
     data_dir: Path = Field(default=Path(".state/collector"))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     database: DatabaseSettings = DatabaseSettings()

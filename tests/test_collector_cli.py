@@ -197,3 +197,19 @@ def test_settled_heap_is_frozen_and_collected_young_less_often() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).resolve().parents[1], check=True).stdout.split()
     assert out == ["700", "True", "True"]
+
+
+def test_the_server_keeps_idle_connections_longer_than_agents_do(tmp_path: Path) -> None:
+    """uvicorn closes an idle connection after 5 s by default: every agent push (30 s) would then be a new
+    TCP and TLS handshake. ``keep_alive`` reaches the server's settings, with TLS and the listen address."""
+    from collector.cli import uvicorn_config
+    from tests.collector_support import self_signed_cert
+
+    cert, key = self_signed_cert(tmp_path)
+    path = tmp_path / "collector.yaml"
+    path.write_text(f"listen: 127.0.0.1:8499\nkeep_alive: 2m\ntls: {{cert_file: {cert}, key_file: {key}}}\n")
+    config = uvicorn_config(object(), load_settings(path))
+    assert (config.host, config.port, config.timeout_keep_alive) == ("127.0.0.1", 8499, 120)
+    assert (config.ssl_certfile, config.ssl_keyfile, config.access_log) == (str(cert), str(key), False)
+    (tmp_path / "default.yaml").write_text("listen: 127.0.0.1:8499\n")
+    assert uvicorn_config(object(), load_settings(tmp_path / "default.yaml")).timeout_keep_alive == 75

@@ -91,6 +91,7 @@ class FakeCollector:
     script: list[Step] = field(default_factory=list)
     stored: dict[tuple[str, str, int], list[CheckResult]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    peers: list[tuple[str, int]] = field(default_factory=list)  # client address of each request (real server)
 
     def answer(self, headers: dict[str, str], body: bytes) -> httpx.Response:
         if headers.get("authorization") != f"Bearer {self.token}":
@@ -593,6 +594,8 @@ async def _serve(fake: FakeCollector, cert: Path, key: Path):
 
     @app.post("/api/v1/reports")
     async def reports(request: Request) -> Response:
+        assert request.client is not None
+        fake.peers.append((request.client.host, request.client.port))  # one source port per TCP connection
         reply = fake.answer({k.lower(): v for k, v in request.headers.items()}, await request.body())
         return Response(reply.content, reply.status_code, media_type="application/json")
 
@@ -624,6 +627,31 @@ async def test_tls_with_a_private_ca_file(tmp_path: Path, fake: FakeCollector) -
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+async def test_pushes_reuse_one_tls_connection_unless_keep_alive_is_0s(tmp_path: Path, fake: FakeCollector) -> None:
+    """A push every 30 s over a new connection is a TCP and a TLS handshake each time: two round trips
+    more on a slow backup link, and one handshake a push for the collector. Kept alive, three pushes
+    arrive on one connection (one source port); with keep_alive 0s, on three."""
+    ca, cert, key = _make_ca_and_server_cert(tmp_path)
+    server, task, port = await _serve(fake, cert, key)
+    try:
+        url = f"https://127.0.0.1:{port}"
+        for name, overrides, connections in (("kept", {}, 1), ("closing", {"keep_alive": "0s"}, 3)):
+            fake.peers.clear()
+            pusher = make_pusher(tmp_path / name, fake, url=url, ca_file=str(ca), **overrides)
+            async with pusher.client() as client:
+                for i in range(3):
+                    await spool_batch(pusher, [result(i, check=name)])
+                    assert await pusher.send_pending(client) is None
+            assert len(fake.peers) == 3 and len(set(fake.peers)) == connections, (name, fake.peers)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+    # the defaults line up: a push interval < the agent's keep-alive < the collector's, so the agent closes first
+    from collector.settings import CollectorSettings as ServerSettings
+    agent_side = settings(tmp_path / "defaults", push_interval="30s")
+    assert agent_side.push_interval < agent_side.keep_alive < ServerSettings().keep_alive
 
 
 def test_cli_run_exits_2_when_the_token_file_is_missing(tmp_path: Path) -> None:
