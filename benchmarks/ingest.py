@@ -27,6 +27,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import resource
 import shutil
 import signal
 import sqlite3
@@ -142,6 +143,7 @@ class Planned:
     head: bytes
     results: int
     values: int
+    site: int  # the site's index in this sender (--connection-per-site: its own connection)
 
 
 def _plan(target: str, path: str, port: int, sites: list[tuple[str, str]], args: dict,
@@ -154,7 +156,7 @@ def _plan(target: str, path: str, port: int, sites: list[tuple[str, str]], args:
     rng = random.Random(hash(sites[0][0]) & 0xFFFF)
     templates = _check_templates(args["results"])
     planned: list[Planned] = []
-    for site, token in sites:
+    for index, (site, token) in enumerate(sites):
         phase = rng.uniform(0, args["interval"])
         seq = 1
         while (due := start_at + phase + (seq - 1) * args["interval"]) < start_at + args["seconds"]:
@@ -172,7 +174,7 @@ def _plan(target: str, path: str, port: int, sites: list[tuple[str, str]], args:
             head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
                     + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
             planned.append(Planned(due, body, head, len(report.results),
-                                   sum(2 + len(r.values) for r in report.results)))
+                                   sum(2 + len(r.values) for r in report.results), index))
             seq += 1
     planned.sort(key=lambda p: p.due)
     return planned
@@ -196,7 +198,6 @@ async def _fleet(target: str, url: str, sites: list[tuple[str, str]], args: dict
     per request than the collector does, so with it the load generator, not the collector, was measured)."""
     parsed = httpx.URL(url)
     out = SenderResult()
-    queue: asyncio.Queue[Planned | None] = asyncio.Queue()
     tls = None
     if parsed.scheme == "https":  # the collector's own throwaway certificate, on loopback: encryption, no trust
         tls = ssl.create_default_context()
@@ -205,7 +206,7 @@ async def _fleet(target: str, url: str, sites: list[tuple[str, str]], args: dict
     async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.open_connection(parsed.host, parsed.port, ssl=tls)
 
-    async def connection() -> None:
+    async def connection(queue: asyncio.Queue[Planned | None]) -> None:
         reader = writer = None
         while (item := await queue.get()) is not None:
             if time.time() - item.due > 1.0:
@@ -245,22 +246,39 @@ async def _fleet(target: str, url: str, sites: list[tuple[str, str]], args: dict
         if writer is not None:
             writer.close()
 
-    workers = [asyncio.create_task(connection()) for _ in range(args["connections"])]
+    # a pool of connections taking whichever report is due, or (--connection-per-site) one per site, as
+    # agents keeping their connection between pushes hold them: 10,000 mostly idle connections
+    queues: list[asyncio.Queue[Planned | None]] = [
+        asyncio.Queue() for _ in range(len(sites) if args["per_site"] else 1)]
+    workers = [asyncio.create_task(connection(q)) for q in queues
+               for _ in range(1 if args["per_site"] else args["connections"])]
     for item in planned:
         delay = item.due - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        queue.put_nowait(item)
-    for _ in workers:
-        queue.put_nowait(None)
+        queues[item.site if args["per_site"] else 0].put_nowait(item)
+    for q in queues:
+        for _ in range(1 if args["per_site"] else args["connections"]):
+            q.put_nowait(None)
     await asyncio.wait(workers, timeout=120)
     return out
+
+
+def _allow_files(n: int) -> None:
+    """Raise this process's open-file limit to ``n`` (within the hard limit); children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n:
+        if hard != resource.RLIM_INFINITY and hard < n:
+            raise SystemExit(f"{n} open files needed, the hard limit is {hard} (ulimit -Hn)")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
 
 
 def _sender_main(target: str, url: str, sites: list[tuple[str, str]], args: dict, planned_start: float,
                  queue: mp.Queue, ready: mp.Queue, start: mp.Queue) -> None:
     """Plan every request, say so, wait for the common start, then send on time."""
     parsed = httpx.URL(url)
+    if args["per_site"]:
+        _allow_files(len(sites) + 256)
     planned = _plan(target, parsed.raw_path.decode(), parsed.port or 80, sites, args, planned_start)
     ready.put(len(planned))
     shift = start.get() - planned_start  # the bodies keep their planned times; a late start only shifts sending
@@ -328,7 +346,8 @@ def run_fleet(target: str, url: str, pid: int, sites: list[tuple[str, str]], arg
     starts: list[mp.Queue] = [ctx.Queue() for _ in range(args.senders)]
     planned_start = time.time() + 30.0
     settings = {"seconds": args.seconds, "interval": args.interval, "results": args.results,
-                "connections": args.connections, "reconnect": args.reconnect}
+                "connections": args.connections, "reconnect": args.reconnect,
+                "per_site": args.connection_per_site}
     workers = [ctx.Process(target=_sender_main, args=(target, url, sites[i::args.senders], settings, planned_start,
                                                       queue, ready, starts[i]))
                for i in range(args.senders)]
@@ -624,6 +643,9 @@ def main() -> int:
     parser.add_argument("--reconnect", action="store_true",
                         help="a new connection for every report, as agents push today (every 30 s, after their "
                              "client's 5 s keep-alive has expired), instead of the fleet's kept-alive pool")
+    parser.add_argument("--connection-per-site", action="store_true",
+                        help="each site keeps its own connection between its pushes, as agents do with their "
+                             "keep_alive (10,000 sites: 10,000 mostly idle connections), instead of a busy pool")
     parser.add_argument("--tls", action="store_true",
                         help="the collector serves HTTPS itself (tls: cert_file/key_file, a throwaway EC P-256 "
                              "certificate); with --reconnect, a full TLS handshake per report")
@@ -635,6 +657,8 @@ def main() -> int:
     if not 1 <= args.evidence_days <= 8:
         parser.error("--evidence-days: 1 to 8 (the retention)")
 
+    if args.connection_per_site:
+        _allow_files(args.sites + 1024)  # the collector (a child) holds one connection per site
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     rows: list[dict] = []
     figures: dict = {"args": vars(args), "machine": {"cpus": os.cpu_count()}}
