@@ -38,7 +38,7 @@ class Aggregator:
         self.store = store
         self.settings = settings
         self.retention = retention
-        self.stats = stats or AggregatorStats()
+        self.stats = stats if stats is not None else AggregatorStats.shared()
         self.clock = clock
         self._last_prune = 0.0
 
@@ -55,6 +55,9 @@ class Aggregator:
         if now - self._last_prune >= self.retention.prune_interval:
             pruned = self.store.prune(now, self.retention.evidence, self.retention.reports_seen)
             self._last_prune = now
+            self.stats.pruned_summaries += pruned.summaries
+            self.stats.pruned_report_ranges += pruned.report_ranges
+            self.stats.last_prune_at = now
             log.info("pruned %s", pruned)
         self.stats.passes += 1
         self.stats.folded_reports += folded
@@ -79,7 +82,8 @@ class Aggregator:
 # -- in a process of its own -------------------------------------------------------------------
 
 
-def run_until_stopped(settings: CollectorSettings, stop: threading.Event | None = None) -> None:
+def run_until_stopped(settings: CollectorSettings, stop: threading.Event | None = None,
+                      stats: AggregatorStats | None = None) -> None:
     """Pass every ``aggregator.interval`` until SIGTERM/SIGINT (or ``stop``), then a last pass."""
     from collector.store import open_store
     if stop is None:  # run alone (commune-collector aggregate); the server's child gets it from child_setup
@@ -88,7 +92,7 @@ def run_until_stopped(settings: CollectorSettings, stop: threading.Event | None 
             signal.signal(sig, lambda *_: stop.set())
     store = open_store(settings)
     try:
-        aggregator = Aggregator(store, settings.aggregator, settings.retention)
+        aggregator = Aggregator(store, settings.aggregator, settings.retention, stats)
         while True:
             stopping = stop.wait(settings.aggregator.interval)
             try:
@@ -102,12 +106,13 @@ def run_until_stopped(settings: CollectorSettings, stop: threading.Event | None 
         store.close()
 
 
-def _child_main(settings: CollectorSettings) -> None:
+def _child_main(settings: CollectorSettings, stats: AggregatorStats) -> None:
     """Entry point of the server's aggregator process."""
-    run_until_stopped(settings, child_setup(AGGREGATOR_PROCESS_NAME, settings.log_level))
+    run_until_stopped(settings, child_setup(AGGREGATOR_PROCESS_NAME, settings.log_level), stats)
 
 
-async def run_in_child_process(settings: CollectorSettings, stop: asyncio.Event) -> None:
-    """Keep an aggregator process running until ``stop`` (``childproc.supervise``)."""
-    await supervise("aggregator", lambda: CONTEXT.Process(target=_child_main, args=(settings,),
+async def run_in_child_process(settings: CollectorSettings, stop: asyncio.Event, stats: AggregatorStats) -> None:
+    """Keep an aggregator process running until ``stop`` (``childproc.supervise``); it counts into ``stats``,
+    shared memory the server's /metrics reads (a restarted child goes on counting in the same block)."""
+    await supervise("aggregator", lambda: CONTEXT.Process(target=_child_main, args=(settings, stats),
                                                          name="commune-collector-aggregator"), stop)

@@ -37,7 +37,8 @@ log = logging.getLogger("commune_collector")
 
 async def _run_aggregator(state: CollectorState) -> None:
     if state.aggregate_in_child:
-        await run_in_child_process(state.settings, state.stop)
+        assert state.aggregator is not None  # made in _build_state: its stats are the child's too
+        await run_in_child_process(state.settings, state.stop, state.aggregator.stats)
     elif state.aggregator is not None:
         await state.aggregator.run(state.stop)
 

@@ -8,6 +8,8 @@ step with the database. Request latency is a histogram in the same registry.
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 import threading
 import time
 from collections import Counter
@@ -52,12 +54,22 @@ class IngestStats:
             self.rejects[reason] += 1
 
 
-@dataclass
-class AggregatorStats:
-    passes: int = 0
-    folded_reports: int = 0
-    last_pass_seconds: float = 0.0
-    errors: int = 0
+class AggregatorStats(ctypes.Structure):
+    """The aggregator's counters, as a C struct so that they can live in memory shared with its process.
+
+    The aggregator runs in a child process by default; counters kept there in plain attributes never
+    reached the server's /metrics (passes, folds, errors and prunes all read 0). ``shared()`` makes a
+    block that is given to the child at spawn, written by the aggregator alone and read at every scrape.
+    """
+
+    _fields_ = [("passes", ctypes.c_double), ("folded_reports", ctypes.c_double),
+                ("last_pass_seconds", ctypes.c_double), ("errors", ctypes.c_double),
+                ("pruned_summaries", ctypes.c_double), ("pruned_report_ranges", ctypes.c_double),
+                ("last_prune_at", ctypes.c_double)]
+
+    @classmethod
+    def shared(cls) -> AggregatorStats:
+        return multiprocessing.get_context("spawn").RawValue(cls)
 
 
 class CollectorMetrics(Collector):
@@ -119,11 +131,19 @@ class CollectorMetrics(Collector):
         yield GaugeMetricFamily(PREFIX + "aggregator_last_run_timestamp_seconds", "When the journal was last folded.",
                                 stats.last_aggregation_at or 0.0)
         a = self.aggregator
-        yield CounterMetricFamily(PREFIX + "aggregator_folded_reports", "Reports folded into summaries by this process.",
-                                  a.folded_reports)
+        yield CounterMetricFamily(PREFIX + "aggregator_passes", "Aggregator passes made (its process's or this one's).",
+                                  a.passes)
+        yield CounterMetricFamily(PREFIX + "aggregator_folded_reports", "Reports folded into summaries by the "
+                                  "aggregator.", a.folded_reports)
         yield CounterMetricFamily(PREFIX + "aggregator_errors", "Aggregator passes that failed.", a.errors)
         yield GaugeMetricFamily(PREFIX + "aggregator_last_pass_seconds", "Duration of the last aggregator pass.",
                                 a.last_pass_seconds)
+        yield CounterMetricFamily(PREFIX + "retention_pruned_summaries", "Hourly summaries deleted past "
+                                  "retention.evidence.", a.pruned_summaries)
+        yield CounterMetricFamily(PREFIX + "retention_pruned_report_ranges", "Report-id ranges forgotten past "
+                                  "retention.reports_seen.", a.pruned_report_ranges)
+        yield GaugeMetricFamily(PREFIX + "retention_last_prune_timestamp_seconds", "When the aggregator last pruned "
+                                "(unix time; 0 before the first).", a.last_prune_at)
 
     def _writer_families(self) -> Iterator[Metric]:
         w = self.store.write_stats

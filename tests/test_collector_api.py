@@ -184,15 +184,29 @@ def test_a_full_write_queue_is_answered_503_with_retry_after(tmp_path: Path) -> 
         assert api.post(make_report(SITE, 1)).status_code == 200  # the agent's retry then succeeds
 
 
-def test_the_aggregator_folds_in_the_background(tmp_path: Path) -> None:
-    app = create_app(_settings(tmp_path, aggregator={"interval": "100ms"}))
+def test_the_aggregator_folds_and_prunes_in_its_process_and_the_server_counts_it(tmp_path: Path) -> None:
+    """The aggregator runs in a child process (the default); its passes, folds and prunes reach the
+    server's /metrics through shared memory. Before, they read 0 there whatever the child did."""
+    app = create_app(_settings(tmp_path, aggregator={"interval": "100ms"}, retention={"prune_interval": "100ms"}))
     with TestClient(app) as client:
         state: CollectorState = app.state.collector
+        assert state.aggregate_in_child
         state.store.upsert_sites(SITES)
         api = Api(client, state)
-        assert api.post(make_report(SITE, 1, n=4)).status_code == 200
-        wait_until(lambda: state.store.stats().journal_reports == 0, timeout=20, what="the journal to be folded")
-        assert len(state.store.summaries(time.time() - 7200, time.time() + 60, [SITE])) == 4
+        old = time.time() - 10 * 86400  # past the 8-day evidence retention: folded, then pruned
+        assert api.post(make_report(SITE, 1, n=3, ts=old, sent_at=old)).status_code == 200
+        assert api.post(make_report(SITE, 2, n=4)).status_code == 200
+        folded, pruned = ("commune_collector_aggregator_folded_reports_total", ()), \
+            ("commune_collector_retention_pruned_summaries_total", ())
+        wait_until(lambda: (m := _metrics(api))[folded] == 2 and m[pruned] == 3, timeout=20,
+                   what="both reports folded and the old one's 3 summaries pruned, as the server counts them")
+        m = _metrics(api)
+        assert state.store.stats().journal_reports == 0
+        assert len(state.store.summaries(0, time.time() + 60, [SITE])) == 4  # the old report's 3 are gone
+        assert m[("commune_collector_aggregator_passes_total", ())] >= 1
+        assert m[("commune_collector_aggregator_errors_total", ())] == 0
+        assert m[("commune_collector_aggregator_last_pass_seconds", ())] > 0
+        assert m[("commune_collector_retention_last_prune_timestamp_seconds", ())] == pytest.approx(time.time(), abs=60)
 
 
 def _metrics(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
