@@ -96,8 +96,7 @@ def main() -> int:
                 time.sleep(0.2)
             proc = psutil.Process(server.pid)
             before = proc.memory_info().rss
-            held, took = asyncio.run(_hold_and_measure(args, client_tls, proc))
-            after, fds = held
+            after, fds, took = asyncio.run(_hold_and_measure(args, client_tls, proc))
             per = (after - before) / args.connections
             print(f"{args.connections} idle {'TLS' if args.tls else 'plain HTTP'} connections: server RSS "
                   f"{before / 2**20:.0f} -> {after / 2**20:.0f} MiB, {per / 1024:.1f} KiB per connection "
@@ -113,13 +112,14 @@ def main() -> int:
 
 
 async def _hold_and_measure(args: argparse.Namespace, tls: ssl.SSLContext | None,
-                            proc: psutil.Process) -> tuple[tuple[int, int], float]:
-    """Open the connections, read the server's RSS and descriptors while they are held, then close them."""
+                            proc: psutil.Process) -> tuple[int, int, float]:
+    """Open the connections; the server's RSS and open descriptors while they are held, and how long
+    opening them took. Then close them."""
     held, took = await hold(args.port, args.connections, tls, args.parallel)
     rss, fds = proc.memory_info().rss, proc.num_fds()
     for _reader, writer in held:
         writer.close()
-    return (rss, fds), took
+    return rss, fds, took
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ class Aggregator:
         self.store = store
         self.settings = settings
         self.retention = retention
-        self.stats = stats if stats is not None else AggregatorStats.shared()
+        self.stats = stats if stats is not None else AggregatorStats()
         self.clock = clock
         self._last_prune = 0.0
 

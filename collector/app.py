@@ -37,7 +37,7 @@ log = logging.getLogger("commune_collector")
 
 async def _run_aggregator(state: CollectorState) -> None:
     if state.aggregate_in_child:
-        assert state.aggregator is not None  # made in _build_state: its stats are the child's too
+        assert state.aggregator is not None  # made in _build_state, its stats in shared memory for the child
         await run_in_child_process(state.settings, state.stop, state.aggregator.stats)
     elif state.aggregator is not None:
         await state.aggregator.run(state.stop)
@@ -151,6 +151,8 @@ def _build_state(settings: CollectorSettings, store: Store, registry: CollectorR
     writer = RemoteWriter(settings.remote_write) if settings.remote_write.url else None
     return CollectorState(settings=settings, store=store, registry=registry,
                           verifier=TokenVerifier(store, settings.auth.cache_ttl),
-                          aggregator=Aggregator(store, settings.aggregator, settings.retention),
+                          # in shared memory: with aggregate_in_child the child counts into these very stats
+                          aggregator=Aggregator(store, settings.aggregator, settings.retention,
+                                                AggregatorStats.shared()),
                           aggregate_in_child=own_store and settings.aggregator.process, remote_writer=writer,
                           judge=build_judge_for_server(settings, store, own_store and settings.judge.process))

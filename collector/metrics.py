@@ -59,7 +59,8 @@ class AggregatorStats(ctypes.Structure):
 
     The aggregator runs in a child process by default; counters kept there in plain attributes never
     reached the server's /metrics (passes, folds, errors and prunes all read 0). ``shared()`` makes a
-    block that is given to the child at spawn, written by the aggregator alone and read at every scrape.
+    block that is given to the child at spawn, written by the aggregator alone and read at every scrape;
+    ``AggregatorStats()`` is a private one (the stand-alone ``commune-collector aggregate``, tests).
     """
 
     _fields_ = [("passes", ctypes.c_double), ("folded_reports", ctypes.c_double),
