@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from agent.checks import Check, build_checks
-from agent.config import AgentConfig
-from agent.exposition import AgentCollector, LatestResults
-from agent.probes.base import ProbeResult
-from agent.scheduler import Scheduler
-from common.heap import freeze_heap
+from commune_agent.checks import Check, build_checks
+from commune_agent.config import AgentConfig
+from commune_agent.exposition import AgentCollector, LatestResults
+from commune_agent.probes.base import ProbeResult
+from commune_agent.scheduler import Scheduler
+from commune_common.heap import freeze_heap
 
 log = logging.getLogger("commune_agent")
 Sink = Callable[[Check, ProbeResult], None]

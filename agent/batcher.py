@@ -14,9 +14,9 @@ import math
 from collections import deque
 from collections.abc import Callable
 
-from agent.checks import Check
-from agent.probes.base import ProbeResult
-from common.wire import CheckResult
+from commune_agent.checks import Check
+from commune_agent.probes.base import ProbeResult
+from commune_common.wire import CheckResult
 
 DropHook = Callable[[int], None]
 MAX_REASON = 1000  # the collector refuses a report with a reason over 1024 characters (422)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from agent.config import AgentConfig
-from agent.probes import PROBES
-from agent.probes.base import Binding, ProbeSpec, TargetConfig
+from commune_agent.config import AgentConfig
+from commune_agent.probes import PROBES
+from commune_agent.probes.base import Binding, ProbeSpec, TargetConfig
 
 
 @dataclass(frozen=True, repr=False)

@@ -13,13 +13,13 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent.devices import Device, device_issues
-from agent.power.section import PowerSource, power_issues
-from agent.probes import PROBES
-from agent.probes.host import HostConfig
-from common.units import ByteSize, Duration
-from common.wire import MAX_CHECK_ID, MAX_LABEL_VALUE
-from common.yamlconf import Loc, LocatedChecks, load_model
+from commune_agent.devices import Device, device_issues
+from commune_agent.power.section import PowerSource, power_issues
+from commune_agent.probes import PROBES
+from commune_agent.probes.host import HostConfig
+from commune_common.units import ByteSize, Duration
+from commune_common.wire import MAX_CHECK_ID, MAX_LABEL_VALUE
+from commune_common.yamlconf import Loc, LocatedChecks, load_model
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 

@@ -20,16 +20,16 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.probes.base import TargetConfig
-from agent.probes.icmp import IcmpConfig
-from agent.probes.printer import PrinterConfig
-from agent.probes.snmp_get import OidMetric, SnmpGetConfig
-from agent.probes.snmp_interfaces import SnmpInterfacesConfig, check_patterns
-from agent.probes.snmp_system import SnmpSystemConfig
-from agent.snmp.client import DEFAULT_MAX_ROWS
-from agent.snmp.settings import SnmpSettings
-from common.units import Duration, Host
-from common.yamlconf import Loc
+from commune_agent.probes.base import TargetConfig
+from commune_agent.probes.icmp import IcmpConfig
+from commune_agent.probes.printer import PrinterConfig
+from commune_agent.probes.snmp_get import OidMetric, SnmpGetConfig
+from commune_agent.probes.snmp_interfaces import SnmpInterfacesConfig, check_patterns
+from commune_agent.probes.snmp_system import SnmpSystemConfig
+from commune_agent.snmp.client import DEFAULT_MAX_ROWS
+from commune_agent.snmp.settings import SnmpSettings
+from commune_common.units import Duration, Host
+from commune_common.yamlconf import Loc
 
 DEVICE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from agent import __version__
-from agent.checks import Check
-from agent.probes import PROBES
-from agent.probes.base import MetricDoc, ProbeResult
-from agent.scheduler import SchedulerStats
+from commune_agent import __version__
+from commune_agent.checks import Check
+from commune_agent.probes import PROBES
+from commune_agent.probes.base import MetricDoc, ProbeResult
+from commune_agent.scheduler import SchedulerStats
 
 PREFIX = "commune_"
 _DOCS: dict[str, MetricDoc] = {m.name: m for spec in PROBES.values() for m in spec.metrics}

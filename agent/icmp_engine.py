@@ -32,7 +32,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from agent.probes.base import Binding, ProbeError
+from commune_agent.probes.base import Binding, ProbeError
 
 ICMP_ECHO_REQUEST = 8
 ICMP_ECHO_REPLY = 0

@@ -59,16 +59,16 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from agent import __version__
-from agent.batcher import Batch, to_check_result
-from agent.checks import Check
-from agent.config import CollectorSettings
-from agent.probes.base import MetricDoc, ProbeResult
-from agent.spool import FILE_NAME, DropCounts, Group, Spool, SpoolError
-from common.wire import MAX_RESULTS_PER_REPORT, Ack, Report, encode_report
+from commune_agent import __version__
+from commune_agent.batcher import Batch, to_check_result
+from commune_agent.checks import Check
+from commune_agent.config import CollectorSettings
+from commune_agent.probes.base import MetricDoc, ProbeResult
+from commune_agent.spool import FILE_NAME, DropCounts, Group, Spool, SpoolError
+from commune_common.wire import MAX_RESULTS_PER_REPORT, Ack, Report, encode_report
 
 if TYPE_CHECKING:
-    from agent.app import Agent
+    from commune_agent.app import Agent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

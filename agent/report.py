@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from agent.checks import Check
-from agent.probes.base import ProbeResult
+from commune_agent.checks import Check
+from commune_agent.probes.base import ProbeResult
 
 # the few values worth a column, per probe; everything else is in --json
 _HEADLINE: dict[str, list[tuple[str, dict[str, str], str, float]]] = {

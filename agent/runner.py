@@ -10,8 +10,8 @@ import asyncio
 import logging
 import time
 
-from agent.checks import Check
-from agent.probes.base import ProbeContext, ProbeError, ProbeResult
+from commune_agent.checks import Check
+from commune_agent.probes.base import ProbeContext, ProbeError, ProbeResult
 
 log = logging.getLogger(__name__)
 

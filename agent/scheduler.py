@@ -22,9 +22,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.checks import Check
-from agent.probes.base import ProbeContext, ProbeResult
-from agent.runner import run_check
+from commune_agent.checks import Check
+from commune_agent.probes.base import ProbeContext, ProbeResult
+from commune_agent.runner import run_check
 
 log = logging.getLogger(__name__)
 ResultHandler = Callable[[Check, ProbeResult], None]

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import msgspec
 
-from common.wire import MAX_RESULTS_PER_REPORT, CheckResult
+from commune_common.wire import MAX_RESULTS_PER_REPORT, CheckResult
 
 log = logging.getLogger(__name__)
 

@@ -152,8 +152,8 @@ def _cpu_s() -> float:
 
 def agent_child(config: str) -> None:
     """In the child: load, sweep once, report the sweep's own wall/CPU and the answers as JSON."""
-    from agent.app import Agent
-    from agent.config import load_agent_config
+    from commune_agent.app import Agent
+    from commune_agent.config import load_agent_config
 
     loading_cpu, loading = _cpu_s(), time.perf_counter()
     agent = Agent(load_agent_config(config))
@@ -168,7 +168,7 @@ def agent_child(config: str) -> None:
 
 def engine_child(hosts: list[str], count: int, period_ms: int, timeout_ms: int) -> None:
     """In a child: the same rounds straight through IcmpEngine.ping (no scheduler, runner or results)."""
-    from agent.icmp_engine import IcmpEngine
+    from commune_agent.icmp_engine import IcmpEngine
 
     async def sweep() -> int:
         engine = IcmpEngine()

@@ -46,11 +46,11 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from collector.auth import new_token  # noqa: E402
-from collector.generate import generate_sites  # noqa: E402
-from collector.remote_write import encode_write_request, series_of, snappy_block  # noqa: E402
-from collector.store.sqlite import SQLiteStore  # noqa: E402
-from common.wire import CheckResult, Report, encode_report, value_key  # noqa: E402
+from commune_collector.auth import new_token  # noqa: E402
+from commune_collector.generate import generate_sites  # noqa: E402
+from commune_collector.remote_write import encode_write_request, series_of, snappy_block  # noqa: E402
+from commune_collector.store.sqlite import SQLiteStore  # noqa: E402
+from commune_common.wire import CheckResult, Report, encode_report, value_key  # noqa: E402
 from tests.collector_support import self_signed_cert  # noqa: E402 - a throwaway EC P-256 certificate
 
 VENV_BIN = Path(sys.executable).parent

@@ -41,9 +41,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.probes.base import ProbeContext  # noqa: E402
-from agent.probes.snmp_interfaces import COLUMNS, SnmpInterfacesConfig  # noqa: E402
-from agent.snmp.settings import SnmpSettings  # noqa: E402
+from commune_agent.probes.base import ProbeContext  # noqa: E402
+from commune_agent.probes.snmp_interfaces import COLUMNS, SnmpInterfacesConfig  # noqa: E402
+from commune_agent.snmp.settings import SnmpSettings  # noqa: E402
 from tests.devices_support import close_resources, run_probe  # noqa: E402
 from tests.peers.snmp_exporter import SnmpExporterPeer  # noqa: E402
 from tests.peers.snmpsim import SnmpsimPeer  # noqa: E402

@@ -27,9 +27,15 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from collector.provinces import provinces
-from collector.store.base import Site
-from common.yamlconf import ConfigError, ConfigIssue, LineMap, issues_from_validation, load_yaml
+from commune_collector.provinces import provinces
+from commune_collector.store.base import Site
+from commune_common.yamlconf import (
+    ConfigError,
+    ConfigIssue,
+    LineMap,
+    issues_from_validation,
+    load_yaml,
+)
 
 Scalar = str | int | float | bool
 Fragment = dict[str, Any]
@@ -90,7 +96,7 @@ class Profile:
 
 
 def builtin_profile_text() -> str:
-    return resources.files("collector.data").joinpath("agent_profile.yaml").read_text(encoding="utf-8")
+    return resources.files("commune_collector.data").joinpath("agent_profile.yaml").read_text(encoding="utf-8")
 
 
 def load_profile(path: str | Path | None = None) -> Profile:
@@ -186,7 +192,7 @@ def agent_config_for(profile: Profile, site: Site, overrides: dict[str, Scalar] 
 
 def validation_issues(data: Fragment, site: Site, profile: Profile) -> list[ConfigIssue]:
     """Every way ``data`` fails ``commune-agent check-config``, named by the profile key and line behind it."""
-    from agent.config import AgentConfig
+    from commune_agent.config import AgentConfig
 
     lines, paths = _profile_lines(data, site, profile)
     try:
@@ -319,7 +325,7 @@ def write_all(configs: dict[str, str], out_dir: Path, progress: Callable[[int, i
 def cmd_agent_config(args: Any) -> int:
     import sys
 
-    from collector.cli import _Progress, open_store_from
+    from commune_collector.cli import _Progress, open_store_from
 
     if args.show_profile:
         sys.stdout.write(Path(args.profile).read_text(encoding="utf-8") if args.profile else builtin_profile_text())
@@ -393,7 +399,7 @@ def _sites(store: Any, args: Any) -> list[Site] | None:
 
 def add_subcommand(sub: Any) -> None:
     """``commune-collector agent-config``: registered in collector.cli.COMMANDS."""
-    from collector.cli import add_config_arg
+    from commune_collector.cli import add_config_arg
 
     p = sub.add_parser(
         "agent-config", help="write each site's agent YAML from the inventory and a profile",

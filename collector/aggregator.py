@@ -23,10 +23,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from collector.childproc import CONTEXT, child_setup, supervise
-from collector.metrics import AggregatorStats
-from collector.settings import AggregatorSettings, CollectorSettings, RetentionSettings
-from collector.store.base import Store
+from commune_collector.childproc import CONTEXT, child_setup, supervise
+from commune_collector.metrics import AggregatorStats
+from commune_collector.settings import AggregatorSettings, CollectorSettings, RetentionSettings
+from commune_collector.store.base import Store
 
 log = logging.getLogger("commune_collector.aggregator")
 AGGREGATOR_PROCESS_NAME = "commune-aggr"  # ps/top: 15 characters at most
@@ -85,7 +85,7 @@ class Aggregator:
 def run_until_stopped(settings: CollectorSettings, stop: threading.Event | None = None,
                       stats: AggregatorStats | None = None) -> None:
     """Pass every ``aggregator.interval`` until SIGTERM/SIGINT (or ``stop``), then a last pass."""
-    from collector.store import open_store
+    from commune_collector.store import open_store
     if stop is None:  # run alone (commune-collector aggregate); the server's child gets it from child_setup
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

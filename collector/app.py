@@ -17,20 +17,20 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram
 
-from collector import __version__
-from collector.aggregator import Aggregator, run_in_child_process
-from collector.alerting import run_alerting
-from collector.api import problems
-from collector.api.routes import COMPONENTS, ROUTERS
-from collector.auth import TokenVerifier
-from collector.judge.service import build_judge_for_server, run_judge
-from collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
-from collector.remote_write import RemoteWriter
-from collector.settings import CollectorSettings
-from collector.state import CollectorState
-from collector.store import Store, StoreUnavailable, open_store
-from collector.web.routes import install as install_status_page
-from common.heap import settle_heap
+from commune_collector import __version__
+from commune_collector.aggregator import Aggregator, run_in_child_process
+from commune_collector.alerting import run_alerting
+from commune_collector.api import problems
+from commune_collector.api.routes import COMPONENTS, ROUTERS
+from commune_collector.auth import TokenVerifier
+from commune_collector.judge.service import build_judge_for_server, run_judge
+from commune_collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
+from commune_collector.remote_write import RemoteWriter
+from commune_collector.settings import CollectorSettings
+from commune_collector.state import CollectorState
+from commune_collector.store import Store, StoreUnavailable, open_store
+from commune_collector.web.routes import install as install_status_page
+from commune_common.heap import settle_heap
 
 log = logging.getLogger("commune_collector")
 

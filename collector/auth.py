@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from collector.store.base import Store, TokenRecord
+from commune_collector.store.base import Store, TokenRecord
 
 PREFIX = "cm"
 _TOKEN = re.compile(r"^cm_([a-f0-9]{12})_([A-Za-z0-9_-]{43})$")

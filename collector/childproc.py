@@ -21,7 +21,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from multiprocessing.process import BaseProcess
 
-from common.heap import settle_heap
+from commune_common.heap import settle_heap
 
 log = logging.getLogger("commune_collector")
 
@@ -42,7 +42,7 @@ def die_with_parent() -> None:
 def child_setup(name: str, log_level: str, nice: int = 0) -> threading.Event:
     """What every child does first: take ``name`` (what ps and top show), die with the parent, log like it,
     yield the CPU to the server by ``nice`` steps, turn SIGTERM/SIGINT into an event, and tune garbage
-    collection for a long life (``common.heap``)."""
+    collection for a long life (``commune_common.heap``)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None).prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
     die_with_parent()

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector import __version__
-from collector.settings import CollectorSettings, load_settings
-from collector.store.base import Store, StoreError
-from common.yamlconf import ConfigError
+from commune_collector import __version__
+from commune_collector.settings import CollectorSettings, load_settings
+from commune_collector.store.base import Store, StoreError
+from commune_common.yamlconf import ConfigError
 
 if TYPE_CHECKING:
     import uvicorn
@@ -42,7 +42,7 @@ def settings_from(args: argparse.Namespace) -> CollectorSettings:
 
 def open_store_from(args: argparse.Namespace) -> Store:
     """The configured store, migrated and ready."""
-    from collector.store import open_store
+    from commune_collector.store import open_store
     store = open_store(settings_from(args))
     store.migrate()
     return store
@@ -60,7 +60,7 @@ def _print_config_error(exc: ConfigError) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from collector.app import create_app
+    from commune_collector.app import create_app
     settings = settings_from(args)
     if args.listen:
         settings = settings.model_copy(update={"listen": args.listen})
@@ -110,7 +110,7 @@ def _add_check_config(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from collector.store import open_store
+    from commune_collector.store import open_store
     store = open_store(settings_from(args))
     try:
         applied = store.migrate()
@@ -134,7 +134,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         print(f"folded {folded} report(s) into summaries; pruned {pruned.summaries} summaries, "
               f"{pruned.report_ranges} report-id ranges")
         return 0
-    from collector.aggregator import run_until_stopped
+    from commune_collector.aggregator import run_until_stopped
     print(f"folding the journal every {settings.aggregator.interval:g}s until SIGTERM", file=sys.stderr)
     run_until_stopped(settings)
     return 0
@@ -172,7 +172,7 @@ class _Progress:
 
 
 def cmd_sites_import(args: argparse.Namespace) -> int:
-    from collector.inventory import load_inventory
+    from commune_collector.inventory import load_inventory
     sites = load_inventory(args.file)
     print(f"{args.file}: {len(sites)} sites valid", file=sys.stderr)
     if args.dry_run:
@@ -188,7 +188,7 @@ def cmd_sites_import(args: argparse.Namespace) -> int:
 
 
 def cmd_sites_list(args: argparse.Namespace) -> int:
-    from collector.provinces import provinces
+    from commune_collector.provinces import provinces
     if args.province and args.province not in provinces():
         print(f"error: unknown province {args.province!r}; known: {', '.join(provinces())}", file=sys.stderr)
         return 2
@@ -216,8 +216,8 @@ def _site_json(site: object, status: object) -> dict:
 
 
 def cmd_sites_generate(args: argparse.Namespace) -> int:
-    from collector.generate import generate_sites
-    from collector.inventory import sites_to_csv, sites_to_yaml
+    from commune_collector.generate import generate_sites
+    from commune_collector.inventory import sites_to_csv, sites_to_yaml
     sites = generate_sites(args.count, args.seed)
     fmt = args.format or ("yaml" if args.output and args.output.endswith((".yaml", ".yml")) else "csv")
     text = sites_to_yaml(sites) if fmt == "yaml" else sites_to_csv(sites)
@@ -259,7 +259,7 @@ def _add_sites(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_token_issue(args: argparse.Namespace) -> int:
-    from collector.auth import new_token
+    from commune_collector.auth import new_token
     store = open_store_from(args)
     try:
         token, record = new_token(args.site)
@@ -317,12 +317,14 @@ def _add_token(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_agent_config(sub: argparse._SubParsersAction) -> None:
-    from collector.agentconfig import add_subcommand  # the feature lives in its own module
+    from commune_collector.agentconfig import add_subcommand  # the feature lives in its own module
     add_subcommand(sub)
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    from collector.report import add_subcommands  # report and check-criteria live with the judge
+    from commune_collector.report import (
+        add_subcommands,  # report and check-criteria live with the judge
+    )
     add_subcommands(sub)
 
 

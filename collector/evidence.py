@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from common.wire import CheckResult, split_key
+from commune_common.wire import CheckResult, split_key
 
 BUCKET_SECONDS = 3600
 HIST_BASE = 2 ** 0.25  # ~19% wide buckets: quantiles within ~9% relative error

@@ -13,8 +13,8 @@ from __future__ import annotations
 import random
 import unicodedata
 
-from collector.provinces import provinces
-from collector.store.base import Site
+from commune_collector.provinces import provinces
+from commune_collector.store.base import Site
 
 # communes and wards per province after the July 2025 reorganisation (approximate; sums to 3,321)
 COMMUNES_PER_PROVINCE = {

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import msgspec
 
-from collector.api.problems import Problem
-from collector.settings import ClockSettings
-from collector.store import journal
-from collector.store.base import IngestItem
-from common.wire import (
+from commune_collector.api.problems import Problem
+from commune_collector.settings import ClockSettings
+from commune_collector.store import journal
+from commune_collector.store.base import IngestItem
+from commune_common.wire import (
     _KEY,
     MAX_CHECK_ID,
     MAX_LABEL_VALUE,

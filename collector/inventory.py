@@ -28,9 +28,9 @@ from pydantic import (
     field_validator,
 )
 
-from collector.provinces import provinces
-from collector.store.base import Site
-from common.yamlconf import (
+from commune_collector.provinces import provinces
+from commune_collector.store.base import Site
+from commune_common.yamlconf import (
     ConfigError,
     ConfigIssue,
     Loc,

@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from collector import __version__
-from collector.store.base import Store
+from commune_collector import __version__
+from commune_collector.store.base import Store
 
 PREFIX = "commune_collector_"
 REJECT_REASONS = ("unauthorized", "forbidden", "too_large", "malformed", "invalid", "unsupported_media_type",

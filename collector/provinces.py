@@ -18,5 +18,5 @@ class Province:
 @functools.cache
 def provinces() -> dict[str, Province]:
     """Every province by slug, in the file's order."""
-    text = resources.files("collector.data").joinpath("provinces.csv").read_text(encoding="utf-8")
+    text = resources.files("commune_collector.data").joinpath("provinces.csv").read_text(encoding="utf-8")
     return {row["slug"]: Province(row["slug"], row["name"], row["kind"]) for row in csv.DictReader(text.splitlines())}

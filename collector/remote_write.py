@@ -26,8 +26,8 @@ import cramjam
 import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from collector.settings import RemoteWriteSettings
-from common.wire import CheckResult, split_key
+from commune_collector.settings import RemoteWriteSettings
+from commune_common.wire import CheckResult, split_key
 
 log = logging.getLogger("commune_collector.remote_write")
 PREFIX = "commune_"

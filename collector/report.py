@@ -66,12 +66,12 @@ def _get(client: Any, url: str) -> dict:
 
 def documents_from_store(settings: Any, province: str | None, progress: TextIO | None = sys.stderr) -> dict:
     """Judge once, read-only, from the configured store and return the API documents."""
-    from collector.judge.api import province_detail
-    from collector.judge.engine import Judge
-    from collector.judge.persist import ReadOnlyVerdicts
-    from collector.store import open_store
-    from collector.store.judge_evidence import StoreEvidence
-    from collector.store.verdicts import SqlVerdictStore
+    from commune_collector.judge.api import province_detail
+    from commune_collector.judge.engine import Judge
+    from commune_collector.judge.persist import ReadOnlyVerdicts
+    from commune_collector.store import open_store
+    from commune_collector.store.judge_evidence import StoreEvidence
+    from commune_collector.store.verdicts import SqlVerdictStore
 
     store = open_store(settings)
     try:
@@ -197,7 +197,7 @@ def produce(docs: dict, province: str | None, fmt: str, lang: str, out: TextIO, 
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from collector.cli import settings_from
+    from commune_collector.cli import settings_from
 
     fmt = args.format
     if fmt == "xlsx" and args.output is None:
@@ -224,7 +224,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check_criteria(args: argparse.Namespace) -> int:
-    from collector.judge.criteria import load_criteria
+    from commune_collector.judge.criteria import load_criteria
 
     config = load_criteria(args.file)  # ConfigError -> located messages, exit 1 (collector.cli.main)
     print(f"{args.file}: ok, {config.describe()}")
@@ -233,7 +233,7 @@ def cmd_check_criteria(args: argparse.Namespace) -> int:
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register ``report`` and ``check-criteria`` on the collector's CLI."""
-    from collector.cli import add_config_arg
+    from commune_collector.cli import add_config_arg
 
     p = sub.add_parser("report", help="the readiness table (national, or one province's communes and why)",
                        description="The readiness table for a meeting, or one province's communes and why.\n\n"

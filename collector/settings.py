@@ -1,7 +1,7 @@
 """The collector's configuration (``config/collector.yaml``).
 
 Schema, defaults and validation in one place; unknown keys are refused and
-errors name file, line and field (``common.yamlconf``). Every default is the
+errors name file, line and field (``commune_common.yamlconf``). Every default is the
 one a single collector on SQLite should run with, so an empty file works.
 """
 
@@ -12,10 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from collector.alerting.settings import AlertingSettings
-from collector.judge.settings import JudgeSettings
-from common.units import ByteSize, Duration
-from common.yamlconf import Loc, LocatedChecks, load_model
+from commune_collector.alerting.settings import AlertingSettings
+from commune_collector.judge.settings import JudgeSettings
+from commune_common.units import ByteSize, Duration
+from commune_common.yamlconf import Loc, LocatedChecks, load_model
 
 
 class Strict(BaseModel):

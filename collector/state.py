@@ -9,12 +9,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from collector.aggregator import Aggregator
-from collector.auth import TokenVerifier
-from collector.metrics import IngestStats
-from collector.remote_write import RemoteWriter
-from collector.settings import CollectorSettings
-from collector.store.base import Store
+from commune_collector.aggregator import Aggregator
+from commune_collector.auth import TokenVerifier
+from commune_collector.metrics import IngestStats
+from commune_collector.remote_write import RemoteWriter
+from commune_collector.settings import CollectorSettings
+from commune_collector.store.base import Store
 
 
 @dataclass

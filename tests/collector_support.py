@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from common.wire import CheckResult, Report, value_key
+from commune_common.wire import CheckResult, Report, value_key
 from tests.peers._base import Peer, free_tcp_port, http_ok
 
 VENV_BIN = Path(sys.executable).parent
@@ -63,7 +63,7 @@ class CollectorPeer(Peer):
         settings = {"listen": f"{self.host}:{self.port}", "data_dir": str(self.data_dir), **self.extra_settings}
         self.config_path.write_text(yaml.safe_dump(settings, allow_unicode=True))
         if self.initial_sites and not (self.dir / "sites.csv").exists():
-            from collector.inventory import sites_to_csv
+            from commune_collector.inventory import sites_to_csv
             (self.dir / "sites.csv").write_text(sites_to_csv(self.initial_sites), encoding="utf-8")
             collector_cli(self.config_path, "sites", "import", str(self.dir / "sites.csv"))
 

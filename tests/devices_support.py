@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agent.checks import Check
-from agent.probes import PROBES
-from agent.probes.base import ProbeContext, ProbeResult, TargetConfig
-from agent.runner import run_check
+from commune_agent.checks import Check
+from commune_agent.probes import PROBES
+from commune_agent.probes.base import ProbeContext, ProbeResult, TargetConfig
+from commune_agent.runner import run_check
 from tests.peers.snmpsim import write_snmprec
 
 # .snmprec type tags

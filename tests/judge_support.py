@@ -1,7 +1,7 @@
 """Shared pieces for the judge's tests: scripted sites with known ground truth, a judged world.
 
 A ``World`` holds evidence in memory exactly as the aggregator would store it
-(real ``CheckResult`` rounds folded by ``collector.evidence``), a verdict
+(real ``CheckResult`` rounds folded by ``commune_collector.evidence``), a verdict
 store, and a judge whose clock the test moves. ``advance(t)`` records every
 site's rounds up to ``t`` (as if their reports had arrived) and judges.
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.judge import (
+from commune_collector.judge import (
     Judge,
     MemoryEvidence,
     MemoryVerdictStore,
@@ -20,9 +20,9 @@ from collector.judge import (
     load_criteria,
     parse_criteria,
 )
-from collector.judge.criteria import DEFAULT_CRITERIA, CriteriaConfig
-from collector.judge.synth import CheckScript, SiteScript, const, icmp_check, ups_check
-from collector.judge.verdict import Snapshot
+from commune_collector.judge.criteria import DEFAULT_CRITERIA, CriteriaConfig
+from commune_collector.judge.synth import CheckScript, SiteScript, const, icmp_check, ups_check
+from commune_collector.judge.verdict import Snapshot
 
 H = 3600.0
 T0 = 1_750_000_000 // 3600 * 3600  # a whole hour, June 2025

@@ -44,7 +44,7 @@ SIGMAS = 4.0
 
 def _agent() -> str:
     script = Path(sys.executable).with_name("commune-agent")
-    return str(script) if script.exists() else f"{sys.executable} -m agent.cli"
+    return str(script) if script.exists() else f"{sys.executable} -m commune_agent.cli"
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from collector.alerting import AlertingSettings, AlertmanagerNotifier, build_notifier
-from collector.alerting.alertmanager import redact_url
-from collector.alerting.rules import AlertBook, iso
-from common.yamlconf import ConfigError, parse_model
+from commune_collector.alerting import AlertingSettings, AlertmanagerNotifier, build_notifier
+from commune_collector.alerting.alertmanager import redact_url
+from commune_collector.alerting.rules import AlertBook, iso
+from commune_common.yamlconf import ConfigError, parse_model
 
 T0 = 1_750_000_000.0
 EXTERNAL = "http://status.example.test"
@@ -412,9 +412,9 @@ def test_a_real_collector_alerts_on_battery_and_resolves_on_mains(alertmanager, 
     """The whole path: agent reports -> ingest -> judge -> notifier -> Alertmanager, and back."""
     import time
 
-    from collector.judge.synth import SiteScript, icmp_check, ups_check
-    from collector.store.base import Site
-    from common.wire import Report, encode_report
+    from commune_collector.judge.synth import SiteScript, icmp_check, ups_check
+    from commune_collector.store.base import Site
+    from commune_common.wire import Report, encode_report
     from tests.collector_support import CollectorPeer
 
     site = Site("hue-ups-test", "Xã Phong Điền", "hue", "Phong Điền")

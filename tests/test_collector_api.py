@@ -20,12 +20,12 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.app import create_app
-from collector.auth import new_token
-from collector.settings import CollectorSettings
-from collector.state import CollectorState
-from collector.store.base import Site
-from common.wire import Report, encode_report
+from commune_collector.app import create_app
+from commune_collector.auth import new_token
+from commune_collector.settings import CollectorSettings
+from commune_collector.state import CollectorState
+from commune_collector.store.base import Site
+from commune_common.wire import Report, encode_report
 from tests.collector_support import make_report
 from tests.peers._base import require_binary, wait_until
 
@@ -247,7 +247,7 @@ def test_metrics_pass_promtool(api: Api, tmp_path: Path) -> None:
 
 
 def test_ack_is_the_wire_type_the_agent_decodes(api: Api) -> None:
-    from common.wire import Ack
+    from commune_common.wire import Ack
     response = api.post(make_report(SITE, 11))
     ack = msgspec.json.decode(response.content, type=Ack)
     assert ack.accepted == 11 and ack.duplicate is False

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.generate import COMMUNES_PER_PROVINCE, generate_sites, scaled_counts, slugify
-from collector.provinces import provinces
-from collector.settings import load_settings
-from common.yamlconf import ConfigError
+from commune_collector.generate import COMMUNES_PER_PROVINCE, generate_sites, scaled_counts, slugify
+from commune_collector.provinces import provinces
+from commune_collector.settings import load_settings
+from commune_common.yamlconf import ConfigError
 from tests.collector_support import CLI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,9 +170,9 @@ def test_tokens_are_shown_once_stored_hashed_and_revocable(tmp_path: Path, confi
 
 
 def test_aggregate_once_folds_the_journal(tmp_path: Path, config: Path) -> None:
-    from collector.ingest import read_clock, to_item
-    from collector.settings import ClockSettings
-    from collector.store.sqlite import SQLiteStore
+    from commune_collector.ingest import read_clock, to_item
+    from commune_collector.settings import ClockSettings
+    from commune_collector.store.sqlite import SQLiteStore
     from tests.collector_support import make_report
 
     run("sites", "import", str(ROOT / "config" / "inventory.example.csv"), "--config", str(config))
@@ -202,7 +202,7 @@ def test_settled_heap_is_frozen_and_collected_young_less_often() -> None:
 def test_the_server_keeps_idle_connections_longer_than_agents_do(tmp_path: Path) -> None:
     """uvicorn closes an idle connection after 5 s by default: every agent push (30 s) would then be a new
     TCP and TLS handshake. ``keep_alive`` reaches the server's settings, with TLS and the listen address."""
-    from collector.cli import uvicorn_config
+    from commune_collector.cli import uvicorn_config
     from tests.collector_support import self_signed_cert
 
     cert, key = self_signed_cert(tmp_path)

@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from collector.store.base import Site
-from collector.store.sqlite import SQLiteStore
-from common.wire import Report, encode_report
+from commune_collector.store.base import Site
+from commune_collector.store.sqlite import SQLiteStore
+from commune_common.wire import Report, encode_report
 from tests.collector_support import CollectorPeer, make_report
 from tests.peers._base import wait_until
 

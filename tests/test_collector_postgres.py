@@ -10,8 +10,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from collector.store.base import Site
-from common.wire import encode_report
+from commune_collector.store.base import Site
+from commune_common.wire import encode_report
 from tests.collector_support import CollectorPeer, make_report
 from tests.peers._base import wait_until
 from tests.peers.postgres import PostgresPeer

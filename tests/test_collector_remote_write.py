@@ -18,10 +18,10 @@ import cramjam
 import httpx
 import pytest
 
-from collector.remote_write import RemoteWriter, _varint, encode_write_request, series_of
-from collector.settings import RemoteWriteSettings
-from collector.store.base import Site
-from common.wire import CheckResult, encode_report
+from commune_collector.remote_write import RemoteWriter, _varint, encode_write_request, series_of
+from commune_collector.settings import RemoteWriteSettings
+from commune_collector.store.base import Site
+from commune_common.wire import CheckResult, encode_report
 from tests.collector_support import CollectorPeer, make_report
 from tests.peers._base import free_tcp_port, wait_until
 from tests.peers.prometheus import PrometheusPeer

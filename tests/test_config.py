@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.checks import build_checks
-from agent.config import AgentConfig, load_agent_config
-from common.yamlconf import ConfigError, parse_model
+from commune_agent.checks import build_checks
+from commune_agent.config import AgentConfig, load_agent_config
+from commune_common.yamlconf import ConfigError, parse_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTDATA = Path(__file__).with_name("testdata") / "agent"
-AGENT = [sys.executable, "-m", "agent.cli"]
+AGENT = [sys.executable, "-m", "commune_agent.cli"]
 
 # file -> the messages it must produce, in order (one per problem)
 INVALID: dict[str, list[str]] = {
@@ -89,9 +89,9 @@ INVALID: dict[str, list[str]] = {
 
 # config/ file pattern -> "module:function" that loads it with its model; every file needs one
 CONFIG_LOADERS = {
-    "agent*.yaml": "agent.config:load_agent_config",
-    "criteria*.yaml": "collector.judge.criteria:load_criteria",
-    "collector*.yaml": "collector.settings:load_settings",
+    "agent*.yaml": "commune_agent.config:load_agent_config",
+    "criteria*.yaml": "commune_collector.judge.criteria:load_criteria",
+    "collector*.yaml": "commune_collector.settings:load_settings",
 }
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.judge.criteria import DEFAULT_CRITERIA, load_criteria, parse_criteria
-from collector.judge.expr import ExprError, parse_expression
-from collector.judge.stats import STATISTICS
-from common.yamlconf import ConfigError
+from commune_collector.judge.criteria import DEFAULT_CRITERIA, load_criteria, parse_criteria
+from commune_collector.judge.expr import ExprError, parse_expression
+from commune_collector.judge.stats import STATISTICS
+from commune_common.yamlconf import ConfigError
 
 TESTDATA = Path(__file__).with_name("testdata") / "criteria"
 E = "criteria[1].expr: "
@@ -186,11 +186,11 @@ criteria:
 
 def test_check_criteria_cli(tmp_path: Path) -> None:
     """`commune-collector check-criteria`: exit 0 on the shipped file, 1 with located messages otherwise."""
-    ok = subprocess.run([sys.executable, "-m", "collector.cli", "check-criteria", str(DEFAULT_CRITERIA)],
+    ok = subprocess.run([sys.executable, "-m", "commune_collector.cli", "check-criteria", str(DEFAULT_CRITERIA)],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "10 criteria over 6 items" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "collector.cli", "check-criteria", "invalid-unit-mismatch.yaml"],
+    bad = subprocess.run([sys.executable, "-m", "commune_collector.cli", "check-criteria", "invalid-unit-mismatch.yaml"],
                          capture_output=True, text=True, timeout=60, cwd=TESTDATA)
     assert bad.returncode == 1
     assert INVALID["invalid-unit-mismatch.yaml"][0] in bad.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.cli import main as agent_main
+from commune_agent.cli import main as agent_main
 
 VENV_BIN = Path(sys.executable).parent
 COLLECTOR = str(VENV_BIN / "commune-collector")
@@ -97,7 +97,7 @@ def test_one_province_and_per_site_overrides(inventory, tmp_path):
                  "--config", str(inventory))
     assert result.returncode == 0, result.stderr
     files = sorted(out.glob("*.yaml"))
-    from collector.generate import scaled_counts
+    from commune_collector.generate import scaled_counts
     assert len(files) == scaled_counts(SITES)["ha-noi"] and all(f.name.startswith("ha-noi-") for f in files)
     fiber = yaml.safe_load(files[0].read_text())["links"][0]
     assert fiber["targets"][0]["host"] == "10.1.0.10"

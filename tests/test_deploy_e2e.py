@@ -37,9 +37,9 @@ import httpx
 import pytest
 import yaml
 
-from collector.judge.synth import SiteScript, icmp_check, ups_check
-from collector.store.base import Site
-from common.wire import Report, encode_report
+from commune_collector.judge.synth import SiteScript, icmp_check, ups_check
+from commune_collector.store.base import Site
+from commune_common.wire import Report, encode_report
 from tests.collector_support import VENV_BIN, CollectorPeer
 from tests.peers._base import Peer, free_tcp_port, http_ok, wait_until
 from tests.peers.prometheus import PrometheusPeer
@@ -296,8 +296,8 @@ def test_every_panel_query_returns_data(stack, board, panel, target):
 
 def test_rules_and_dashboards_only_use_metric_names_that_exist(stack):
     """Every commune_* name in the rules and dashboards is one the agent defines or the real collector exposes."""
-    from agent.exposition import METRIC_DOCS
-    from agent.probes import PROBES
+    from commune_agent.exposition import METRIC_DOCS
+    from commune_agent.probes import PROBES
 
     agent = set()  # from the registry: some need hardware this stack lacks (printers, https targets)
     for doc in [*METRIC_DOCS, *(m for spec in PROBES.values() for m in spec.metrics)]:

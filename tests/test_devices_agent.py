@@ -13,8 +13,8 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from agent.app import Agent
-from agent.config import load_agent_config
+from commune_agent.app import Agent
+from commune_agent.config import load_agent_config
 from tests.peers._base import require_binary
 from tests.peers.nut import NutPeer
 from tests.peers.snmpd import SnmpdPeer
@@ -60,7 +60,7 @@ power:
 
 
 def _probe_once(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent.cli", "probe-once", "--config", str(config), *extra],
+    return subprocess.run([sys.executable, "-m", "commune_agent.cli", "probe-once", "--config", str(config), *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.checks import build_checks
-from agent.config import AgentConfig, load_agent_config
-from common.yamlconf import ConfigError, parse_model
+from commune_agent.checks import build_checks
+from commune_agent.config import AgentConfig, load_agent_config
+from commune_common.yamlconf import ConfigError, parse_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTDATA = Path(__file__).with_name("testdata") / "devices"
@@ -76,7 +76,7 @@ def test_invalid_config_message(name: str, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_check_config_exits_1_without_a_traceback() -> None:
-    proc = subprocess.run([sys.executable, "-m", "agent.cli", "check-config", "invalid-device-kind.yaml"],
+    proc = subprocess.run([sys.executable, "-m", "commune_agent.cli", "check-config", "invalid-device-kind.yaml"],
                           cwd=TESTDATA, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[0] == "error: " + INVALID["invalid-device-kind.yaml"][0]

@@ -16,12 +16,12 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.app import Agent
-from agent.config import AgentConfig
-from agent.probes.snmp_interfaces import SnmpInterfacesConfig
-from agent.snmp.client import SnmpClient
-from agent.snmp.settings import SnmpSettings
-from common.yamlconf import parse_model
+from commune_agent.app import Agent
+from commune_agent.config import AgentConfig
+from commune_agent.probes.snmp_interfaces import SnmpInterfacesConfig
+from commune_agent.snmp.client import SnmpClient
+from commune_agent.snmp.settings import SnmpSettings
+from commune_common.yamlconf import parse_model
 from tests.devices_support import (
     OCTETS,
     FakeClock,

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agent.probes.printer import PrinterConfig
-from agent.probes.snmp_get import OidMetric, SnmpGetConfig
-from agent.probes.snmp_interfaces import SnmpInterfacesConfig
-from agent.probes.snmp_system import SnmpSystemConfig
-from agent.snmp.settings import SnmpSettings
+from commune_agent.probes.printer import PrinterConfig
+from commune_agent.probes.snmp_get import OidMetric, SnmpGetConfig
+from commune_agent.probes.snmp_interfaces import SnmpInterfacesConfig
+from commune_agent.probes.snmp_system import SnmpSystemConfig
+from commune_agent.snmp.settings import SnmpSettings
 from tests.devices_support import close_resources, context, run_probe
 from tests.peers.snmpsim import SnmpsimPeer, read_snmprec
 

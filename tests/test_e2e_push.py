@@ -28,7 +28,7 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.wire import CheckResult
+from commune_common.wire import CheckResult
 from tests.collector_support import CollectorProcess, http_get, in_netns, program
 from tests.linkemu import ImpairedLink, LinkError, impaired_link, require_root_netns
 from tests.peers._base import ManagedProcess, free_tcp_port, wait_until
@@ -163,7 +163,7 @@ class Stored:
 
 def read_collector(db_path: Path) -> Stored:
     """Every result the collector holds for the site, raw where the journal still has it."""
-    from collector.store.journal import unpack
+    from commune_collector.store.journal import unpack
 
     stored = Stored()
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agent import __version__
-from agent.checks import Check
-from agent.exposition import METRIC_DOCS, AgentCollector, LatestResults
-from agent.probes import PROBES
-from agent.probes.base import ProbeResult, sample
-from agent.scheduler import SchedulerStats
+from commune_agent import __version__
+from commune_agent.checks import Check
+from commune_agent.exposition import METRIC_DOCS, AgentCollector, LatestResults
+from commune_agent.probes import PROBES
+from commune_agent.probes.base import ProbeResult, sample
+from commune_agent.scheduler import SchedulerStats
 from tests.peers._base import free_tcp_port, http_get, require_binary, wait_until
 
 SITE = "ha-noi-ba-dinh"
@@ -125,7 +125,7 @@ def test_other_modules_documented_families_pass_promtool_lint() -> None:
     from prometheus_client.core import Metric
     from prometheus_client.registry import Collector
 
-    from agent.metricsdoc import _own_doc_modules
+    from commune_agent.metricsdoc import _own_doc_modules
 
     docs = [doc for _, module_docs in _own_doc_modules() for doc in module_docs]
 
@@ -191,7 +191,7 @@ def _promtool_clean(promtool: str, exposition: bytes) -> None:
 
 def _agent() -> list[str]:
     script = Path(sys.executable).with_name("commune-agent")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "commune_agent.cli"]
 
 
 def _python() -> str:

@@ -15,10 +15,10 @@ from typing import Literal
 
 import pytest
 
-from agent.checks import Check
-from agent.icmp_engine import IcmpEngine
-from agent.probes.base import ProbeContext, ProbeResult, ProbeSpec, TargetConfig
-from agent.scheduler import Scheduler
+from commune_agent.checks import Check
+from commune_agent.icmp_engine import IcmpEngine
+from commune_agent.probes.base import ProbeContext, ProbeResult, ProbeSpec, TargetConfig
+from commune_agent.scheduler import Scheduler
 from tests.peers._base import require_root
 
 

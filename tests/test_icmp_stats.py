@@ -13,7 +13,7 @@ import statistics
 
 import pytest
 
-from agent.probes.icmp import _SAMPLES, rtt_samples, rtt_stats
+from commune_agent.probes.icmp import _SAMPLES, rtt_samples, rtt_stats
 
 
 def reference(rtts: list[float | None]) -> dict[str, float]:

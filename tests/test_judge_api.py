@@ -23,13 +23,13 @@ import yaml
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.app import create_app
-from collector.auth import new_token
-from collector.judge import Judge, MemoryVerdictStore
-from collector.judge.process import STANDBY_REASON
-from collector.settings import CollectorSettings
-from collector.store.base import Site
-from common.wire import Report, encode_report
+from commune_collector.app import create_app
+from commune_collector.auth import new_token
+from commune_collector.judge import Judge, MemoryVerdictStore
+from commune_collector.judge.process import STANDBY_REASON
+from commune_collector.settings import CollectorSettings
+from commune_collector.store.base import Site
+from commune_common.wire import Report, encode_report
 from tests.judge_support import H, short_criteria_yaml
 from tests.judge_support import Site as Scripted
 
@@ -198,7 +198,7 @@ def test_a_broken_criteria_file_stops_the_collector_config(tmp_path: Path) -> No
     bad.write_text(short_criteria_yaml().replace("availability(1h) >= 99%", "availability(1h) >= 99ms"))
     path = tmp_path / "collector.yaml"
     path.write_text(yaml.safe_dump({"judge": {"criteria_file": str(bad)}}))
-    result = subprocess.run([sys.executable, "-m", "collector.cli", "check-config", str(path)],
+    result = subprocess.run([sys.executable, "-m", "commune_collector.cli", "check-config", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "judge.criteria_file" in result.stderr and "unit mismatch" in result.stderr
@@ -214,7 +214,7 @@ def stored(running: Running, tmp_path: Path) -> Path:
 
 
 def report(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "collector.cli", "report", "--config", str(config), *args],
+    return subprocess.run([sys.executable, "-m", "commune_collector.cli", "report", "--config", str(config), *args],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -277,12 +277,12 @@ def test_report_from_a_running_collector(tmp_path: Path) -> None:
         assert response.status_code == 200, response.text
         wait_until(lambda: httpx.get(f"{collector.url}/api/v1/verdicts/hn-ba-dinh", timeout=5).json().get("state")
                    == "completed", timeout=60, what="the site to be judged completed")
-        result = subprocess.run([sys.executable, "-m", "collector.cli", "report", "--url", collector.url,
+        result = subprocess.run([sys.executable, "-m", "commune_collector.cli", "report", "--url", collector.url,
                                  "--province", "ha-noi", "--format", "json"], capture_output=True, text=True,
                                 timeout=60)
         assert result.returncode == 0, result.stderr
         doc = json.loads(result.stdout)
         assert [(c["site"], c["state"]) for c in doc["communes"]] == [("hn-ba-dinh", "completed")]
-        missing = subprocess.run([sys.executable, "-m", "collector.cli", "report", "--url", collector.url,
+        missing = subprocess.run([sys.executable, "-m", "commune_collector.cli", "report", "--url", collector.url,
                                   "--province", "atlantis"], capture_output=True, text=True, timeout=60)
         assert missing.returncode == 1 and "404" in missing.stderr

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from collector.evidence import CheckSummary, ValueStats, quantile
-from collector.judge import VerdictChange
-from collector.judge.hysteresis import S_COMPLETED, S_NOT_COMPLETED, S_UNKNOWN, Track, step
-from collector.judge.matrix import BucketRow, EvidenceMatrix, KeySpec
-from collector.judge.metrics import JudgeMetrics
-from collector.judge.source import row_from_summary
+from commune_collector.evidence import CheckSummary, ValueStats, quantile
+from commune_collector.judge import VerdictChange
+from commune_collector.judge.hysteresis import S_COMPLETED, S_NOT_COMPLETED, S_UNKNOWN, Track, step
+from commune_collector.judge.matrix import BucketRow, EvidenceMatrix, KeySpec
+from commune_collector.judge.metrics import JudgeMetrics
+from commune_collector.judge.source import row_from_summary
 from tests.judge_support import T0, H, World, between, criterion, short_criteria
 from tests.judge_support import Site as S
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.childproc import CONTEXT
-from collector.judge.process import PassMessage, Standby, decode, judge_until_stopped
-from collector.settings import CollectorSettings
-from collector.store import open_store
+from commune_collector.childproc import CONTEXT
+from commune_collector.judge.process import PassMessage, Standby, decode, judge_until_stopped
+from commune_collector.settings import CollectorSettings
+from commune_collector.store import open_store
 from tests.peers.postgres import PostgresPeer
 
 

@@ -20,8 +20,8 @@ from typing import Any
 import psutil
 import pytest
 
-from collector.judge import SiteRecord
-from collector.judge.process import (
+from commune_collector.judge import SiteRecord
+from commune_collector.judge.process import (
     JUDGE_PROCESS_NAME,
     STANDBY_REASON,
     PassReceiver,
@@ -98,9 +98,9 @@ def test_a_pass_message_without_criteria_first_is_refused() -> None:
 def test_the_proxy_hands_each_pass_to_the_listeners_as_the_judge_would(tmp_path: Path) -> None:
     """Alerting registers on the server's JudgeProxy: each pass from the child reaches it with its
     changes and a site -> verdict mapping, and a failing listener does not stop the others."""
-    from collector.judge.process import JudgeProxy
-    from collector.settings import CollectorSettings
-    from collector.store.sqlite import SQLiteStore
+    from commune_collector.judge.process import JudgeProxy
+    from commune_collector.settings import CollectorSettings
+    from commune_collector.store.sqlite import SQLiteStore
 
     world = World([Site("hn-1"), Site("hue-1", province="hue", primary_down=lambda ts: ts >= T0 + 26 * H)])
     world.advance(T0 + 25 * H)

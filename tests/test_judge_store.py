@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from collector.ingest import ClockReading, to_item
-from collector.judge import Judge
-from collector.judge.persist import ReadOnlyVerdicts, StateRow, Transition
-from collector.judge.synth import SiteScript
-from collector.store.base import Site
-from collector.store.judge_evidence import StoreEvidence
-from collector.store.verdicts import SqlVerdictStore
-from common.wire import CheckResult, Report
+from commune_collector.ingest import ClockReading, to_item
+from commune_collector.judge import Judge
+from commune_collector.judge.persist import ReadOnlyVerdicts, StateRow, Transition
+from commune_collector.judge.synth import SiteScript
+from commune_collector.store.base import Site
+from commune_collector.store.judge_evidence import StoreEvidence
+from commune_collector.store.verdicts import SqlVerdictStore
+from commune_common.wire import CheckResult, Report
 from tests.judge_support import H, between, criterion, short_criteria
 from tests.judge_support import Site as Scripted
 
@@ -50,14 +50,14 @@ def _postgres_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "sqlite":
-        from collector.store.sqlite import SQLiteStore
+        from commune_collector.store.sqlite import SQLiteStore
         s = SQLiteStore(tmp_path / "collector.db")
         s.migrate()
         s.upsert_sites(SITES)
         yield s
         s.close()
         return
-    from collector.store.postgres import PostgresStore
+    from commune_collector.store.postgres import PostgresStore
     dsn_gen = _postgres_dsn(request)
     s = PostgresStore(next(dsn_gen))
     s.migrate()

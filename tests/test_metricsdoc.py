@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from agent import metricsdoc
-from agent.exposition import METRIC_DOCS
-from agent.probes import PROBES
+from commune_agent import metricsdoc
+from commune_agent.exposition import METRIC_DOCS
+from commune_agent.probes import PROBES
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -18,7 +18,7 @@ def _all_docs() -> list:
 
 def test_docs_metrics_md_is_current() -> None:
     current = metricsdoc.DOC_PATH.read_text(encoding="utf-8") if metricsdoc.DOC_PATH.exists() else ""
-    assert current == metricsdoc.render(), "docs/metrics.md is stale: run python -m agent.metricsdoc --write"
+    assert current == metricsdoc.render(), "docs/metrics.md is stale: run python -m commune_agent.metricsdoc --write"
 
 
 def test_check_mode_reports_staleness(tmp_path, monkeypatch, capsys) -> None:

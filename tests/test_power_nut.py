@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.power.nut import MAX_VARS, NutClient, NutError, parse_var_line
-from agent.probes.ups_nut import UpsNutConfig, reading_from
+from commune_agent.power.nut import MAX_VARS, NutClient, NutError, parse_var_line
+from commune_agent.probes.ups_nut import UpsNutConfig, reading_from
 from tests.devices_support import context, run_probe
 from tests.peers._base import free_tcp_port, http_get, wait_until
 from tests.peers.nut import NutPeer
@@ -176,7 +176,7 @@ power:
   - {{name: main-ups, source: nut, host: 127.0.0.1, port: {nut.port}, ups: {nut.ups_name}}}
 """)
     url = f"http://127.0.0.1:{port}/metrics"
-    agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config), "--no-push"],
+    agent = subprocess.Popen([sys.executable, "-m", "commune_agent.cli", "run", "--config", str(config), "--no-push"],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:

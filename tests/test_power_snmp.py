@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from pysnmp.proto import rfc1902
 
-from agent.probes.ups_apc import UpsApcConfig
-from agent.probes.ups_snmp import UpsSnmpConfig
-from agent.probes.ups_snmp import reading_from as ups_mib_reading
-from agent.snmp import oids
-from agent.snmp.errors import SnmpTypeError
-from agent.snmp.settings import SnmpSettings
+from commune_agent.probes.ups_apc import UpsApcConfig
+from commune_agent.probes.ups_snmp import UpsSnmpConfig
+from commune_agent.probes.ups_snmp import reading_from as ups_mib_reading
+from commune_agent.snmp import oids
+from commune_agent.snmp.errors import SnmpTypeError
+from commune_agent.snmp.settings import SnmpSettings
 from tests.devices_support import GAUGE32, INTEGER, OID, TIMETICKS, context, run_probe
 from tests.peers.snmpsim import LOCAL_DEVICES, SnmpsimPeer, read_snmprec, snmprec_variant
 

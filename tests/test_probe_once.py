@@ -21,7 +21,7 @@ SITE = {"id": "ha-noi-ba-dinh", "province": "ha-noi", "commune": "Phường Ba �
 
 def _agent() -> list[str]:
     script = Path(sys.executable).with_name("commune-agent")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "commune_agent.cli"]
 
 
 @pytest.fixture

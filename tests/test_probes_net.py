@@ -37,11 +37,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent.checks import Check
-from agent.icmp_engine import ICMP_ECHO_REPLY, IcmpEngine
-from agent.probes import PROBES
-from agent.probes.base import Binding, ProbeContext, ProbeResult
-from agent.runner import run_check
+from commune_agent.checks import Check
+from commune_agent.icmp_engine import ICMP_ECHO_REPLY, IcmpEngine
+from commune_agent.probes import PROBES
+from commune_agent.probes.base import Binding, ProbeContext, ProbeResult
+from commune_agent.runner import run_check
 from tests.linkemu import netns
 from tests.peers._base import Peer, free_udp_port, require_binary, require_root
 
@@ -505,7 +505,7 @@ async def test_rounds_due_together_send_their_later_echoes_in_one_burst() -> Non
 
 def _agent() -> list[str]:
     script = Path(sys.executable).with_name("commune-agent")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "commune_agent.cli"]
 
 
 def _site_config(stack: ExitStack, icmp_targets: list[tuple[str, dict[str, Any]]]) -> Path:

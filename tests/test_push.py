@@ -29,11 +29,11 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agent.batcher import Batch, to_check_result
-from agent.checks import build_checks
-from agent.config import AgentConfig, CollectorSettings
-from agent.probes.base import ProbeResult, sample
-from agent.push import (
+from commune_agent.batcher import Batch, to_check_result
+from commune_agent.checks import build_checks
+from commune_agent.config import AgentConfig, CollectorSettings
+from commune_agent.probes.base import ProbeResult, sample
+from commune_agent.push import (
     METRIC_DOCS,
     Backoff,
     PushCollector,
@@ -43,9 +43,9 @@ from agent.push import (
     retry_after_seconds,
     tls_verify,
 )
-from agent.spool import Spool
-from common.wire import Ack, CheckResult, decode_report
-from common.yamlconf import ConfigError, parse_model
+from commune_agent.spool import Spool
+from commune_common.wire import Ack, CheckResult, decode_report
+from commune_common.yamlconf import ConfigError, parse_model
 from tests.peers._base import require_binary
 
 TOKEN = "s3cret-token-for-site-a"
@@ -649,7 +649,7 @@ async def test_pushes_reuse_one_tls_connection_unless_keep_alive_is_0s(tmp_path:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
     # the defaults line up: a push interval < the agent's keep-alive < the collector's, so the agent closes first
-    from collector.settings import CollectorSettings as ServerSettings
+    from commune_collector.settings import CollectorSettings as ServerSettings
     agent_side = settings(tmp_path / "defaults", push_interval="30s")
     assert agent_side.push_interval < agent_side.keep_alive < ServerSettings().keep_alive
 
@@ -662,7 +662,7 @@ agent: {{listen: "127.0.0.1:0", state_dir: {tmp_path / 'state'}}}
 host: {{enabled: false}}
 collector: {{url: "http://127.0.0.1:9", token_file: {tmp_path / 'nope'}}}
 """)
-    proc = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--config", str(config)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "commune_agent.cli", "run", "--config", str(config)], capture_output=True,
                           text=True, timeout=60, cwd=Path(__file__).resolve().parents[1],
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert proc.returncode == 2, proc.stderr

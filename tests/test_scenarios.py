@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from collector.judge.hysteresis import STATE_NAMES
+from commune_collector.judge.hysteresis import STATE_NAMES
 from tests.collector_support import CollectorProcess, in_netns, program
 from tests.judge_support import T0, H, World, always, between, criterion, failing, short_criteria
 from tests.judge_support import Site as S

@@ -24,9 +24,9 @@ from typing import Literal
 
 import pytest
 
-from agent.checks import Check
-from agent.probes.base import ProbeContext, ProbeResult, ProbeSpec, TargetConfig
-from agent.scheduler import Scheduler
+from commune_agent.checks import Check
+from commune_agent.probes.base import ProbeContext, ProbeResult, ProbeSpec, TargetConfig
+from commune_agent.scheduler import Scheduler
 from tests.peers._base import free_tcp_port, http_get, wait_until
 
 # ---------------------------------------------------------------- virtual time
@@ -239,7 +239,7 @@ def test_run_all_once_raises_a_round_cancelled_from_inside_and_cancels_the_rest(
 
 def _agent() -> list[str]:
     script = Path(sys.executable).with_name("commune-agent")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "commune_agent.cli"]
 
 
 def test_a_checks_repr_names_it_and_leaves_its_config_out() -> None:

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.store.base import Site
-from common.wire import MAX_RESULTS_PER_REPORT, Report, encode_report
+from commune_collector.store.base import Site
+from commune_common.wire import MAX_RESULTS_PER_REPORT, Report, encode_report
 from tests.collector_support import CollectorPeer, make_report, self_signed_cert
 
 VICTIM = Site("ha-noi-ba-dinh", "Trung tâm Phục vụ hành chính công Phường Ba Đình", "ha-noi", "Phường Ba Đình")

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.snmp import oids
-from agent.snmp.client import Device, SnmpClient
-from agent.snmp.errors import SnmpAuthError, SnmpTimeout, SnmpTooManyRows
-from agent.snmp.settings import SnmpSettings
-from agent.snmp.values import text
+from commune_agent.snmp import oids
+from commune_agent.snmp.client import Device, SnmpClient
+from commune_agent.snmp.errors import SnmpAuthError, SnmpTimeout, SnmpTooManyRows
+from commune_agent.snmp.settings import SnmpSettings
+from commune_agent.snmp.values import text
 from tests.peers.snmpd import SnmpdPeer
 
 # users for every SHA-2 / AES variant; Net-SNMP's AES-192/256 extend the key the Blumenthal way

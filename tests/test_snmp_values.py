@@ -6,16 +6,16 @@ import pytest
 from pydantic import ValidationError
 from pysnmp.proto import rfc1902, rfc1905
 
-from agent.probes.base import ProbeContext, ProbeResult
-from agent.snmp import values
-from agent.snmp.errors import (
+from commune_agent.probes.base import ProbeContext, ProbeResult
+from commune_agent.snmp import values
+from commune_agent.snmp.errors import (
     SnmpCredentialError,
     SnmpTimeout,
     SnmpTypeError,
     counting_errors,
 )
-from agent.snmp.probe import UPTIME_WRAP_SECONDS, uptime_went_backwards
-from agent.snmp.settings import SnmpSettings
+from commune_agent.snmp.probe import UPTIME_WRAP_SECONDS, uptime_went_backwards
+from commune_agent.snmp.settings import SnmpSettings
 
 
 def test_integers_of_every_snmp_type_read_as_int() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.spool import SCHEMA_VERSION, DropCounts, Spool, SpoolError
-from common.wire import CheckResult
+from commune_agent.spool import SCHEMA_VERSION, DropCounts, Spool, SpoolError
+from commune_common.wire import CheckResult
 
 MiB = 1024 * 1024
 
@@ -153,8 +153,8 @@ def test_append_survives_kill_9(tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
     script = textwrap.dedent(f"""
         import os, signal
-        from agent.spool import Spool
-        from common.wire import CheckResult
+        from commune_agent.spool import Spool
+        from commune_common.wire import CheckResult
         s = Spool({str(path)!r}, max_bytes=1 << 20, max_age=3600)
         for i in range(5):
             s.append([CheckResult(check="c", probe="tcp", ts=float(i), ok=True, duration_s=0.0)])

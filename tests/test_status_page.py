@@ -29,9 +29,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector.judge.synth import SiteScript, icmp_check, ups_check
-from collector.store.base import Site
-from common.wire import Report, encode_report
+from commune_collector.judge.synth import SiteScript, icmp_check, ups_check
+from commune_collector.store.base import Site
+from commune_common.wire import Report, encode_report
 from tests.collector_support import CollectorPeer
 from tests.peers._base import require_binary, wait_until
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.evidence import BUCKET_SECONDS, bucket_of, fold_results
-from collector.ingest import read_clock, to_item
-from collector.settings import ClockSettings
-from collector.store.base import IngestItem, Site, Store, StoreBusy, StoreError, TokenRecord
-from collector.store.migrate import discover
-from common.wire import CheckResult, Report
+from commune_collector.evidence import BUCKET_SECONDS, bucket_of, fold_results
+from commune_collector.ingest import read_clock, to_item
+from commune_collector.settings import ClockSettings
+from commune_collector.store.base import IngestItem, Site, Store, StoreBusy, StoreError, TokenRecord
+from commune_collector.store.migrate import discover
+from commune_common.wire import CheckResult, Report
 from tests.collector_support import make_report, sample_results
 from tests.peers._base import wait_until
 
@@ -64,7 +64,7 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
     """Opens (migrated) stores on one fresh database of the backend; closes them all at the end."""
     opened: list[Store] = []
     if request.param == "sqlite":
-        from collector.store.sqlite import SQLiteStore
+        from commune_collector.store.sqlite import SQLiteStore
 
         def make(**kwargs: object) -> Store:
             store = SQLiteStore(tmp_path / "collector.db", **kwargs)  # type: ignore[arg-type]
@@ -73,7 +73,7 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
             return store
         yield make
     else:
-        from collector.store.postgres import PostgresStore
+        from commune_collector.store.postgres import PostgresStore
         dsn_gen = _postgres_dsn(request)
         dsn = next(dsn_gen)
 
@@ -422,8 +422,8 @@ def _gate_taken(db: Path) -> bool:
 
 def test_sqlite_writers_hold_the_gate_exactly_around_their_write_transactions(tmp_path: Path) -> None:
     """Every writer of the file (server, aggregator, judge) queues on one flock, not on SQLite's busy sleeps."""
-    from collector.store.sqlite import SQLiteStore
-    from collector.store.verdicts import JudgeDb
+    from commune_collector.store.sqlite import SQLiteStore
+    from commune_collector.store.verdicts import JudgeDb
     db = tmp_path / "collector.db"
     store = SQLiteStore(db)
     store.migrate()

@@ -17,10 +17,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from collector.web.chart import ChartLabels, Point, _nice_max, burnup_svg
-from collector.web.fmt import fold, number
-from collector.web.i18n import LANGS, load_catalog
-from collector.web.routes import PAGE_SIZE, install
+from commune_collector.web.chart import ChartLabels, Point, _nice_max, burnup_svg
+from commune_collector.web.fmt import fold, number
+from commune_collector.web.i18n import LANGS, load_catalog
+from commune_collector.web.routes import PAGE_SIZE, install
 from tests.web.fake_verdicts import ITEMS, TODAY, FakeVerdicts
 
 
@@ -187,7 +187,7 @@ def test_numbers_are_written_the_local_way():
 
 @pytest.fixture(scope="module")
 def judged():
-    from collector.web.source import JudgeSource
+    from commune_collector.web.source import JudgeSource
     from tests.web.judge_scenario import Scenario
 
     scenario = Scenario().settle()

@@ -2,7 +2,7 @@
 upsd protocol client), ``config`` (what every power entry shares), ``section``
 (the ``power:`` list of the agent's config, derived from the probe registry).
 
-The registry is imported first, for the reason given in ``agent.snmp``.
+The registry is imported first, for the reason given in ``commune_agent.snmp``.
 """
 
-import agent.probes  # noqa: F401
+import commune_agent.probes  # noqa: F401

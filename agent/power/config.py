@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from agent.probes.base import TargetConfig
+from commune_agent.probes.base import TargetConfig
 
 POWER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 

@@ -15,7 +15,7 @@ import contextlib
 import os
 import shlex
 
-from agent.probes.base import ProbeError
+from commune_agent.probes.base import ProbeError
 
 MAX_LINE = 64 * 1024
 MAX_VARS = 10_000

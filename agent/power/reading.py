@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.probes.base import MetricDoc, Sample, sample
+from commune_agent.probes.base import MetricDoc, Sample, sample
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from agent.power.config import PowerConfig
-from agent.probes import PROBES
-from common.yamlconf import Loc
+from commune_agent.power.config import PowerConfig
+from commune_agent.probes import PROBES
+from commune_common.yamlconf import Loc
 
 _CONFIGS = tuple(spec.config for spec in PROBES.values() if spec.section == "power")
 PowerSource = Annotated[Union[_CONFIGS], Field(discriminator="source")]  # noqa: UP007 - built at run time

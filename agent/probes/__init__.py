@@ -6,7 +6,7 @@ config union, the scheduler, /metrics and docs/metrics.md all derive from it.
 
 from __future__ import annotations
 
-from agent.probes import (
+from commune_agent.probes import (
     dns,
     host,
     http,
@@ -21,7 +21,7 @@ from agent.probes import (
     ups_nut,
     ups_snmp,
 )
-from agent.probes.base import ProbeSpec
+from commune_agent.probes.base import ProbeSpec
 
 PROBES: dict[str, ProbeSpec] = {spec.kind: spec for spec in (
     icmp.SPEC,

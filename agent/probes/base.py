@@ -1,7 +1,7 @@
 """What every probe shares: its config base, its context, its result, its spec.
 
 A probe is one async function ``run(config, ctx) -> ProbeResult``. The runner
-(``agent.runner``), not the probe, owns the timeout, the duration and turning
+(``commune_agent.runner``), not the probe, owns the timeout, the duration and turning
 an exception into a failed result, as blackbox_exporter's handler does; a probe
 only measures and adds its own values.
 """
@@ -16,8 +16,8 @@ from typing import Any, Generic, TypeVar
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from common.units import Duration
-from common.wire import value_key
+from commune_common.units import Duration
+from commune_common.wire import value_key
 
 
 class ProbeError(Exception):

@@ -9,7 +9,7 @@ import dns.exception
 import dns.rdatatype
 from pydantic import Field, field_validator
 
-from agent.probes.base import (
+from commune_agent.probes.base import (
     MetricDoc,
     ProbeContext,
     ProbeError,
@@ -18,7 +18,7 @@ from agent.probes.base import (
     TargetConfig,
     sample,
 )
-from common.units import Host
+from commune_common.units import Host
 
 
 class DnsConfig(TargetConfig):

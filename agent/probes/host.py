@@ -13,7 +13,7 @@ from typing import Any, Literal
 import psutil
 from pydantic import Field
 
-from agent.probes.base import (
+from commune_agent.probes.base import (
     MetricDoc,
     ProbeContext,
     ProbeResult,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, HttpUrl, field_validator
 
-from agent.probes.base import (
+from commune_agent.probes.base import (
     MetricDoc,
     ProbeContext,
     ProbeError,

@@ -2,7 +2,7 @@
 
 Reports RTT min/avg/max and standard deviation, jitter (mean absolute
 difference of consecutive RTTs, the per-packet delay variation RFC 3550
-smooths) and loss ratio. The socket work lives in ``agent.icmp_engine`` so all
+smooths) and loss ratio. The socket work lives in ``commune_agent.icmp_engine`` so all
 targets share one socket per address family.
 """
 
@@ -17,10 +17,17 @@ from typing import Literal
 from pydantic import Field
 
 # a module reference, not a name: agent.icmp_engine imports agent.probes, which loads this module
-from agent import icmp_engine
-from agent.probes.base import MetricDoc, ProbeContext, ProbeResult, ProbeSpec, Sample, TargetConfig
-from agent.probes.resolve import resolve
-from common.units import Duration, Host
+from commune_agent import icmp_engine
+from commune_agent.probes.base import (
+    MetricDoc,
+    ProbeContext,
+    ProbeResult,
+    ProbeSpec,
+    Sample,
+    TargetConfig,
+)
+from commune_agent.probes.resolve import resolve
+from commune_common.units import Duration, Host
 
 
 class IcmpConfig(TargetConfig):
@@ -74,7 +81,7 @@ def rtt_samples(stats: dict[str, float]) -> tuple[Sample, ...]:
 def ip_literal(host: str, ip_protocol: str) -> tuple[str, int] | None:
     """``host`` and its family when it is an IP address of an allowed family, else None (resolve it).
 
-    Config parsing already turned IP addresses into canonical text (``common.units.Host``),
+    Config parsing already turned IP addresses into canonical text (``commune_common.units.Host``),
     so a C-level check is enough here; ``resolve`` parses in Python, which 500 targets feel.
     """
     for family in _FAMILIES[ip_protocol]:

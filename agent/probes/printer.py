@@ -10,12 +10,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from agent.probes.base import MetricDoc, ProbeContext, ProbeResult, ProbeSpec, Sample, sample
-from agent.snmp import oids
-from agent.snmp.client import snmp_client
-from agent.snmp.errors import ERRORS_METRIC, SnmpMissing, counting_errors
-from agent.snmp.probe import SnmpProbeConfig
-from agent.snmp.values import integer, is_missing, octets, text
+from commune_agent.probes.base import (
+    MetricDoc,
+    ProbeContext,
+    ProbeResult,
+    ProbeSpec,
+    Sample,
+    sample,
+)
+from commune_agent.snmp import oids
+from commune_agent.snmp.client import snmp_client
+from commune_agent.snmp.errors import ERRORS_METRIC, SnmpMissing, counting_errors
+from commune_agent.snmp.probe import SnmpProbeConfig
+from commune_agent.snmp.values import integer, is_missing, octets, text
 
 PRINTER_STATUS = {1: "other", 2: "unknown", 3: "idle", 4: "printing", 5: "warmup"}
 _READY_STATUS = (3, 4, 5)

@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 import socket
 
-from agent.probes.base import ProbeError
+from commune_agent.probes.base import ProbeError
 
 _FAMILIES = {"ip4": (socket.AF_INET,), "ip6": (socket.AF_INET6,), "auto": (socket.AF_INET6, socket.AF_INET)}
 

@@ -14,11 +14,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent.probes.base import ProbeContext, ProbeResult, ProbeSpec, Sample, sample
-from agent.snmp.client import snmp_client
-from agent.snmp.errors import ERRORS_METRIC, counting_errors
-from agent.snmp.probe import SnmpProbeConfig
-from agent.snmp.values import is_missing, number, text
+from commune_agent.probes.base import ProbeContext, ProbeResult, ProbeSpec, Sample, sample
+from commune_agent.snmp.client import snmp_client
+from commune_agent.snmp.errors import ERRORS_METRIC, counting_errors
+from commune_agent.snmp.probe import SnmpProbeConfig
+from commune_agent.snmp.values import is_missing, number, text
 
 NUMERIC_OID = r"^\.?[0-2](\.\d{1,10}){1,127}$"
 METRIC_NAME = r"^[a-z][a-z0-9_]{0,99}$"

@@ -18,12 +18,19 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from agent.probes.base import MetricDoc, ProbeContext, ProbeResult, ProbeSpec, Sample, sample
-from agent.snmp import oids
-from agent.snmp.client import DEFAULT_MAX_ROWS, Table, snmp_client
-from agent.snmp.errors import ERRORS_METRIC, SnmpRebooted, counting_errors
-from agent.snmp.probe import SnmpProbeConfig, read_uptime, uptime_went_backwards
-from agent.snmp.values import counter, integer, is_missing, text
+from commune_agent.probes.base import (
+    MetricDoc,
+    ProbeContext,
+    ProbeResult,
+    ProbeSpec,
+    Sample,
+    sample,
+)
+from commune_agent.snmp import oids
+from commune_agent.snmp.client import DEFAULT_MAX_ROWS, Table, snmp_client
+from commune_agent.snmp.errors import ERRORS_METRIC, SnmpRebooted, counting_errors
+from commune_agent.snmp.probe import SnmpProbeConfig, read_uptime, uptime_went_backwards
+from commune_agent.snmp.values import counter, integer, is_missing, text
 
 COLUMNS = (oids.IF_DESCR, oids.IF_SPEED, oids.IF_ADMIN_STATUS, oids.IF_OPER_STATUS, oids.IF_IN_OCTETS,
            oids.IF_IN_DISCARDS, oids.IF_IN_ERRORS, oids.IF_OUT_OCTETS, oids.IF_OUT_DISCARDS, oids.IF_OUT_ERRORS,

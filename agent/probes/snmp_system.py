@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from agent.probes.base import MetricDoc, ProbeContext, ProbeResult, ProbeSpec, sample
-from agent.snmp import oids
-from agent.snmp.client import snmp_client
-from agent.snmp.errors import ERRORS_METRIC, counting_errors
-from agent.snmp.probe import SnmpProbeConfig, required, uptime_went_backwards
-from agent.snmp.values import is_missing, text, timeticks_seconds
+from commune_agent.probes.base import MetricDoc, ProbeContext, ProbeResult, ProbeSpec, sample
+from commune_agent.snmp import oids
+from commune_agent.snmp.client import snmp_client
+from commune_agent.snmp.errors import ERRORS_METRIC, counting_errors
+from commune_agent.snmp.probe import SnmpProbeConfig, required, uptime_went_backwards
+from commune_agent.snmp.values import is_missing, text, timeticks_seconds
 
 _INFO_MAX = 200  # sysDescr can run to pages on some firmware; a label should not
 

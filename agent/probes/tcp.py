@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agent.probes.base import (
+from commune_agent.probes.base import (
     MetricDoc,
     ProbeContext,
     ProbeError,
@@ -19,8 +19,8 @@ from agent.probes.base import (
     TargetConfig,
     sample,
 )
-from agent.probes.resolve import bound_socket, resolve
-from common.units import Host
+from commune_agent.probes.resolve import bound_socket, resolve
+from commune_common.units import Host
 
 
 class TcpConfig(TargetConfig):

@@ -10,9 +10,9 @@ from typing import Literal
 
 import psutil
 
-from agent.power.config import PowerConfig
-from agent.power.reading import POWER_METRICS, PowerReading, ratio
-from agent.probes.base import ProbeContext, ProbeError, ProbeResult, ProbeSpec
+from commune_agent.power.config import PowerConfig
+from commune_agent.power.reading import POWER_METRICS, PowerReading, ratio
+from commune_agent.probes.base import ProbeContext, ProbeError, ProbeResult, ProbeSpec
 
 _LOW_RATIO = 0.1  # psutil reports no low-battery flag; laptops warn around 10%
 

@@ -12,12 +12,12 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from agent.power.config import PowerConfig
-from agent.power.nut import NutClient, NutError
-from agent.power.reading import POWER_METRICS, PowerReading, ratio
-from agent.probes.base import ProbeContext, ProbeResult, ProbeSpec
-from agent.snmp.settings import ENV_NAME, read_secret
-from common.units import Host
+from commune_agent.power.config import PowerConfig
+from commune_agent.power.nut import NutClient, NutError
+from commune_agent.power.reading import POWER_METRICS, PowerReading, ratio
+from commune_agent.probes.base import ProbeContext, ProbeResult, ProbeSpec
+from commune_agent.snmp.settings import ENV_NAME, read_secret
+from commune_common.units import Host
 
 
 class UpsNutConfig(PowerConfig):

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from agent.power.config import PowerConfig
-from agent.power.reading import POWER_METRICS, PowerReading, ratio
-from agent.probes.base import ProbeContext, ProbeResult, ProbeSpec
-from agent.snmp import oids
-from agent.snmp.client import snmp_client
-from agent.snmp.errors import ERRORS_METRIC, SnmpMissing, counting_errors
-from agent.snmp.probe import SnmpProbeConfig
-from agent.snmp.values import integer, is_missing
+from commune_agent.power.config import PowerConfig
+from commune_agent.power.reading import POWER_METRICS, PowerReading, ratio
+from commune_agent.probes.base import ProbeContext, ProbeResult, ProbeSpec
+from commune_agent.snmp import oids
+from commune_agent.snmp.client import snmp_client
+from commune_agent.snmp.errors import ERRORS_METRIC, SnmpMissing, counting_errors
+from commune_agent.snmp.probe import SnmpProbeConfig
+from commune_agent.snmp.values import integer, is_missing
 
 OUTPUT_SOURCES = {1: "other", 2: "none", 3: "normal", 4: "bypass", 5: "battery", 6: "booster", 7: "reducer"}
 _ON_BATTERY = 5

@@ -24,7 +24,7 @@ from typing import Any
 
 from pysnmp.proto import errind, rfc1905
 
-from agent.snmp.errors import (
+from commune_agent.snmp.errors import (
     SnmpAuthError,
     SnmpError,
     SnmpProtocolError,
@@ -32,7 +32,7 @@ from agent.snmp.errors import (
     SnmpTimeout,
     SnmpTooManyRows,
 )
-from agent.snmp.settings import SnmpSettings
+from commune_agent.snmp.settings import SnmpSettings
 
 GET_CHUNK = 20  # varbinds per GET request: small enough for any device's PDU size
 DEFAULT_MAX_ROWS = 10_000

@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from agent.probes.base import MetricDoc, ProbeContext, ProbeError, ProbeResult, Sample, sample
+from commune_agent.probes.base import (
+    MetricDoc,
+    ProbeContext,
+    ProbeError,
+    ProbeResult,
+    Sample,
+    sample,
+)
 
 
 class SnmpError(ProbeError):

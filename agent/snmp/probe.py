@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.probes.base import TargetConfig
-from agent.snmp import oids
-from agent.snmp.client import Device, SnmpClient
-from agent.snmp.errors import SnmpMissing
-from agent.snmp.settings import SnmpSettings
-from agent.snmp.values import is_missing, timeticks_seconds
-from common.units import Host
+from commune_agent.probes.base import TargetConfig
+from commune_agent.snmp import oids
+from commune_agent.snmp.client import Device, SnmpClient
+from commune_agent.snmp.errors import SnmpMissing
+from commune_agent.snmp.settings import SnmpSettings
+from commune_agent.snmp.values import is_missing, timeticks_seconds
+from commune_common.units import Host
 
 UPTIME_WRAP_SECONDS = 2**32 / 100.0
 _SLACK_SECONDS = 60.0  # clocks of agent and device drift; a wrap is "close to the top", not exactly at it

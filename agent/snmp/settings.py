@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from agent.snmp.errors import SnmpCredentialError
-from common.units import Duration
+from commune_agent.snmp.errors import SnmpCredentialError
+from commune_common.units import Duration
 
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
 AuthProtocol = Literal["SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512"]

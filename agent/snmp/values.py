@@ -12,7 +12,7 @@ from typing import Any
 from pyasn1.type import univ
 from pysnmp.proto import rfc1902, rfc1905
 
-from agent.snmp.errors import SnmpTypeError
+from commune_agent.snmp.errors import SnmpTypeError
 
 _EXCEPTIONS = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
 _INTEGERS = (rfc1902.Integer32, rfc1902.Integer, rfc1902.Unsigned32, rfc1902.Gauge32, rfc1902.Counter32,

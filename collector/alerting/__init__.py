@@ -12,9 +12,9 @@ import asyncio
 import logging
 from typing import Any
 
-from collector.alerting.alertmanager import AlertmanagerNotifier
-from collector.alerting.rules import RULES, Alert, AlertBook, AlertRule
-from collector.alerting.settings import AlertingSettings
+from commune_collector.alerting.alertmanager import AlertmanagerNotifier
+from commune_collector.alerting.rules import RULES, Alert, AlertBook, AlertRule
+from commune_collector.alerting.settings import AlertingSettings
 
 __all__ = ["RULES", "Alert", "AlertBook", "AlertRule", "AlertingSettings", "AlertmanagerNotifier",
            "build_notifier", "run_alerting"]

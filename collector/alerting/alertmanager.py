@@ -24,8 +24,8 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from collector.alerting.rules import RULES, AlertBook
-from collector.alerting.settings import AlertingSettings
+from commune_collector.alerting.rules import RULES, AlertBook
+from commune_collector.alerting.settings import AlertingSettings
 
 log = logging.getLogger("commune_collector.alerting")
 

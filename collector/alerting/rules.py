@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.judge.quantity import format_value
-from common.units import format_duration
+from commune_collector.judge.quantity import format_value
+from commune_common.units import format_duration
 
 SERVICE = "commune-monitor"
 AlertKey = tuple[tuple[str, str], ...]  # the sorted label set: Alertmanager's identity

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from common.units import Duration
+from commune_common.units import Duration
 
 
 class AlertingSettings(BaseModel):

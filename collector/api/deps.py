@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from collector.state import CollectorState
-from collector.store.base import Store
+from commune_collector.state import CollectorState
+from commune_collector.store.base import Store
 
 
 # async on purpose: FastAPI runs a plain-def dependency in a worker thread, a hop per request

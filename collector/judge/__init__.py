@@ -12,12 +12,17 @@ Public surface (see docs/architecture.md, "Judge"):
 
 from __future__ import annotations
 
-from collector.judge.criteria import CriteriaConfig, Criterion, load_criteria, parse_criteria
-from collector.judge.engine import Judge, PassStats
-from collector.judge.events import KINDS, VerdictChange
-from collector.judge.persist import MemoryVerdictStore, VerdictStore
-from collector.judge.source import EvidenceSource, MemoryEvidence, SiteRecord
-from collector.judge.verdict import SiteVerdictView, Snapshot
+from commune_collector.judge.criteria import (
+    CriteriaConfig,
+    Criterion,
+    load_criteria,
+    parse_criteria,
+)
+from commune_collector.judge.engine import Judge, PassStats
+from commune_collector.judge.events import KINDS, VerdictChange
+from commune_collector.judge.persist import MemoryVerdictStore, VerdictStore
+from commune_collector.judge.source import EvidenceSource, MemoryEvidence, SiteRecord
+from commune_collector.judge.verdict import SiteVerdictView, Snapshot
 
 __all__ = [
     "KINDS",

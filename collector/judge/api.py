@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector.judge.verdict import Snapshot
+from commune_collector.judge.verdict import Snapshot
 
 State = Literal["completed", "not_completed", "unknown"]
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from collector.judge.criteria import CriteriaConfig
-from collector.judge.matrix import EvidenceMatrix, _Columns
+from commune_collector.judge.criteria import CriteriaConfig
+from commune_collector.judge.matrix import EvidenceMatrix, _Columns
 
 log = logging.getLogger("commune_collector.judge")
 FORMAT = 1

@@ -4,7 +4,7 @@ Criteria are data, not code (DESIGN.md, "The verdict"): each names the checks
 it reads (``select`` by probe and check labels), one expression such as
 ``availability(24h) >= 99%`` and the readiness item it belongs to. Every
 mistake is refused at load with the file, line and field, like every other
-config file of the project (``common.yamlconf``).
+config file of the project (``commune_common.yamlconf``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
-from collector.judge.expr import ExprError, Expression, parse_expression
-from common.units import Duration, format_duration
-from common.yamlconf import Loc, LocatedChecks, load_model, parse_model
+from commune_collector.judge.expr import ExprError, Expression, parse_expression
+from commune_common.units import Duration, format_duration
+from commune_common.yamlconf import Loc, LocatedChecks, load_model, parse_model
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _SELECT_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")

@@ -30,10 +30,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from collector.judge import checkpoint as checkpoint_mod
-from collector.judge import facts as facts_mod
-from collector.judge.criteria import CriteriaConfig
-from collector.judge.evaluate import (
+from commune_collector.judge import checkpoint as checkpoint_mod
+from commune_collector.judge import facts as facts_mod
+from commune_collector.judge.criteria import CriteriaConfig
+from commune_collector.judge.evaluate import (
     FAILED,
     Evaluator,
     Outcome,
@@ -42,15 +42,21 @@ from collector.judge.evaluate import (
     combine,
     key_specs,
 )
-from collector.judge.events import Memory, VerdictChange, edges, flags
-from collector.judge.facts import FactFinder
-from collector.judge.hysteresis import S_COMPLETED, S_NOT_COMPLETED, STATE_NAMES, Track, step
-from collector.judge.matrix import EvidenceMatrix, KeySpec
-from collector.judge.persist import MemoryVerdictStore, StateRow, Transition, VerdictStore
-from collector.judge.reads import VerdictReads
-from collector.judge.rollup import history_rows, roll_up
-from collector.judge.source import ROUNDS, SKIP, VALUES, EvidenceSource, SiteRecord
-from collector.judge.verdict import Snapshot, reason
+from commune_collector.judge.events import Memory, VerdictChange, edges, flags
+from commune_collector.judge.facts import FactFinder
+from commune_collector.judge.hysteresis import (
+    S_COMPLETED,
+    S_NOT_COMPLETED,
+    STATE_NAMES,
+    Track,
+    step,
+)
+from commune_collector.judge.matrix import EvidenceMatrix, KeySpec
+from commune_collector.judge.persist import MemoryVerdictStore, StateRow, Transition, VerdictStore
+from commune_collector.judge.reads import VerdictReads
+from commune_collector.judge.rollup import history_rows, roll_up
+from commune_collector.judge.source import ROUNDS, SKIP, VALUES, EvidenceSource, SiteRecord
+from commune_collector.judge.verdict import Snapshot, reason
 
 log = logging.getLogger("commune_collector.judge")
 Listener = Callable[[list[VerdictChange], Any], Any]
@@ -463,7 +469,7 @@ def _gc_paused() -> Iterator[None]:
 
 def _canonical_provinces() -> dict[str, str]:
     """The 34 provinces shipped with the collector, so "N/34" counts provinces without sites too."""
-    from collector.provinces import provinces
+    from commune_collector.provinces import provinces
 
     return {slug: p.name for slug, p in provinces().items()}
 

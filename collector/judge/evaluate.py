@@ -15,9 +15,9 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
-from collector.judge.criteria import CriteriaConfig, Criterion
-from collector.judge.matrix import EvidenceMatrix, KeySpec, Wants, WindowView
-from collector.judge.stats import STATISTICS
+from commune_collector.judge.criteria import CriteriaConfig, Criterion
+from commune_collector.judge.matrix import EvidenceMatrix, KeySpec, Wants, WindowView
+from commune_collector.judge.stats import STATISTICS
 
 UNKNOWN, FAILED, MET = -1, 0, 1
 WHY_NONE, WHY_NO_CHECK, WHY_NO_DATA, WHY_LOW_COVERAGE = 0, 1, 2, 3

@@ -24,10 +24,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from collector.judge.quantity import BOOL, COUNT, RATIO, SECONDS, unit_of_metric
-from collector.judge.stats import STATISTICS, Statistic
-from common.units import format_duration, parse_duration
-from common.wire import value_key
+from commune_collector.judge.quantity import BOOL, COUNT, RATIO, SECONDS, unit_of_metric
+from commune_collector.judge.stats import STATISTICS, Statistic
+from commune_common.units import format_duration, parse_duration
+from commune_common.wire import value_key
 
 MAX_WINDOW = 7 * 86400.0  # the store keeps 8 days of summaries; a window must fit in them
 SUMMARY_LABELS = {"stat"}  # collector.evidence keeps only values labelled by stat

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collector.judge.matrix import EvidenceMatrix
+from commune_collector.judge.matrix import EvidenceMatrix
 
 CONN_UNKNOWN, CONN_PRIMARY, CONN_BACKUP_ONLY, CONN_DOWN = 0, 1, 2, 3
 CONNECTIVITY_NAMES = ("unknown", "primary", "backup_only", "down")

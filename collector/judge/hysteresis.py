@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collector.judge.evaluate import FAILED, MET, UNKNOWN
+from commune_collector.judge.evaluate import FAILED, MET, UNKNOWN
 
 S_UNKNOWN, S_NOT_COMPLETED, S_COMPLETED = 0, 1, 2
 STATE_NAMES = ("unknown", "not_completed", "completed")

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import msgspec
 import numpy as np
 
-from collector.evidence import HIST_BASE, HIST_FLOOR, HIST_ZERO
+from commune_collector.evidence import HIST_BASE, HIST_FLOOR, HIST_ZERO
 
 HIST_MIN_INDEX = math.floor(math.log(HIST_FLOOR) / math.log(HIST_BASE))  # values above 1 microsecond
 HIST_MAX_INDEX = math.floor(math.log(2e5) / math.log(HIST_BASE))  # about 55 hours (UPS runtime, ages)

@@ -16,8 +16,8 @@ import numpy as np
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from collector.judge.evaluate import FAILED, MET
-from collector.judge.hysteresis import S_COMPLETED, STATE_NAMES
+from commune_collector.judge.evaluate import FAILED, MET
+from commune_collector.judge.hysteresis import S_COMPLETED, STATE_NAMES
 
 PREFIX = "commune_"
 

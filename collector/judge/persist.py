@@ -5,7 +5,7 @@ or every collector upgrade would reset every site's stable period and forget
 which sites were completed (and so miss regressions). Transitions keep the
 verdicts over time (regressions are the ones from completed to not
 completed); the daily history feeds the burn-up chart toward the deadline.
-``SqlVerdictStore`` (``collector.store.verdicts``) persists them in the
+``SqlVerdictStore`` (``commune_collector.store.verdicts``) persists them in the
 collector's database; ``MemoryVerdictStore`` here serves tests.
 """
 

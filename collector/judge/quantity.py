@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from common.units import format_duration
+from commune_common.units import format_duration
 
 RATIO, SECONDS, COUNT, BOOL = "ratio", "seconds", "count", "bool"
 _SUFFIX_UNITS = (("_seconds", SECONDS), ("_ratio", RATIO))

@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
-from collector.judge.criteria import CriteriaConfig
-from collector.judge.persist import VerdictStore
+from commune_collector.judge.criteria import CriteriaConfig
+from commune_collector.judge.persist import VerdictStore
 
 
 class VerdictReads:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from collector.judge.criteria import CriteriaConfig
-from collector.judge.hysteresis import S_COMPLETED, S_NOT_COMPLETED, S_UNKNOWN
+from commune_collector.judge.criteria import CriteriaConfig
+from commune_collector.judge.hysteresis import S_COMPLETED, S_NOT_COMPLETED, S_UNKNOWN
 
 
 @dataclass

@@ -14,13 +14,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector.judge.engine import Judge
-from collector.judge.metrics import JudgeMetrics
-from collector.judge.process import JudgeProxy
-from collector.judge.settings import JudgeSettings
+from commune_collector.judge.engine import Judge
+from commune_collector.judge.metrics import JudgeMetrics
+from commune_collector.judge.process import JudgeProxy
+from commune_collector.judge.settings import JudgeSettings
 
 if TYPE_CHECKING:
-    from collector.settings import CollectorSettings
+    from commune_collector.settings import CollectorSettings
 
 log = logging.getLogger("commune_collector.judge")
 
@@ -33,8 +33,8 @@ def build_judge(settings: JudgeSettings | None, store: Any, data_dir: Path | Non
     if not _judging(settings, store):
         return None
     assert settings is not None
-    from collector.store.judge_evidence import StoreEvidence
-    from collector.store.verdicts import SqlVerdictStore
+    from commune_collector.store.judge_evidence import StoreEvidence
+    from commune_collector.store.verdicts import SqlVerdictStore
 
     config = settings.criteria()
     log.info("judge: %s, every %gs", config.describe(), settings.interval)

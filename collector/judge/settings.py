@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from collector.judge.criteria import DEFAULT_CRITERIA, CriteriaConfig, load_criteria
-from common.units import Duration
-from common.yamlconf import ConfigError
+from commune_collector.judge.criteria import DEFAULT_CRITERIA, CriteriaConfig, load_criteria
+from commune_common.units import Duration
+from commune_common.yamlconf import ConfigError
 
 
 class JudgeSettings(BaseModel):

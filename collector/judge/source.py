@@ -1,6 +1,6 @@
 """Where the judge gets its evidence and inventory: a small protocol, two implementations.
 
-``StoreEvidence`` (in ``collector.store.judge_evidence``) reads the
+``StoreEvidence`` (in ``commune_collector.store.judge_evidence``) reads the
 collector's database; ``MemoryEvidence`` here holds ``CheckSummary`` objects
 in memory for unit tests, scenario fixtures and the benchmark. Both hand the
 judge only what changed since it last asked, so a pass costs what arrived,
@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from collector.evidence import BUCKET_SECONDS, CheckSummary
-from collector.judge.matrix import BucketRow
+from commune_collector.evidence import BUCKET_SECONDS, CheckSummary
+from commune_collector.judge.matrix import BucketRow
 
 # (site, check, probe, labels) -> SKIP, ROUNDS (good/bad counts only) or VALUES (counts and values)
 Keep = Callable[[str, str, str, dict[str, str]], int]

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from collector.evidence import (
+from commune_collector.evidence import (
     BUCKET_SECONDS,
     CheckSummary,
     ValueStats,
@@ -20,7 +20,7 @@ from collector.evidence import (
     hist_index,
     histogrammed,
 )
-from common.wire import CheckResult, value_key
+from commune_common.wire import CheckResult, value_key
 
 RTT_AVG = value_key("icmp_rtt_seconds", {"stat": "avg"})
 Fn = Callable[[float], float]

@@ -16,8 +16,8 @@ from functools import cached_property
 
 import numpy as np
 
-from collector.judge.criteria import CriteriaConfig, Criterion
-from collector.judge.evaluate import (
+from commune_collector.judge.criteria import CriteriaConfig, Criterion
+from commune_collector.judge.evaluate import (
     FAILED,
     MET,
     WHY_LOW_COVERAGE,
@@ -26,12 +26,12 @@ from collector.judge.evaluate import (
     Outcome,
     SiteIndex,
 )
-from collector.judge.facts import CAUSE_NAMES, CONNECTIVITY_NAMES, Facts
-from collector.judge.hysteresis import STATE_CODES, STATE_NAMES, Track
-from collector.judge.quantity import format_value, format_window
-from collector.judge.rollup import Rollup
-from common.units import format_duration
-from common.wire import split_key
+from commune_collector.judge.facts import CAUSE_NAMES, CONNECTIVITY_NAMES, Facts
+from commune_collector.judge.hysteresis import STATE_CODES, STATE_NAMES, Track
+from commune_collector.judge.quantity import format_value, format_window
+from commune_collector.judge.rollup import Rollup
+from commune_common.units import format_duration
+from commune_common.wire import split_key
 
 _NO_WINDOW_IN_REASON = {"last", "last_ok_age", "report_age"}
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from collector.store.base import Store, StoreBusy, StoreError, StoreUnavailable
+from commune_collector.store.base import Store, StoreBusy, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
-    from collector.settings import CollectorSettings
+    from commune_collector.settings import CollectorSettings
 
 __all__ = ["Store", "StoreBusy", "StoreError", "StoreUnavailable", "open_store"]
 
@@ -18,7 +18,7 @@ def open_store(settings: CollectorSettings) -> Store:
     common = {"max_pending": db.max_pending_writes, "max_group": db.max_group_commit,
               "sites_per_commit": settings.aggregator.sites_per_commit}
     if db.dsn:
-        from collector.store.postgres import PostgresStore
+        from commune_collector.store.postgres import PostgresStore
         return PostgresStore(db.dsn, **common)
-    from collector.store.sqlite import SQLiteStore
+    from commune_collector.store.sqlite import SQLiteStore
     return SQLiteStore(settings.data_dir / db.sqlite_file, synchronous=db.sqlite_synchronous, **common)

@@ -13,8 +13,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from collector.evidence import CheckSummary
-from common.wire import CheckResult
+from commune_collector.evidence import CheckSummary
+from commune_common.wire import CheckResult
 
 Progress = Callable[[int, int], None]  # (done, total)
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import msgspec
 
-from collector.evidence import BUCKET_SECONDS, bucket_of
-from collector.judge.source import Keep, SiteRecord
-from collector.store.verdicts import JudgeDb
+from commune_collector.evidence import BUCKET_SECONDS, bucket_of
+from commune_collector.judge.source import Keep, SiteRecord
+from commune_collector.store.verdicts import JudgeDb
 
 _labels = msgspec.json.Decoder(dict[str, str])
 _COLUMNS = ("s.bucket_start, s.site, s.check_id, s.probe, s.labels, s.rounds_ok, s.rounds_fail, s.first_ts, "
@@ -36,7 +36,7 @@ _COLUMNS = ("s.bucket_start, s.site, s.check_id, s.probe, s.labels, s.rounds_ok,
 
 
 class StoreEvidence:
-    """``collector.judge.source.EvidenceSource`` over a SqlStore's database."""
+    """``commune_collector.judge.source.EvidenceSource`` over a SqlStore's database."""
 
     def __init__(self, store: Any, bucket_seconds: float = BUCKET_SECONDS, rediscover_passes: int = 60,
                  read_only: bool = False):

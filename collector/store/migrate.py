@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 _FILE = re.compile(r"^(\d+)_([A-Za-z0-9_-]+?)(?:\.(sqlite|postgres))?\.sql$")
-PACKAGE = "collector.store.migrations"
+PACKAGE = "commune_collector.store.migrations"
 
 
 @dataclass(frozen=True)

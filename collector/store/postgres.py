@@ -1,6 +1,6 @@
 """The store for more than one collector replica: PostgreSQL through psycopg 3.
 
-Same SQL as SQLite (``collector.store.sql``); what differs is the DDL, the
+Same SQL as SQLite (``commune_collector.store.sql``); what differs is the DDL, the
 ``%s`` placeholders and advisory locks: one so replicas starting together
 migrate one at a time, one so only one of them folds the journal at a time,
 and a session lock that makes one replica's judge the deployment's judge.
@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from collector.store.migrate import Migration
-from collector.store.sql import Dialect, SqlStore
+from commune_collector.store.migrate import Migration
+from commune_collector.store.sql import Dialect, SqlStore
 
 MIGRATION_LOCK = 0x636D6D69  # "cmmi"
 AGGREGATION_LOCK = 0x636D6167  # "cmag"

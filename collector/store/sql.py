@@ -21,9 +21,15 @@ from typing import Any, Protocol
 
 import msgspec
 
-from collector.evidence import BUCKET_SECONDS, CheckSummary, ValueStats, bucket_of, fold_results
-from collector.store import journal
-from collector.store.base import (
+from commune_collector.evidence import (
+    BUCKET_SECONDS,
+    CheckSummary,
+    ValueStats,
+    bucket_of,
+    fold_results,
+)
+from commune_collector.store import journal
+from commune_collector.store.base import (
     ImportCounts,
     IngestItem,
     IngestOutcome,
@@ -39,9 +45,9 @@ from collector.store.base import (
     TokenRecord,
     WriteStats,
 )
-from collector.store.migrate import Migration, discover
-from collector.store.writer import GroupWriter
-from common.wire import CheckResult
+from commune_collector.store.migrate import Migration, discover
+from commune_collector.store.writer import GroupWriter
+from commune_common.wire import CheckResult
 
 log = logging.getLogger("commune_collector.store")
 _json = msgspec.json.Encoder()

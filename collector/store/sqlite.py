@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from collector.store.migrate import Migration
-from collector.store.sql import Dialect, SqlStore
+from commune_collector.store.migrate import Migration
+from commune_collector.store.sql import Dialect, SqlStore
 
 BUSY_TIMEOUT_S = 10.0
 

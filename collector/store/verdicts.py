@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from collector.judge.persist import HistoryRow, StateRow, Transition
-from collector.store.sql import Dialect
+from commune_collector.judge.persist import HistoryRow, StateRow, Transition
+from commune_collector.store.sql import Dialect
 
 SQLITE_CACHE_KIB = 64 * 1024
 STATES_PER_COMMIT = 500
@@ -104,7 +104,7 @@ _TRANSITION_COLUMNS = "site, province, at, from_state, to_state, regression, cau
 
 
 class SqlVerdictStore:
-    """``collector.judge.persist.VerdictStore`` over the collector's database."""
+    """``commune_collector.judge.persist.VerdictStore`` over the collector's database."""
 
     def __init__(self, db: JudgeDb):
         self.db = db

@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
-from collector.store.base import StoreBusy, StoreUnavailable, WriteStats
+from commune_collector.store.base import StoreBusy, StoreUnavailable, WriteStats
 
 log = logging.getLogger("commune_collector.store")
 T = TypeVar("T")

@@ -10,9 +10,9 @@ import math
 import unicodedata
 from datetime import UTC, date, datetime, timedelta, timezone
 
-from collector.judge.quantity import format_value
-from collector.web.i18n import Translator
-from common.units import format_duration
+from commune_collector.judge.quantity import format_value
+from commune_collector.web.i18n import Translator
+from commune_common.units import format_duration
 
 VIETNAM = timezone(timedelta(hours=7), "ICT")
 

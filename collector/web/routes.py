@@ -26,11 +26,11 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader
 from starlette.middleware.gzip import GZipMiddleware
 
-from collector.alerting.rules import RULES
-from collector.web import fmt
-from collector.web.chart import ChartLabels, Point, burnup_svg
-from collector.web.i18n import DEFAULT_LANG, LANGS, Translator, load_translators
-from collector.web.source import JudgeSource, VerdictSource
+from commune_collector.alerting.rules import RULES
+from commune_collector.web import fmt
+from commune_collector.web.chart import ChartLabels, Point, burnup_svg
+from commune_collector.web.i18n import DEFAULT_LANG, LANGS, Translator, load_translators
+from commune_collector.web.source import JudgeSource, VerdictSource
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50

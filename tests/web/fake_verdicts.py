@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import collector
+import commune_collector
 
 ITEMS = [
     ("network", "Primary network link", "Đường truyền chính"),
@@ -29,7 +29,7 @@ TODAY = datetime.fromtimestamp(NOW, timezone(timedelta(hours=7))).date()
 
 
 def provinces_csv() -> list[dict[str, str]]:
-    path = Path(collector.__file__).parent / "data" / "provinces.csv"
+    path = Path(commune_collector.__file__).parent / "data" / "provinces.csv"
     with path.open(encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
@@ -65,7 +65,7 @@ def site_verdict(site: str, name: str, province: str, state: str) -> dict[str, A
 
 @dataclass
 class FakeVerdicts:
-    """Implements collector.web.source.VerdictSource over generated documents."""
+    """Implements commune_collector.web.source.VerdictSource over generated documents."""
 
     per_province: int = 3
     deadline: str | None = (TODAY + timedelta(days=10)).isoformat()

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from collector.api.routes import health, history, metrics, provinces, reports, sites, verdicts
+from commune_collector.api.routes import (
+                            health,
+                            history,
+                            metrics,
+                            provinces,
+                            reports,
+                            sites,
+                            verdicts,
+)
 
 ROUTERS: list[APIRouter] = [health.router, reports.router, sites.router, metrics.router,
                             verdicts.router, provinces.router, history.router]

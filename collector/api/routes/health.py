@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import StoreDep
-from collector.api.problems import Problem, ProblemDetail
-from collector.api.schemas import Health
+from commune_collector.api.deps import StoreDep
+from commune_collector.api.problems import Problem, ProblemDetail
+from commune_collector.api.schemas import Health
 
 router = APIRouter(tags=["health"])
 

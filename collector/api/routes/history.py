@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.problems import Problem, ProblemDetail
-from collector.api.routes.verdicts import NOT_READY, SLUG, judge_of
-from collector.judge.api import HistoryDoc
+from commune_collector.api.problems import Problem, ProblemDetail
+from commune_collector.api.routes.verdicts import NOT_READY, SLUG, judge_of
+from commune_collector.judge.api import HistoryDoc
 
 router = APIRouter(prefix="/api/v1", tags=["verdicts"])
 

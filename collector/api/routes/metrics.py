@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import StateDep
+from commune_collector.api.deps import StateDep
 
 router = APIRouter(tags=["metrics"])
 

@@ -12,14 +12,14 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from collector import ingest
-from collector.api.deps import StateDep
-from collector.api.problems import MEDIA_TYPE, Problem, ProblemDetail
-from collector.api.schemas import AckPublic
-from collector.auth import Unauthorized, parse_token
-from collector.state import CollectorState
-from collector.store.base import StoreBusy, StoreUnavailable
-from common.wire import Ack, Report
+from commune_collector import ingest
+from commune_collector.api.deps import StateDep
+from commune_collector.api.problems import MEDIA_TYPE, Problem, ProblemDetail
+from commune_collector.api.schemas import AckPublic
+from commune_collector.auth import Unauthorized, parse_token
+from commune_collector.state import CollectorState
+from commune_collector.store.base import StoreBusy, StoreUnavailable
+from commune_common.wire import Ack, Report
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 bearer = HTTPBearer(auto_error=False, description="the site's token: commune-collector token issue SITE")

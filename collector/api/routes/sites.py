@@ -7,11 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import StoreDep
-from collector.api.problems import Problem, ProblemDetail
-from collector.api.schemas import CheckLatest, ExpectedPublic, SiteDetail, SitePage, SitePublic
-from collector.provinces import provinces
-from collector.store.base import Site, SiteStatus, Store
+from commune_collector.api.deps import StoreDep
+from commune_collector.api.problems import Problem, ProblemDetail
+from commune_collector.api.schemas import (
+    CheckLatest,
+    ExpectedPublic,
+    SiteDetail,
+    SitePage,
+    SitePublic,
+)
+from commune_collector.provinces import provinces
+from commune_collector.store.base import Site, SiteStatus, Store
 
 router = APIRouter(prefix="/api/v1", tags=["sites"])
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from collector.api.problems import Problem, ProblemDetail
-from collector.judge.api import SiteVerdict, State, VerdictPage, verdict_page
-from collector.judge.verdict import Snapshot
+from commune_collector.api.problems import Problem, ProblemDetail
+from commune_collector.judge.api import SiteVerdict, State, VerdictPage, verdict_page
+from commune_collector.judge.verdict import Snapshot
 
 router = APIRouter(prefix="/api/v1", tags=["verdicts"])
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"

@@ -7,7 +7,7 @@ this registry.
 
 from __future__ import annotations
 
-from collector.judge.stats import (
+from commune_collector.judge.stats import (
     availability,
     last,
     last_ok_age,
@@ -18,7 +18,7 @@ from collector.judge.stats import (
     quantile,
     report_age,
 )
-from collector.judge.stats.base import Measured, Statistic
+from commune_collector.judge.stats.base import Measured, Statistic
 
 STATISTICS: dict[str, Statistic] = {spec.name: spec for spec in (
     availability.SPEC,

@@ -3,7 +3,7 @@
 A statistic turns the evidence of many checks over one window into one value
 per check, all at once (numpy arrays, one element per check), because a pass
 judges 10,000 sites and a loop per check would not fit in its time budget.
-The evidence comes as a ``WindowView`` (``collector.judge.matrix``) that
+The evidence comes as a ``WindowView`` (``commune_collector.judge.matrix``) that
 computes sums, maxima and histograms over the window only when asked.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from collector.judge.matrix import WindowView
+    from commune_collector.judge.matrix import WindowView
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.judge.stats.base import Measured, Statistic
+from commune_collector.judge.stats.base import Measured, Statistic
 
 
 def compute(view, metric: str | None) -> Measured:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from collector.judge.quantity import COUNT
-from collector.judge.stats.base import Measured, Statistic
+from commune_collector.judge.quantity import COUNT
+from commune_collector.judge.stats.base import Measured, Statistic
 
 
 def compute(view, metric: str | None) -> Measured:

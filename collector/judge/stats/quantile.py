@@ -1,6 +1,6 @@
 """p50/p90/p95/p99(metric, window): a latency quantile from the merged bucket histograms.
 
-The histograms are log-scale with ~19% wide buckets (``collector.evidence``),
+The histograms are log-scale with ~19% wide buckets (``commune_collector.evidence``),
 so a quantile is exact to within about 9%: ample for "p95 RTT under 150 ms".
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from collector.judge.stats.base import Measured, Statistic
+from commune_collector.judge.stats.base import Measured, Statistic
 
 
 def compute(q: float, view, metric: str | None) -> Measured:
