@@ -10,8 +10,10 @@ import os
 import sys
 
 from commune_agent import __version__
+from commune_agent.app import Agent
+from commune_agent.checks import build_checks
 from commune_agent.config import AgentConfig, load_agent_config
-from commune_agent.report import print_table, results_json
+from commune_agent.render import print_table, results_json
 from commune_common.yamlconf import ConfigError
 
 DEFAULT_CONFIG = "/etc/commune-agent/agent.yaml"
@@ -31,7 +33,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args.file)
     if cfg is None:
         return 1
-    from commune_agent.checks import build_checks
     print(f"{args.file}: OK, site {cfg.site.id} ({cfg.site.commune}, {cfg.site.province}), "
           f"{len(build_checks(cfg))} checks")
     return 0
@@ -41,7 +42,6 @@ def cmd_probe_once(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return 2
-    from commune_agent.app import Agent
     agent = Agent(cfg)
     if not args.json:
         print(f"probing {len(agent.checks)} checks of site {cfg.site.id} ...", file=sys.stderr)
@@ -61,13 +61,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # httpx logs every request URL at INFO: noise each round, and a URL may carry a token
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    from commune_agent.app import Agent
     if args.listen:
         cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"listen": args.listen})})
     agent = Agent(cfg)
     agent.serve_metrics()
     extra = []
     if cfg.collector is not None and not args.no_push:
+        # memory: the pusher (httpx, ~13 MB) is loaded only by an agent that pushes to a collector
         from commune_agent.push import PushSetupError, start_pusher
         try:
             extra.append(start_pusher(agent))

@@ -44,8 +44,8 @@ from commune_collector.evidence import BUCKET_SECONDS  # noqa: E402
 from commune_collector.generate import generate_sites  # noqa: E402
 from commune_collector.judge import Judge, load_criteria  # noqa: E402
 from commune_collector.judge.persist import StateRow, Transition  # noqa: E402
-from commune_collector.judge.process import PassReceiver, PassSender, decode  # noqa: E402
 from commune_collector.judge.synth import RTT_AVG, fast_bucket  # noqa: E402
+from commune_collector.runtime.judge_process import PassReceiver, PassSender, decode  # noqa: E402
 from commune_collector.store.judge_evidence import StoreEvidence  # noqa: E402
 from commune_collector.store.sql import SQL_SUMMARY_UPSERT, _summary_row  # noqa: E402
 from commune_collector.store.sqlite import SQLiteStore  # noqa: E402
@@ -237,7 +237,7 @@ def measure(db_path: Path, now: float) -> dict:
 
 
 def handover(judge: Judge) -> dict:
-    """What the server pays per pass with the judge in its own process (``commune_collector.judge.process``):
+    """What the server pays per pass with the judge in its own process (``commune_collector.runtime.judge_process``):
     the message's size, the child's time to encode it, the server's to decode it and rebuild the
     snapshot; the first message after a start carries criteria, inventory and every check id."""
     sender, receiver = PassSender(None), PassReceiver()  # type: ignore[arg-type]

@@ -6,30 +6,32 @@ A failure is logged and counted, and the next pass retries (journal rows are
 deleted only together with the summaries they produced, so nothing is lost or
 counted twice).
 
+Folding and pruning are here; the store only runs the SQL they ask for
+(``Store.list_journal``, ``commit_folds``, ...). Several folders may run at
+once (threads: ``Store.fold_lock``; processes: ``commit_folds`` deletes the
+journal rows it folds and rolls back when another process got them first).
 By default the passes run in a child process of the server
-(``aggregator.process``): folding is CPU-bound Python, and in the server's
-process it would share one GIL with ingest; in its own process it gets the
-second core of a 2-core machine. The store already allows several folders at
-once (see ``SqlStore.aggregate_now``), so the child simply opens the same
-database. ``commune-collector aggregate`` runs the same loop on its own.
+(``commune_collector.runtime.aggregator_process``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import threading
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from commune_collector.childproc import CONTEXT, child_setup, supervise
+from commune_collector.evidence import BUCKET_SECONDS, CheckSummary, bucket_of, fold_results
 from commune_collector.metrics import AggregatorStats
-from commune_collector.settings import AggregatorSettings, CollectorSettings, RetentionSettings
-from commune_collector.store.base import Store
+from commune_collector.settings import AggregatorSettings, RetentionSettings
+from commune_collector.store import journal
+from commune_collector.store.base import AlreadyFolded, PruneCounts, Store
+from commune_common.wire import CheckResult
 
 log = logging.getLogger("commune_collector.aggregator")
-AGGREGATOR_PROCESS_NAME = "commune-aggr"  # ps/top: 15 characters at most
+FOLD_STEP = 100_000  # journal ids listed per folding step (a minute of 10,000 sites is ~20,000)
 
 
 class Aggregator:
@@ -47,13 +49,13 @@ class Aggregator:
         started = time.monotonic()
         folded = 0
         while True:
-            n = self.store.aggregate_now(max_reports=self.settings.batch_reports)
+            n = fold_journal(self.store, max_reports=self.settings.batch_reports)
             folded += n
             if n < self.settings.batch_reports:
                 break
         now = self.clock()
         if now - self._last_prune >= self.retention.prune_interval:
-            pruned = self.store.prune(now, self.retention.evidence, self.retention.reports_seen)
+            pruned = prune_evidence(self.store, now, self.retention.evidence, self.retention.reports_seen)
             self._last_prune = now
             self.stats.pruned_summaries += pruned.summaries
             self.stats.pruned_report_ranges += pruned.report_ranges
@@ -79,40 +81,83 @@ class Aggregator:
                 log.exception("aggregator pass failed")
 
 
-# -- in a process of its own -------------------------------------------------------------------
+# -- folding ---------------------------------------------------------------------------------
 
 
-def run_until_stopped(settings: CollectorSettings, stop: threading.Event | None = None,
-                      stats: AggregatorStats | None = None) -> None:
-    """Pass every ``aggregator.interval`` until SIGTERM/SIGINT (or ``stop``), then a last pass."""
-    from commune_collector.store import open_store
-    if stop is None:  # run alone (commune-collector aggregate); the server's child gets it from child_setup
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-    store = open_store(settings)
-    try:
-        aggregator = Aggregator(store, settings.aggregator, settings.retention, stats)
-        while True:
-            stopping = stop.wait(settings.aggregator.interval)
-            try:
-                aggregator.run_pass()
-            except Exception:  # noqa: BLE001 - the next pass retries; the journal keeps everything
-                aggregator.stats.errors += 1
-                log.exception("aggregator pass failed")
-            if stopping:
+def fold_journal(store: Store, max_reports: int | None = None) -> int:
+    """Fold journal rows received so far into summaries; return reports folded.
+
+    Safe to call from several threads or processes at once: each journal row is folded exactly once.
+    """
+    with store.fold_lock:  # one folder per process; across processes the row counts guard
+        top = store.journal_top()
+        if top is None:
+            store.mark_aggregator_run()
+            return 0
+        folded = 0
+        last_id = 0
+        step = FOLD_STEP if max_reports is None else min(FOLD_STEP, max_reports)
+        while max_reports is None or folded < max_reports:
+            listed = store.list_journal(last_id, top, step)
+            if not listed:
                 break
-    finally:
-        store.close()
+            last_id = int(listed[-1][0])
+            folded += _fold_listed(store, listed)
+        store.mark_aggregator_run()
+        return folded
 
 
-def _child_main(settings: CollectorSettings, stats: AggregatorStats) -> None:
-    """Entry point of the server's aggregator process."""
-    run_until_stopped(settings, child_setup(AGGREGATOR_PROCESS_NAME, settings.log_level), stats)
+def _fold_listed(store: Store, listed: Sequence[Sequence[Any]]) -> int:
+    """Fold listed journal rows site by site, a few sites per transaction so ingest keeps flowing.
+
+    Only ids are listed; bodies are read a chunk of sites at a time. So each site's rows of a step
+    are folded together and its summaries rewritten once, not once per report it sent.
+    """
+    ids_of: dict[str, list[int]] = defaultdict(list)
+    for row_id, site in listed:
+        ids_of[site].append(int(row_id))
+    folded = 0
+    sites = sorted(ids_of)
+    for start in range(0, len(sites), store.sites_per_commit):
+        chunk = sites[start:start + store.sites_per_commit]
+        rows = store.journal_rows([i for site in chunk for i in ids_of[site]])
+        by_site: dict[str, list[Sequence[Any]]] = defaultdict(list)
+        for row in rows:
+            by_site[row[1]].append(row)
+        work = [(site, ids_of[site], fold_site(site, by_site[site])) for site in chunk]
+        try:
+            folded += store.commit_folds(work)
+        except AlreadyFolded:
+            log.info("journal rows of %d sites were folded by another process; skipped", len(chunk))
+    return folded
 
 
-async def run_in_child_process(settings: CollectorSettings, stop: asyncio.Event, stats: AggregatorStats) -> None:
-    """Keep an aggregator process running until ``stop`` (``childproc.supervise``); it counts into ``stats``,
-    shared memory the server's /metrics reads (a restarted child goes on counting in the same block)."""
-    await supervise("aggregator", lambda: CONTEXT.Process(target=_child_main, args=(settings, stats),
-                                                         name="commune-collector-aggregator"), stop)
+def fold_site(site: str, rows: Iterable[Sequence[Any]]) -> dict[tuple[str, float], CheckSummary]:
+    """Decode a site's journal rows and fold their results at corrected times."""
+    pairs: list[tuple[CheckResult, float]] = []
+    for _, _, shift, body in rows:
+        report = journal.unpack(body)
+        shift = float(shift)
+        pairs += [(r, r.ts + shift) for r in report.results]
+    return fold_results(site, pairs)
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def prune_evidence(store: Store, now: float, evidence_age: float, seen_age: float) -> PruneCounts:
+    """Delete summaries older than ``evidence_age`` and report-id ranges idle for ``seen_age``."""
+    summaries = _prune_summaries(store, bucket_of(now - evidence_age, BUCKET_SECONDS))
+    ranges = store.delete_report_ranges(now - seen_age)
+    return PruneCounts(summaries, ranges)
+
+
+def _prune_summaries(store: Store, before: float) -> int:
+    total = 0
+    for bucket in store.summary_buckets_before(before):
+        while True:
+            n = store.delete_summaries_of_bucket(bucket)
+            total += n
+            if n <= 0:
+                break
+    return total

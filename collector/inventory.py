@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -207,7 +208,6 @@ def sites_to_csv(sites: list[Site]) -> str:
 
 
 def sites_to_yaml(sites: list[Site]) -> str:
-    import yaml
     data = {"sites": [{"id": s.id, "name": s.name, "province": s.province, "commune": s.commune,
                        "links": list(s.links), "devices": list(s.devices), "power": list(s.power)} for s in sites]}
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=120)

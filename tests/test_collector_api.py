@@ -20,10 +20,11 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from commune_collector.app import create_app
+from commune_collector.aggregator import fold_journal
 from commune_collector.auth import new_token
+from commune_collector.runtime.app import create_app
+from commune_collector.runtime.state import CollectorState
 from commune_collector.settings import CollectorSettings
-from commune_collector.state import CollectorState
 from commune_collector.store.base import Site
 from commune_common.wire import Report, encode_report
 from tests.collector_support import make_report
@@ -126,7 +127,7 @@ def test_a_clock_beyond_the_correction_bound_is_kept_flagged_never_refused(api: 
 def test_old_timestamps_are_accepted_for_backfill(api: Api) -> None:
     week_ago = time.time() - 6 * 86400
     assert api.post(make_report(SITE, 1, n=2, ts=week_ago)).status_code == 200
-    api.state.store.aggregate_now()
+    fold_journal(api.state.store)
     (s1, s2) = api.state.store.summaries(week_ago - 3600, week_ago + 3600, [SITE])
     assert s1.first_ts == pytest.approx(week_ago, abs=5)
 

@@ -202,7 +202,7 @@ def test_settled_heap_is_frozen_and_collected_young_less_often() -> None:
 def test_the_server_keeps_idle_connections_longer_than_agents_do(tmp_path: Path) -> None:
     """uvicorn closes an idle connection after 5 s by default: every agent push (30 s) would then be a new
     TCP and TLS handshake. ``keep_alive`` reaches the server's settings, with TLS and the listen address."""
-    from commune_collector.cli import uvicorn_config
+    from commune_collector.cli.serve import uvicorn_config
     from tests.collector_support import self_signed_cert
 
     cert, key = self_signed_cert(tmp_path)

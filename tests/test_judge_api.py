@@ -23,10 +23,11 @@ import yaml
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from commune_collector.app import create_app
+from commune_collector.aggregator import fold_journal
 from commune_collector.auth import new_token
 from commune_collector.judge import Judge, MemoryVerdictStore
-from commune_collector.judge.process import STANDBY_REASON
+from commune_collector.runtime.app import create_app
+from commune_collector.runtime.judge_process import STANDBY_REASON
 from commune_collector.settings import CollectorSettings
 from commune_collector.store.base import Site
 from commune_common.wire import Report, encode_report
@@ -73,7 +74,7 @@ class Running:
         assert response.status_code == 200, response.text
 
     def judge(self) -> None:
-        self.state.store.aggregate_now()
+        fold_journal(self.state.store)
         self.state.judge.run_pass()
 
 

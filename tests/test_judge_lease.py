@@ -15,8 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from commune_collector.childproc import CONTEXT
-from commune_collector.judge.process import PassMessage, Standby, decode, judge_until_stopped
+from commune_collector.runtime.childproc import CONTEXT
+from commune_collector.runtime.judge_process import (
+    PassMessage,
+    Standby,
+    decode,
+    judge_until_stopped,
+)
 from commune_collector.settings import CollectorSettings
 from commune_collector.store import open_store
 from tests.peers.postgres import PostgresPeer

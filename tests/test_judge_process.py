@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from commune_collector.judge import SiteRecord
-from commune_collector.judge.process import (
+from commune_collector.runtime.judge_process import (
     JUDGE_PROCESS_NAME,
     STANDBY_REASON,
     PassReceiver,
@@ -98,7 +98,7 @@ def test_a_pass_message_without_criteria_first_is_refused() -> None:
 def test_the_proxy_hands_each_pass_to_the_listeners_as_the_judge_would(tmp_path: Path) -> None:
     """Alerting registers on the server's JudgeProxy: each pass from the child reaches it with its
     changes and a site -> verdict mapping, and a failing listener does not stop the others."""
-    from commune_collector.judge.process import JudgeProxy
+    from commune_collector.runtime.judge_process import JudgeProxy
     from commune_collector.settings import CollectorSettings
     from commune_collector.store.sqlite import SQLiteStore
 

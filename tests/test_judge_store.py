@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from commune_collector.aggregator import fold_journal
 from commune_collector.ingest import ClockReading, to_item
 from commune_collector.judge import Judge
 from commune_collector.judge.persist import ReadOnlyVerdicts, StateRow, Transition
@@ -81,7 +82,7 @@ class Pusher:
             report = Report(site=script.site, instance="inst", seq=self.seq, sent_at=received_at,
                             agent_version="test", results=results[i:i + 2000])
             self.store.ingest(to_item(report, received_at, ClockReading(0.0, 0.0, False)))
-        self.store.aggregate_now()
+        fold_journal(self.store)
 
 
 def make_judge(store: Any, now: list[float], **kwargs: Any) -> Judge:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from commune_collector.aggregator import fold_journal, prune_evidence
 from commune_collector.evidence import BUCKET_SECONDS, bucket_of, fold_results
 from commune_collector.ingest import read_clock, to_item
 from commune_collector.settings import ClockSettings
@@ -181,7 +182,7 @@ def test_a_resent_report_is_acknowledged_and_not_stored_twice(store: Store) -> N
     assert store.ingest(item_of(report)).duplicate is False
     assert store.ingest(item_of(report)).duplicate is True
     assert store.stats().journal_reports == 1
-    store.aggregate_now()
+    fold_journal(store)
     assert rounds(store) == 4
 
 
@@ -194,7 +195,7 @@ def test_any_order_of_seqs_with_gaps_and_resends_stores_each_once(store: Store) 
     assert sorted(stored) == seqs
     # another instance of the same site (a reinstalled agent) restarts at 1 and is new
     assert store.ingest(item_of(make_report(SITE, 1, n=1, instance="inst-2"))).duplicate is False
-    store.aggregate_now()
+    fold_journal(store)
     assert rounds(store) == len(seqs) + 1
 
 
@@ -207,7 +208,7 @@ def test_accepted_reports_survive_reopening_the_store(store_factory: Callable[..
     second = store_factory()
     assert second.ingest(item_of(make_report(SITE, 3, n=3))).duplicate is True
     assert set(second.latest(SITE)) == {f"link/fiber/icmp/t{i}" for i in range(3)}
-    assert second.aggregate_now() == 5
+    assert fold_journal(second) == 5
     assert rounds(second) == 15
 
 
@@ -261,7 +262,7 @@ def test_clock_offset_is_recorded_and_corrects_sample_times(store: Store) -> Non
     assert status.clock_flagged is True
     assert status.last_seq == 1 and status.instance == "inst-1"
     assert store.latest(SITE)["link/fiber/icmp/t0"].ts == pytest.approx(now - 5)
-    store.aggregate_now()
+    fold_journal(store)
     (summary,) = store.summaries(now - HOUR, now + HOUR, [SITE])
     assert summary.first_ts == pytest.approx(now - 5)
     # beyond max_correction: kept at the agent's time, still flagged, never refused
@@ -296,12 +297,12 @@ def test_folding_in_steps_with_late_evidence_equals_folding_at_once(store: Store
     live, late = reports[30:], reports[:30]  # the first half arrives late, after a fold
     for rep in live:
         store.ingest(item_of(rep, received_at=rep.sent_at))
-    assert store.aggregate_now() == 30
+    assert fold_journal(store) == 30
     for rep in late:
         store.ingest(item_of(rep, received_at=rep.sent_at))
-    assert store.aggregate_now(max_reports=10) == 10  # a bounded step folds only what it may
-    assert store.aggregate_now() == 20
-    assert store.aggregate_now() == 0
+    assert fold_journal(store, max_reports=10) == 10  # a bounded step folds only what it may
+    assert fold_journal(store) == 20
+    assert fold_journal(store) == 0
     assert store.stats().journal_reports == 0
     actual = _actual(store)
     expected = _expected(reports)
@@ -327,7 +328,7 @@ def test_racing_folders_fold_every_report_exactly_once(store_factory: Callable[.
 
     def fold(s: Store) -> None:
         barrier.wait()
-        folded.append(s.aggregate_now())
+        folded.append(fold_journal(s))
 
     threads = [threading.Thread(target=fold, args=(s,)) for s in [writer, *others]]
     [t.start() for t in threads]
@@ -343,7 +344,7 @@ def test_summaries_select_by_window_and_sites(store: Store) -> None:
     for site in SITES:
         rep = Report(site.id, "i", 1, start + 10, "t", sample_results(1, start + 10) + sample_results(1, start + HOUR + 10))
         store.ingest(item_of(rep, received_at=rep.sent_at))
-    store.aggregate_now()
+    fold_journal(store)
     assert len(store.summaries(start, start + 2 * HOUR)) == 6
     only_first_hour = store.summaries(start + 60, start + HOUR)  # a window inside a bucket still gets it
     assert {(s.site, s.bucket_start) for s in only_first_hour} == {(s.id, start) for s in SITES}
@@ -357,12 +358,12 @@ def test_retention_prunes_old_summaries_and_idle_report_ids(store: Store) -> Non
     new = Report(SITE, "new", 1, now - 60, "t", sample_results(2, now - 60))
     store.ingest(item_of(old, received_at=now - 10 * 86400))
     store.ingest(item_of(new, received_at=now - 60))
-    store.aggregate_now()
-    pruned = store.prune(now, evidence_age=8 * 86400, seen_age=8 * 86400)
+    fold_journal(store)
+    pruned = prune_evidence(store, now, evidence_age=8 * 86400, seen_age=8 * 86400)
     assert pruned.summaries == 2 and pruned.report_ranges == 1
     assert {s.bucket_start for s in store.summaries(0, 2e10)} == {bucket_of(now - 60)}
     assert store.ingest(item_of(new, received_at=now)).duplicate is True
-    assert store.prune(now, 8 * 86400, 8 * 86400).summaries == 0
+    assert prune_evidence(store, now, 8 * 86400, 8 * 86400).summaries == 0
 
 
 def test_stats_report_backlog_and_last_fold(store: Store) -> None:
@@ -370,7 +371,7 @@ def test_stats_report_backlog_and_last_fold(store: Store) -> None:
     store.ingest(item_of(make_report(SITE, 1), received_at=1000.0))
     stats = store.stats()
     assert stats.journal_reports == 1 and stats.journal_oldest_received_at == 1000.0
-    store.aggregate_now()
+    fold_journal(store)
     assert store.stats().last_aggregation_at is not None
 
 
@@ -392,7 +393,7 @@ def test_a_step_folds_each_site_once_with_all_its_reports(store_factory: Callabl
         for site in SITES:
             store.ingest(item_of(Report(site.id, "i", seq, now, "t", sample_results(2, now - 60 * seq))))
     before = store.write_stats.groups
-    assert store.aggregate_now() == 4 * len(SITES)
+    assert fold_journal(store) == 4 * len(SITES)
     assert store.write_stats.groups - before == len(SITES) + 1  # a transaction per site, and the run's mark
     assert rounds(store) == 4 * 2
 

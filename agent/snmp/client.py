@@ -118,7 +118,7 @@ class _Request:
 
 def _lcd() -> Any:
     """pysnmp's configurator that registers credentials and targets in an engine (once each)."""
-    from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
+    from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD  # memory: pysnmp on first use, see _api
 
     return LCD
 
@@ -220,6 +220,7 @@ class SnmpClient:
     async def _send(self, device: Device, request: _Request, kind: str,
                     oids: Sequence[tuple[int, ...]]) -> tuple[Any, Any, Any, Any]:
         """One PDU; returns pysnmp's (errorIndication, errorStatus, errorIndex, varBinds)."""
+        # memory: pysnmp on first use, see _api
         from pysnmp.entity.rfc3413 import cmdgen
         from pysnmp.proto.rfc1902 import Null, ObjectName
 

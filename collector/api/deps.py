@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from commune_collector.state import CollectorState
+from commune_collector.runtime.state import CollectorState
 from commune_collector.store.base import Store
 
 

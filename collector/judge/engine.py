@@ -57,6 +57,7 @@ from commune_collector.judge.reads import VerdictReads
 from commune_collector.judge.rollup import history_rows, roll_up
 from commune_collector.judge.source import ROUNDS, SKIP, VALUES, EvidenceSource, SiteRecord
 from commune_collector.judge.verdict import Snapshot, reason
+from commune_collector.provinces import provinces
 
 log = logging.getLogger("commune_collector.judge")
 Listener = Callable[[list[VerdictChange], Any], Any]
@@ -469,8 +470,6 @@ def _gc_paused() -> Iterator[None]:
 
 def _canonical_provinces() -> dict[str, str]:
     """The 34 provinces shipped with the collector, so "N/34" counts provinces without sites too."""
-    from commune_collector.provinces import provinces
-
     return {slug: p.name for slug, p in provinces().items()}
 
 

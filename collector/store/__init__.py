@@ -17,6 +17,7 @@ def open_store(settings: CollectorSettings) -> Store:
     db = settings.database
     common = {"max_pending": db.max_pending_writes, "max_group": db.max_group_commit,
               "sites_per_commit": settings.aggregator.sites_per_commit}
+    # memory: each driver (psycopg and libpq, or sqlite3) is imported only when it is the one configured
     if db.dsn:
         from commune_collector.store.postgres import PostgresStore
         return PostgresStore(db.dsn, **common)

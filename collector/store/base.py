@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from commune_collector.evidence import CheckSummary
 from commune_common.wire import CheckResult
@@ -29,6 +30,10 @@ class StoreUnavailable(StoreError):
 
 class StoreBusy(StoreUnavailable):
     """Too many writes are queued; the client should back off and retry (503 + Retry-After)."""
+
+
+class AlreadyFolded(StoreError):
+    """Another process folded these journal rows first; this fold is rolled back."""
 
 
 @dataclass(frozen=True)
@@ -227,27 +232,50 @@ class Store(Protocol):
     def summaries(self, since: float, until: float, sites: Sequence[str] | None = None) -> list[CheckSummary]:
         """Hourly summaries whose bucket overlaps [since, until), one per (site, check, bucket).
 
-        Only folded evidence is returned: call aggregate_now() first to include
+        Only folded evidence is returned: fold the journal first (aggregator.fold_journal) to include
         reports still in the journal.
         """
         ...
 
     # -- maintenance -------------------------------------------------------
 
-    def aggregate_now(self, max_reports: int | None = None) -> int:
-        """Fold journal rows received so far into summaries; return reports folded.
+    # the SQL the aggregator runs (commune_collector.aggregator folds and prunes with it)
 
-        Safe to call from several threads or processes at once: each journal
-        row is folded exactly once.
-        """
+    fold_lock: AbstractContextManager[Any]  # one folder per process; across processes the row counts guard
+    sites_per_commit: int
+
+    def journal_top(self) -> int | None:
+        """The highest journal id now, or None when the journal is empty."""
         ...
 
-    def flush(self) -> int:
-        """Alias of aggregate_now() with no bound."""
+    def list_journal(self, after: int, upto: int, limit: int) -> list[Sequence[Any]]:
+        """(id, site) of journal rows with after < id <= upto, by id, at most ``limit``."""
         ...
 
-    def prune(self, now: float, evidence_age: float, seen_age: float) -> PruneCounts:
-        """Delete summaries older than ``evidence_age`` and report-id ranges idle for ``seen_age``."""
+    def journal_rows(self, ids: list[int]) -> list[Sequence[Any]]:
+        """(id, site, shift_s, body) of these journal rows, by id."""
+        ...
+
+    def commit_folds(self, work: list[tuple[str, list[int], dict[tuple[str, float], CheckSummary]]]) -> int:
+        """In one transaction: delete each site's folded journal rows and merge its folded summaries into the
+        stored ones; return reports folded. AlreadyFolded (all rolled back) when another process deleted
+        some of those rows first: each journal row is folded exactly once."""
+        ...
+
+    def mark_aggregator_run(self) -> None:
+        """Record that a folding pass finished now (for /metrics and health)."""
+        ...
+
+    def summary_buckets_before(self, before: float) -> list[float]:
+        """Start times of the buckets that have summaries older than ``before``."""
+        ...
+
+    def delete_summaries_of_bucket(self, bucket: float) -> int:
+        """Delete one batch of a bucket's summaries; return how many (0 when the bucket is gone)."""
+        ...
+
+    def delete_report_ranges(self, idle_since: float) -> int:
+        """Delete report-id ranges not updated since ``idle_since``; return how many."""
         ...
 
     def stats(self) -> StoreStats:

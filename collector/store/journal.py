@@ -13,7 +13,7 @@ import zlib
 
 import cramjam
 
-from commune_common.wire import Report, decode_report
+from commune_common.wire import Report, decode_report, encode_report
 
 GZIP_JSON = b"G"
 SNAPPY_JSON = b"S"
@@ -27,7 +27,6 @@ def pack_json(data: bytes, gzipped: bytes | None = None) -> bytes:
 
 
 def pack(report: Report) -> bytes:
-    from commune_common.wire import encode_report
     return pack_json(encode_report(report))
 
 

@@ -13,8 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
@@ -22,20 +21,17 @@ from typing import Any, Protocol
 import msgspec
 
 from commune_collector.evidence import (
-    BUCKET_SECONDS,
     CheckSummary,
     ValueStats,
     bucket_of,
-    fold_results,
 )
-from commune_collector.store import journal
 from commune_collector.store.base import (
+    AlreadyFolded,
     ImportCounts,
     IngestItem,
     IngestOutcome,
     LatestValue,
     Progress,
-    PruneCounts,
     Site,
     SitePage,
     SiteStatus,
@@ -55,7 +51,6 @@ _labels_decoder = msgspec.json.Decoder(dict[str, str])
 _values_decoder = msgspec.json.Decoder(dict[str, float])
 _values_json = msgspec.json.Decoder(dict[str, list])  # summaries.values_json: plain JSON, 5x faster than json
 _IN_CHUNK = 500  # values bound into one IN (...) list
-FOLD_STEP = 100_000  # journal ids listed per folding step (a minute of 10,000 sites is ~20,000)
 
 # -- shared SQL -----------------------------------------------------------------
 
@@ -203,7 +198,7 @@ class SqlStore:
         self._local = threading.local()
         self._readers: list[Any] = []
         self._readers_lock = threading.Lock()
-        self._fold_lock = threading.Lock()
+        self.fold_lock = threading.Lock()  # one folder per process (commune_collector.aggregator)
         self._closed = False
         self._writer = GroupWriter(dialect.connect_writer, dialect.begin_sql, gate=dialect.write_gate(),
                                    max_pending=max_pending,
@@ -457,62 +452,32 @@ class SqlStore:
                                    [*bounds, *chunk])
         return [_summary_from_row(r) for r in rows]
 
-    # -- aggregation -------------------------------------------------------------
+    # -- aggregation (the SQL the aggregator runs: commune_collector.aggregator) ---
 
-    def aggregate_now(self, max_reports: int | None = None) -> int:
-        with self._fold_lock:  # one folder per process; across processes the row counts guard
-            top = self._read("SELECT MAX(id) FROM journal")[0][0]
-            if top is None:
-                self._write(self._mark_run)
-                return 0
-            folded = 0
-            last_id = 0
-            step = FOLD_STEP if max_reports is None else min(FOLD_STEP, max_reports)
-            while max_reports is None or folded < max_reports:
-                listed = self._read("SELECT id, site FROM journal WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-                                    (last_id, int(top), step))
-                if not listed:
-                    break
-                last_id = int(listed[-1][0])
-                folded += self._fold_listed(listed)
-            self._write(self._mark_run)
-            return folded
+    def journal_top(self) -> int | None:
+        top = self._read("SELECT MAX(id) FROM journal")[0][0]
+        return None if top is None else int(top)
 
-    def flush(self) -> int:
-        return self.aggregate_now()
+    def list_journal(self, after: int, upto: int, limit: int) -> list[Sequence[Any]]:
+        return self._read("SELECT id, site FROM journal WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                          (after, upto, limit))
 
-    def _mark_run(self, conn: Any) -> None:
-        self._exec(conn, "INSERT INTO aggregator_runs (id, last_run_at) VALUES (1, ?) "
-                         "ON CONFLICT (id) DO UPDATE SET last_run_at = excluded.last_run_at", (self._clock(),))
-
-    def _fold_listed(self, listed: Sequence[Sequence[Any]]) -> int:
-        """Fold listed journal rows site by site, a few sites per transaction so ingest keeps flowing.
-
-        Only ids are listed; bodies are read a chunk of sites at a time. So each site's rows of a step
-        are folded together and its summaries rewritten once, not once per report it sent.
-        """
-        ids_of: dict[str, list[int]] = defaultdict(list)
-        for row_id, site in listed:
-            ids_of[site].append(int(row_id))
-        folded = 0
-        for chunk in _chunks(sorted(ids_of), self.sites_per_commit):
-            rows = self._journal_rows([i for site in chunk for i in ids_of[site]])
-            by_site: dict[str, list[Sequence[Any]]] = defaultdict(list)
-            for row in rows:
-                by_site[row[1]].append(row)
-            work = [(site, ids_of[site], _fold_site(site, by_site[site])) for site in chunk]
-            try:
-                folded += self._write(lambda conn, w=work: self._fold_job(conn, w))
-            except _AlreadyFolded:
-                log.info("journal rows of %d sites were folded by another process; skipped", len(chunk))
-        return folded
-
-    def _journal_rows(self, ids: list[int]) -> list[Sequence[Any]]:
+    def journal_rows(self, ids: list[int]) -> list[Sequence[Any]]:
         rows: list[Sequence[Any]] = []
         for part in _chunks(sorted(ids), _IN_CHUNK):
             rows += self._read(f"SELECT id, site, shift_s, body FROM journal WHERE id IN ({_marks(len(part))}) "
                                "ORDER BY id", part)
         return rows
+
+    def commit_folds(self, work: list[tuple[str, list[int], dict[tuple[str, float], CheckSummary]]]) -> int:
+        return int(self._write(lambda conn: self._fold_job(conn, work)))
+
+    def mark_aggregator_run(self) -> None:
+        self._write(self._mark_run)
+
+    def _mark_run(self, conn: Any) -> None:
+        self._exec(conn, "INSERT INTO aggregator_runs (id, last_run_at) VALUES (1, ?) "
+                         "ON CONFLICT (id) DO UPDATE SET last_run_at = excluded.last_run_at", (self._clock(),))
 
     def _fold_job(self, conn: Any, work: list[tuple[str, list[int], dict[tuple[str, float], CheckSummary]]]) -> int:
         self.dialect_impl.lock_aggregation(conn)
@@ -523,7 +488,7 @@ class SqlStore:
                 deleted += self._exec(conn, f"DELETE FROM journal WHERE id IN ({_marks(len(chunk))})",
                                       chunk).rowcount
             if deleted != len(ids):
-                raise _AlreadyFolded(site)
+                raise AlreadyFolded(site)
             merged = self._merge_existing(conn, site, folded)
             self._many(conn, SQL_SUMMARY_UPSERT, [_summary_row(s) for s in merged])
             reports += len(ids)
@@ -542,25 +507,21 @@ class SqlStore:
                 folded[key] = existing
         return list(folded.values())
 
-    # -- retention ---------------------------------------------------------------
+    # -- retention (the SQL the aggregator runs) ----------------------------------
 
-    def prune(self, now: float, evidence_age: float, seen_age: float) -> PruneCounts:
-        summaries = self._prune_summaries(bucket_of(now - evidence_age, BUCKET_SECONDS))
-        ranges = int(self._write(lambda conn: self._exec(
-            conn, "DELETE FROM report_ranges WHERE updated_at < ?", (now - seen_age,)).rowcount))
-        return PruneCounts(summaries, ranges)
+    def summary_buckets_before(self, before: float) -> list[float]:
+        return [float(r[0]) for r in
+                self._read("SELECT DISTINCT bucket_start FROM summaries WHERE bucket_start < ?", (before,))]
 
-    def _prune_summaries(self, before: float) -> int:
-        total = 0
-        for (bucket,) in self._read("SELECT DISTINCT bucket_start FROM summaries WHERE bucket_start < ?", (before,)):
-            while True:
-                n = self._write(lambda conn, b=bucket: self._exec(
-                    conn, "DELETE FROM summaries WHERE bucket_start = ? AND site IN (SELECT DISTINCT site FROM "
-                          "summaries WHERE bucket_start = ? ORDER BY site LIMIT 200)", (b, b)).rowcount)
-                total += int(n)
-                if n <= 0:
-                    break
-        return total
+    def delete_summaries_of_bucket(self, bucket: float) -> int:
+        """Delete one bucket's summaries of up to 200 sites: short transactions, ingest keeps flowing."""
+        return int(self._write(lambda conn: self._exec(
+            conn, "DELETE FROM summaries WHERE bucket_start = ? AND site IN (SELECT DISTINCT site FROM "
+                  "summaries WHERE bucket_start = ? ORDER BY site LIMIT 200)", (bucket, bucket)).rowcount))
+
+    def delete_report_ranges(self, idle_since: float) -> int:
+        return int(self._write(lambda conn: self._exec(
+            conn, "DELETE FROM report_ranges WHERE updated_at < ?", (idle_since,)).rowcount))
 
     def stats(self) -> StoreStats:
         count, oldest = self._read("SELECT COUNT(*), MIN(received_at) FROM journal")[0]
@@ -575,17 +536,3 @@ class SqlStore:
     @property
     def write_stats(self) -> WriteStats:
         return self._writer.stats
-
-
-class _AlreadyFolded(StoreError):
-    """Another process folded these journal rows first; this fold is rolled back."""
-
-
-def _fold_site(site: str, rows: Iterable[Sequence[Any]]) -> dict[tuple[str, float], CheckSummary]:
-    """Decode a site's journal rows and fold their results at corrected times."""
-    pairs: list[tuple[CheckResult, float]] = []
-    for _, _, shift, body in rows:
-        report = journal.unpack(body)
-        shift = float(shift)
-        pairs += [(r, r.ts + shift) for r in report.results]
-    return fold_results(site, pairs)

@@ -17,7 +17,7 @@ from commune_collector.api.deps import StateDep
 from commune_collector.api.problems import MEDIA_TYPE, Problem, ProblemDetail
 from commune_collector.api.schemas import AckPublic
 from commune_collector.auth import Unauthorized, parse_token
-from commune_collector.state import CollectorState
+from commune_collector.runtime.state import CollectorState
 from commune_collector.store.base import StoreBusy, StoreUnavailable
 from commune_common.wire import Ack, Report
 

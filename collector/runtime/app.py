@@ -18,16 +18,17 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram
 
 from commune_collector import __version__
-from commune_collector.aggregator import Aggregator, run_in_child_process
+from commune_collector.aggregator import Aggregator
 from commune_collector.alerting import run_alerting
 from commune_collector.api import problems
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
-from commune_collector.judge.service import build_judge_for_server, run_judge
 from commune_collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
 from commune_collector.remote_write import RemoteWriter
+from commune_collector.runtime.aggregator_process import run_in_child_process
+from commune_collector.runtime.judge_service import build_judge_for_server, run_judge
+from commune_collector.runtime.state import CollectorState
 from commune_collector.settings import CollectorSettings
-from commune_collector.state import CollectorState
 from commune_collector.store import Store, StoreUnavailable, open_store
 from commune_collector.web.routes import install as install_status_page
 from commune_common.heap import settle_heap

@@ -37,14 +37,17 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from commune_collector.childproc import CONTEXT, child_setup, supervise
 from commune_collector.judge.criteria import CriteriaConfig
 from commune_collector.judge.engine import Judge, Listener, PassStats, _canonical_provinces, notify
 from commune_collector.judge.evaluate import SiteIndex
 from commune_collector.judge.events import VerdictChange
 from commune_collector.judge.reads import VerdictReads
 from commune_collector.judge.verdict import Snapshot
+from commune_collector.runtime.childproc import CONTEXT, child_setup, supervise
+from commune_collector.runtime.judge_build import CHECKPOINT_FILE, build_judge
+from commune_collector.store import open_store
 from commune_collector.store.sql import Lease
+from commune_collector.store.verdicts import SqlVerdictStore
 
 log = logging.getLogger("commune_collector.judge")
 POLL_S = 1.0
@@ -146,8 +149,6 @@ class PassReceiver:
 def judge_until_stopped(settings: Any, conn: Connection, stop: Any) -> None:
     """Judge every ``judge.interval`` while this process holds the judge's lease, sending each pass on
     ``conn``; checkpoint on the way out. Without the lease (another collector judges), stand by."""
-    from commune_collector.store import open_store
-
     store = open_store(settings)
     try:
         taken = _wait_for_lease(store, conn, stop, settings.judge.interval)
@@ -188,8 +189,6 @@ def _wait_for_lease(store: Any, conn: Connection, stop: Any, interval: float) ->
 
 def _judge_while_leading(settings: Any, store: Any, conn: Connection, stop: Any, lease: Lease,
                          waited: bool) -> None:
-    from commune_collector.judge.service import CHECKPOINT_FILE, build_judge
-
     if waited:
         # the other judge trimmed the backfill log up to its own checkpoint: ours would miss those buckets
         (settings.data_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -233,8 +232,6 @@ class JudgeProxy(VerdictReads):
     """Looks like a ``Judge`` to the API, status page, /metrics and alerting; the passes run in a child."""
 
     def __init__(self, settings: Any, store: Any):
-        from commune_collector.store.verdicts import SqlVerdictStore
-
         self.settings = settings
         self.config = settings.judge.criteria()
         self.tz = ZoneInfo(settings.judge.timezone)
