@@ -170,7 +170,7 @@ def test_tokens_are_shown_once_stored_hashed_and_revocable(tmp_path: Path, confi
 
 
 def test_aggregate_once_folds_the_journal(tmp_path: Path, config: Path) -> None:
-    from commune_collector.ingest import read_clock, to_item
+    from commune_collector.intake import read_clock, to_item
     from commune_collector.settings import ClockSettings
     from commune_collector.store.sqlite import SQLiteStore
     from tests.collector_support import make_report

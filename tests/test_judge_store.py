@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from commune_collector.aggregator import fold_journal
-from commune_collector.ingest import ClockReading, to_item
+from commune_collector.intake import ClockReading, to_item
 from commune_collector.judge import Judge
 from commune_collector.judge.persist import ReadOnlyVerdicts, StateRow, Transition
 from commune_collector.judge.synth import SiteScript

@@ -21,7 +21,7 @@ import pytest
 
 from commune_collector.aggregator import fold_journal, prune_evidence
 from commune_collector.evidence import BUCKET_SECONDS, bucket_of, fold_results
-from commune_collector.ingest import read_clock, to_item
+from commune_collector.intake import read_clock, to_item
 from commune_collector.settings import ClockSettings
 from commune_collector.store.base import IngestItem, Site, Store, StoreBusy, StoreError, TokenRecord
 from commune_collector.store.migrate import discover

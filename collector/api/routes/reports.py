@@ -12,13 +12,14 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from commune_collector import ingest
+from commune_collector import intake
+from commune_collector.api import ingest
 from commune_collector.api.deps import StateDep
 from commune_collector.api.problems import MEDIA_TYPE, Problem, ProblemDetail
 from commune_collector.api.schemas import AckPublic
 from commune_collector.auth import Unauthorized, parse_token
 from commune_collector.runtime.state import CollectorState
-from commune_collector.store.base import StoreBusy, StoreUnavailable
+from commune_collector.store.base import IngestItem, StoreBusy, StoreUnavailable
 from commune_common.wire import Ack, Report
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
@@ -76,9 +77,9 @@ async def _accept(request: Request, state: CollectorState, credentials: HTTPAuth
     if errors:
         raise Problem(422, "Invalid report", "; ".join(f"{f}: {m}" for f, m in errors[:5]), errors=errors,
                       reason="invalid")
-    clock = ingest.read_clock(report.sent_at, received_at, state.settings.clock)
+    clock = intake.read_clock(report.sent_at, received_at, state.settings.clock)
     gzipped = body if data is not body else None
-    outcome = await _store(state, ingest.to_item(report, received_at, clock, data, gzipped))
+    outcome = await _store(state, intake.to_item(report, received_at, clock, data, gzipped))
     state.ingest_stats.accepted(len(report.results), sum(len(r.values) for r in report.results), outcome.duplicate)
     if not outcome.duplicate and state.remote_writer is not None:
         state.remote_writer.offer(report.site, report.results, clock.shift_s)
@@ -104,7 +105,7 @@ async def _authenticate(state: CollectorState, credentials: HTTPAuthorizationCre
                       reason="unauthorized") from None
 
 
-async def _store(state: CollectorState, item: ingest.IngestItem) -> Any:
+async def _store(state: CollectorState, item: IngestItem) -> Any:
     try:
         future = state.store.submit_ingest(item)
         return await asyncio.wrap_future(future)

@@ -1,10 +1,11 @@
-"""From request bytes to a stored report: limits, decompression, validation, clock.
+"""From request bytes to a validated report: limits, media type, decompression, decoding, validation.
 
 Each step either returns what the next needs or raises ``Problem`` with the
 status the contract gives (docs/architecture.md, "Collector"): 413 for size,
 400 for bytes that are not JSON or not gzip, 422 for JSON that breaks the
 schema (naming the field), 415 for another media type. Nothing is stored
-before every check has passed.
+before every check has passed. What happens to a valid report (its clock,
+the store's view of it) is ``commune_collector.intake``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,10 @@ import math
 import re
 import zlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 import msgspec
 
 from commune_collector.api.problems import Problem
-from commune_collector.settings import ClockSettings
-from commune_collector.store import journal
-from commune_collector.store.base import IngestItem
 from commune_common.wire import (
     _KEY,
     MAX_CHECK_ID,
@@ -250,34 +247,3 @@ def _validate_result(where: str, result: CheckResult, add: Callable[[str, str | 
             add(f"{where}.values.{key[:64]}", problem)
         elif not math.isfinite(number):
             add(f"{where}.values.{key}", "must be a finite number")
-
-
-@dataclass(frozen=True)
-class ClockReading:
-    offset_s: float
-    shift_s: float
-    flagged: bool
-
-
-def read_clock(sent_at: float, received_at: float, rules: ClockSettings) -> ClockReading:
-    """How far the site's clock is off, and by how much to move its timestamps.
-
-    offset = received_at - sent_at, so it includes the request's transit time:
-    the error is at most the one-way delay (about half the RTT). Within
-    ``max_correction`` the samples are moved by it; beyond, they keep the
-    agent's time (we cannot tell a broken clock from a broken correction) and
-    the site is flagged either way. Data is never refused for its clock.
-    """
-    offset = received_at - sent_at
-    corrected = abs(offset) <= rules.max_correction
-    return ClockReading(offset, offset if corrected else 0.0, abs(offset) > rules.warn_offset)
-
-
-def to_item(report: Report, received_at: float, clock: ClockReading, json_body: bytes | None = None,
-            gzip_body: bytes | None = None) -> IngestItem:
-    """The store's view of a validated report; the journal keeps the bytes the client sent when it can."""
-    blob = journal.pack_json(json_body, gzip_body) if json_body is not None else journal.pack(report)
-    return IngestItem(site=report.site, instance=report.instance, seq=report.seq, received_at=received_at,
-                      sent_at=report.sent_at, clock_offset_s=clock.offset_s, shift_s=clock.shift_s,
-                      clock_flagged=clock.flagged, agent_version=report.agent_version, results=report.results,
-                      journal_blob=blob)
