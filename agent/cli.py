@@ -68,7 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     extra = []
     if cfg.collector is not None and not args.no_push:
         # memory: the pusher (httpx, ~13 MB) is loaded only by an agent that pushes to a collector
-        from commune_agent.push import PushSetupError, start_pusher
+        from commune_agent.push.errors import PushSetupError
+        from commune_agent.push.wiring import start_pusher
         try:
             extra.append(start_pusher(agent))
         except PushSetupError as exc:

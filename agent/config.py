@@ -101,7 +101,7 @@ class HostSection(HostConfig):
     enabled: bool = True
 
 
-class CollectorSettings(Strict):
+class PushSettings(Strict):
     """Where reports are pushed (optional: an agent can serve /metrics alone)."""
 
     url: str = Field(pattern=r"^https?://", description="collector base URL")
@@ -123,7 +123,7 @@ class CollectorSettings(Strict):
     backoff_max: Duration = Field(default=300.0, ge=1, description="longest wait between retries")
 
     @model_validator(mode="after")
-    def _one_token_source(self) -> CollectorSettings:
+    def _one_token_source(self) -> PushSettings:
         if (self.token_file is None) == (self.token_env is None):
             raise ValueError("set exactly one of token_file or token_env (the token issued for this site)")
         return self
@@ -137,7 +137,7 @@ class AgentConfig(LocatedChecks, Strict):
     host: HostSection = HostSection()
     devices: list[Device] = Field(default_factory=list)  # type: ignore[valid-type]
     power: list[PowerSource] = Field(default_factory=list)  # type: ignore[valid-type]
-    collector: CollectorSettings | None = None
+    collector: PushSettings | None = None
 
     def located_issues(self) -> list[tuple[Loc, str]]:
         """Rules across fields, each located at the field to change."""

@@ -31,18 +31,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from commune_agent.batcher import Batch, to_check_result
 from commune_agent.checks import build_checks
-from commune_agent.config import AgentConfig, CollectorSettings
+from commune_agent.config import AgentConfig, PushSettings
 from commune_agent.probes.base import ProbeResult, sample
-from commune_agent.push import (
-    METRIC_DOCS,
-    Backoff,
-    PushCollector,
-    Pusher,
-    PushSetupError,
-    TokenSource,
-    retry_after_seconds,
-    tls_verify,
-)
+from commune_agent.push.backoff import Backoff, retry_after_seconds
+from commune_agent.push.errors import PushSetupError
+from commune_agent.push.metrics import METRIC_DOCS, PushCollector
+from commune_agent.push.pusher import Pusher
+from commune_agent.push.token import TokenSource
+from commune_agent.push.wiring import tls_verify
 from commune_agent.spool import Spool
 from commune_common.wire import Ack, CheckResult, decode_report
 from commune_common.yamlconf import ConfigError, parse_model
@@ -132,7 +128,7 @@ def result(i: int, check: str = "c") -> CheckResult:
                        values={"tcp_connect_seconds": 0.001 * i})
 
 
-def settings(tmp_path: Path, **overrides) -> CollectorSettings:
+def settings(tmp_path: Path, **overrides) -> PushSettings:
     token_file = tmp_path / "token"
     tmp_path.mkdir(parents=True, exist_ok=True)
     if not token_file.exists():
@@ -141,7 +137,7 @@ def settings(tmp_path: Path, **overrides) -> CollectorSettings:
     values = dict(url="http://collector.test", token_file=str(token_file), push_interval="1h",
                   replay_bytes_per_push="1MiB")
     values.update(overrides)
-    return CollectorSettings.model_validate(values)
+    return PushSettings.model_validate(values)
 
 
 def make_pusher(tmp_path: Path, fake: FakeCollector, **overrides) -> Pusher:
