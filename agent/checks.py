@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from commune_agent.config import AgentConfig
-from commune_agent.probes import PROBES
 from commune_agent.probes.base import Binding, ProbeSpec, TargetConfig
+from commune_agent.registry import PROBES
 
 
 @dataclass(frozen=True, repr=False)

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from commune_agent.devices import Device, device_issues
 from commune_agent.power.section import PowerSource, power_issues
-from commune_agent.probes import PROBES
 from commune_agent.probes.host import HostConfig
+from commune_agent.registry import PROBES
 from commune_common.units import ByteSize, Duration
 from commune_common.wire import MAX_CHECK_ID, MAX_LABEL_VALUE
 from commune_common.yamlconf import Loc, LocatedChecks, load_model

@@ -16,8 +16,8 @@ from prometheus_client.registry import Collector
 
 from commune_agent import __version__
 from commune_agent.checks import Check
-from commune_agent.probes import PROBES
 from commune_agent.probes.base import MetricDoc, ProbeResult
+from commune_agent.registry import PROBES
 from commune_agent.scheduler import SchedulerStats
 
 PREFIX = "commune_"

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import commune_agent
-from commune_agent.probes import PROBES
 from commune_agent.probes.base import MetricDoc
+from commune_agent.registry import PROBES
 
 PREFIX = "commune_"
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"

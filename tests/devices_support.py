@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from commune_agent.checks import Check
-from commune_agent.probes import PROBES
 from commune_agent.probes.base import ProbeContext, ProbeResult, TargetConfig
+from commune_agent.registry import PROBES
 from commune_agent.runner import run_check
 from tests.peers.snmpsim import write_snmprec
 

@@ -297,7 +297,7 @@ def test_every_panel_query_returns_data(stack, board, panel, target):
 def test_rules_and_dashboards_only_use_metric_names_that_exist(stack):
     """Every commune_* name in the rules and dashboards is one the agent defines or the real collector exposes."""
     from commune_agent.exposition import METRIC_DOCS
-    from commune_agent.probes import PROBES
+    from commune_agent.registry import PROBES
 
     agent = set()  # from the registry: some need hardware this stack lacks (printers, https targets)
     for doc in [*METRIC_DOCS, *(m for spec in PROBES.values() for m in spec.metrics)]:

@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from commune_agent import __version__
 from commune_agent.checks import Check
 from commune_agent.exposition import METRIC_DOCS, AgentCollector, LatestResults
-from commune_agent.probes import PROBES
 from commune_agent.probes.base import ProbeResult, sample
+from commune_agent.registry import PROBES
 from commune_agent.scheduler import SchedulerStats
 from tests.peers._base import free_tcp_port, http_get, require_binary, wait_until
 

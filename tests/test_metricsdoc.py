@@ -6,7 +6,7 @@ import re
 
 from commune_agent import metricsdoc
 from commune_agent.exposition import METRIC_DOCS
-from commune_agent.probes import PROBES
+from commune_agent.registry import PROBES
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 

@@ -39,8 +39,8 @@ from cryptography.x509.oid import NameOID
 
 from commune_agent.checks import Check
 from commune_agent.icmp_engine import ICMP_ECHO_REPLY, IcmpEngine
-from commune_agent.probes import PROBES
 from commune_agent.probes.base import Binding, ProbeContext, ProbeResult
+from commune_agent.registry import PROBES
 from commune_agent.runner import run_check
 from tests.linkemu import netns
 from tests.peers._base import Peer, free_udp_port, require_binary, require_root

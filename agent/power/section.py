@@ -11,7 +11,7 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from commune_agent.power.config import PowerConfig
-from commune_agent.probes import PROBES
+from commune_agent.registry import PROBES
 from commune_common.yamlconf import Loc
 
 _CONFIGS = tuple(spec.config for spec in PROBES.values() if spec.section == "power")

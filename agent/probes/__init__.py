@@ -1,40 +1,5 @@
-"""The probe registry: one line per probe kind.
+"""One module per probe kind, each exposing ``SPEC``; ``base`` is what they share.
 
-A new probe is a new module exposing ``SPEC`` and one entry here; the agent's
-config union, the scheduler, /metrics and docs/metrics.md all derive from it.
+The registry that lists them is ``commune_agent.registry`` (apart from the
+probes, so that a probe's imports never run through it).
 """
-
-from __future__ import annotations
-
-from commune_agent.probes import (
-    dns,
-    host,
-    http,
-    icmp,
-    printer,
-    snmp_get,
-    snmp_interfaces,
-    snmp_system,
-    tcp,
-    ups_apc,
-    ups_host,
-    ups_nut,
-    ups_snmp,
-)
-from commune_agent.probes.base import ProbeSpec
-
-PROBES: dict[str, ProbeSpec] = {spec.kind: spec for spec in (
-    icmp.SPEC,
-    tcp.SPEC,
-    http.SPEC,
-    dns.SPEC,
-    host.SPEC,
-    snmp_system.SPEC,
-    snmp_interfaces.SPEC,
-    snmp_get.SPEC,
-    printer.SPEC,
-    ups_snmp.SPEC,
-    ups_apc.SPEC,
-    ups_nut.SPEC,
-    ups_host.SPEC,
-)}

@@ -5,12 +5,10 @@ GET/walk, ``values`` the typed reading of replies, ``errors`` the failure
 kinds counted in ``commune_snmp_errors_total``, ``oids`` the numeric OIDs,
 ``probe`` what every SNMP probe config shares.
 
-Probes import the submodules (``commune_agent.snmp.client``), never this package's
-names: the probe registry imports those probes, and this package's modules
-import ``commune_agent.probes.base``, so the registry is loaded first, here.
+Probes import the submodules (``commune_agent.snmp.client``); the names below
+are for everyone else.
 """
 
-import commune_agent.probes  # noqa: F401  (see above: breaks the import cycle in one known order)
 from commune_agent.snmp.client import Device, SnmpClient, Table, snmp_client
 from commune_agent.snmp.errors import ERRORS_METRIC, SnmpError, counting_errors
 from commune_agent.snmp.settings import SnmpSettings
