@@ -28,7 +28,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from commune_collector.provinces import provinces
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 from commune_common.yamlconf import (
     ConfigError,
     ConfigIssue,

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from commune_collector.judge.api import province_detail
+from commune_collector.judge.documents import province_detail
 from commune_collector.judge.engine import Judge
 from commune_collector.judge.persist import ReadOnlyVerdicts
 from commune_collector.store import open_store

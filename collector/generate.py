@@ -14,7 +14,7 @@ import random
 import unicodedata
 
 from commune_collector.provinces import provinces
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 
 # communes and wards per province after the July 2025 reorganisation (approximate; sums to 3,321)
 COMMUNES_PER_PROVINCE = {

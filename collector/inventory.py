@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from commune_collector.provinces import provinces
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 from commune_common.yamlconf import (
     ConfigError,
     ConfigIssue,

@@ -413,7 +413,7 @@ def test_a_real_collector_alerts_on_battery_and_resolves_on_mains(alertmanager, 
     import time
 
     from commune_collector.judge.synth import SiteScript, icmp_check, ups_check
-    from commune_collector.store.base import Site
+    from commune_collector.sites import Site
     from commune_common.wire import Report, encode_report
     from tests.collector_support import CollectorPeer
 

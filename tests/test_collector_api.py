@@ -25,7 +25,7 @@ from commune_collector.auth import new_token
 from commune_collector.runtime.app import create_app
 from commune_collector.runtime.state import CollectorState
 from commune_collector.settings import CollectorSettings
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 from commune_common.wire import Report, encode_report
 from tests.collector_support import make_report
 from tests.peers._base import require_binary, wait_until

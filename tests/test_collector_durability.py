@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 from commune_collector.store.sqlite import SQLiteStore
 from commune_common.wire import Report, encode_report
 from tests.collector_support import CollectorPeer, make_report

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 from commune_common.wire import encode_report
 from tests.collector_support import CollectorPeer, make_report
 from tests.peers._base import wait_until

@@ -20,7 +20,7 @@ import pytest
 
 from commune_collector.remote_write import RemoteWriter, _varint, encode_write_request, series_of
 from commune_collector.settings import RemoteWriteSettings
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 from commune_common.wire import CheckResult, encode_report
 from tests.collector_support import CollectorPeer, make_report
 from tests.peers._base import free_tcp_port, wait_until

@@ -38,7 +38,7 @@ import pytest
 import yaml
 
 from commune_collector.judge.synth import SiteScript, icmp_check, ups_check
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 from commune_common.wire import Report, encode_report
 from tests.collector_support import VENV_BIN, CollectorPeer
 from tests.peers._base import Peer, free_tcp_port, http_ok, wait_until

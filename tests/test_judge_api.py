@@ -29,7 +29,7 @@ from commune_collector.judge import Judge, MemoryVerdictStore
 from commune_collector.runtime.app import create_app
 from commune_collector.runtime.judge_process import STANDBY_REASON
 from commune_collector.settings import CollectorSettings
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 from commune_common.wire import Report, encode_report
 from tests.judge_support import H, short_criteria_yaml
 from tests.judge_support import Site as Scripted

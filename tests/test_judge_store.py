@@ -22,7 +22,7 @@ from commune_collector.intake import ClockReading, to_item
 from commune_collector.judge import Judge
 from commune_collector.judge.persist import ReadOnlyVerdicts, StateRow, Transition
 from commune_collector.judge.synth import SiteScript
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 from commune_collector.store.judge_evidence import StoreEvidence
 from commune_collector.store.verdicts import SqlVerdictStore
 from commune_common.wire import CheckResult, Report

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 from commune_common.wire import MAX_RESULTS_PER_REPORT, Report, encode_report
 from tests.collector_support import CollectorPeer, make_report, self_signed_cert
 

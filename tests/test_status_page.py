@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from commune_collector.judge.synth import SiteScript, icmp_check, ups_check
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 from commune_common.wire import Report, encode_report
 from tests.collector_support import CollectorPeer
 from tests.peers._base import require_binary, wait_until

@@ -23,7 +23,8 @@ from commune_collector.aggregator import fold_journal, prune_evidence
 from commune_collector.evidence import BUCKET_SECONDS, bucket_of, fold_results
 from commune_collector.intake import read_clock, to_item
 from commune_collector.settings import ClockSettings
-from commune_collector.store.base import IngestItem, Site, Store, StoreBusy, StoreError, TokenRecord
+from commune_collector.sites import Site
+from commune_collector.store.base import IngestItem, Store, StoreBusy, StoreError, TokenRecord
 from commune_collector.store.migrate import discover
 from commune_common.wire import CheckResult, Report
 from tests.collector_support import make_report, sample_results

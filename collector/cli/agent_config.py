@@ -16,7 +16,7 @@ from commune_collector.agentconfig import (
 )
 from commune_collector.cli.common import Progress, add_config_arg, open_store_from
 from commune_collector.provinces import provinces
-from commune_collector.store.base import Site
+from commune_collector.sites import Site
 
 
 def cmd_agent_config(args: Any) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from commune_collector.evidence import CheckSummary
+from commune_collector.sites import Site
 from commune_common.wire import CheckResult
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -34,19 +35,6 @@ class StoreBusy(StoreUnavailable):
 
 class AlreadyFolded(StoreError):
     """Another process folded these journal rows first; this fold is rolled back."""
-
-
-@dataclass(frozen=True)
-class Site:
-    """One commune service center as the inventory describes it."""
-
-    id: str
-    name: str
-    province: str
-    commune: str
-    links: tuple[str, ...] = ()
-    devices: tuple[str, ...] = ()
-    power: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

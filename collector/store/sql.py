@@ -25,6 +25,7 @@ from commune_collector.evidence import (
     ValueStats,
     bucket_of,
 )
+from commune_collector.sites import Site
 from commune_collector.store.base import (
     AlreadyFolded,
     ImportCounts,
@@ -32,7 +33,6 @@ from commune_collector.store.base import (
     IngestOutcome,
     LatestValue,
     Progress,
-    Site,
     SitePage,
     SiteStatus,
     StoreError,

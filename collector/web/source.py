@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from commune_collector.judge.api import province_detail  # what /api/v1/provinces/{slug} serves
+from commune_collector.judge.documents import (
+    province_detail,  # what /api/v1/provinces/{slug} serves
+)
 
 
 class VerdictSource(Protocol):

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from commune_collector.api.problems import Problem, ProblemDetail
 from commune_collector.api.routes.verdicts import NOT_READY, SLUG, judge_of
-from commune_collector.judge.api import HistoryDoc
+from commune_collector.judge.documents import HistoryDoc
 
 router = APIRouter(prefix="/api/v1", tags=["verdicts"])
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from commune_collector.api.problems import Problem, ProblemDetail
 from commune_collector.api.routes.verdicts import NOT_READY, SLUG, SnapshotDep
-from commune_collector.judge.api import ProvinceDetail, ProvincesDoc, province_detail
+from commune_collector.judge.documents import ProvinceDetail, ProvincesDoc, province_detail
 
 router = APIRouter(prefix="/api/v1", tags=["verdicts"])
 

@@ -17,7 +17,8 @@ from commune_collector.api.schemas import (
     SitePublic,
 )
 from commune_collector.provinces import provinces
-from commune_collector.store.base import Site, SiteStatus, Store
+from commune_collector.sites import Site
+from commune_collector.store.base import SiteStatus, Store
 
 router = APIRouter(prefix="/api/v1", tags=["sites"])
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"

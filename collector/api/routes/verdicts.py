@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from commune_collector.api.problems import Problem, ProblemDetail
-from commune_collector.judge.api import SiteVerdict, State, VerdictPage, verdict_page
+from commune_collector.judge.documents import SiteVerdict, State, VerdictPage, verdict_page
 from commune_collector.judge.verdict import Snapshot
 
 router = APIRouter(prefix="/api/v1", tags=["verdicts"])
