@@ -26,14 +26,14 @@ demo: setup  ## run the main job on the embedded default (SQLite) and print its 
 	bash scripts/demo.sh
 
 test: setup deps  ## install everything, lint, and run the whole test suite
-	$(VENV)/bin/ruff check agent collector common tests benchmarks
+	$(VENV)/bin/ruff check agent collector common testsupport tests benchmarks
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup  ## unit tests only (no real peers)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: setup  ## ruff
-	$(VENV)/bin/ruff check agent collector common tests benchmarks
+	$(VENV)/bin/ruff check agent collector common testsupport tests benchmarks
 
 bench: setup deps  ## run every benchmark against its peer (figures go to docs/benchmarks.md)
 	$(PY) benchmarks/icmp_sweep.py --repeat 5 --markdown

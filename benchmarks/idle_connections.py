@@ -28,7 +28,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.collector_support import self_signed_cert  # noqa: E402 - a throwaway EC P-256 certificate
+from testsupport.collector import self_signed_cert  # noqa: E402 - a throwaway EC P-256 certificate
 
 COLLECTOR = Path(sys.executable).with_name("commune-collector")
 

@@ -51,7 +51,7 @@ from commune_collector.generate import generate_sites  # noqa: E402
 from commune_collector.remote_write import encode_write_request, series_of, snappy_block  # noqa: E402
 from commune_collector.store.sqlite import SQLiteStore  # noqa: E402
 from commune_common.wire import CheckResult, Report, encode_report, value_key  # noqa: E402
-from tests.collector_support import self_signed_cert  # noqa: E402 - a throwaway EC P-256 certificate
+from testsupport.collector import self_signed_cert  # noqa: E402 - a throwaway EC P-256 certificate
 
 VENV_BIN = Path(sys.executable).parent
 EVIDENCE_CACHE_AGE_S = 3600.0

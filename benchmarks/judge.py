@@ -44,12 +44,12 @@ from commune_collector.evidence import BUCKET_SECONDS  # noqa: E402
 from commune_collector.generate import generate_sites  # noqa: E402
 from commune_collector.judge import Judge, load_criteria  # noqa: E402
 from commune_collector.judge.persist import StateRow, Transition  # noqa: E402
-from commune_collector.judge.synth import RTT_AVG, fast_bucket  # noqa: E402
 from commune_collector.runtime.judge_process import PassReceiver, PassSender, decode  # noqa: E402
 from commune_collector.store.judge_evidence import StoreEvidence  # noqa: E402
 from commune_collector.store.sql import SQL_SUMMARY_UPSERT, _summary_row  # noqa: E402
 from commune_collector.store.sqlite import SQLiteStore  # noqa: E402
 from commune_collector.store.verdicts import SqlVerdictStore  # noqa: E402
+from testsupport.synth import RTT_AVG, fast_bucket  # noqa: E402
 
 H = BUCKET_SECONDS
 CHECKS_PER_SITE = 50

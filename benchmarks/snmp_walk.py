@@ -44,9 +44,9 @@ sys.path.insert(0, str(ROOT))
 from commune_agent.probes.base import ProbeContext  # noqa: E402
 from commune_agent.probes.snmp_interfaces import COLUMNS, SnmpInterfacesConfig  # noqa: E402
 from commune_agent.snmp.settings import SnmpSettings  # noqa: E402
-from tests.devices_support import close_resources, run_probe  # noqa: E402
-from tests.peers.snmp_exporter import SnmpExporterPeer  # noqa: E402
-from tests.peers.snmpsim import SnmpsimPeer  # noqa: E402
+from testsupport.devices import close_resources, run_probe  # noqa: E402
+from testsupport.peers.snmp_exporter import SnmpExporterPeer  # noqa: E402
+from testsupport.peers.snmpsim import SnmpsimPeer  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DEFAULT_DEVICE = "network/wifi/ruijie-m18000"

@@ -39,9 +39,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 from commune_collector.evidence import BUCKET_SECONDS, bucket_of  # noqa: E402
 from commune_collector.generate import generate_sites  # noqa: E402
 from commune_collector.judge import Judge, MemoryEvidence, SiteRecord, load_criteria  # noqa: E402
-from commune_collector.judge.synth import RTT_AVG, fast_bucket  # noqa: E402
 from commune_collector.web.routes import install  # noqa: E402
 from commune_collector.web.source import JudgeSource  # noqa: E402
+from testsupport.synth import RTT_AVG, fast_bucket  # noqa: E402
 
 H = float(BUCKET_SECONDS)
 HOURS = 14  # enough coverage (>= 50% of 24 h) for the 24 h criteria to be judged

@@ -1,3 +1,3 @@
-"""Shared pytest wiring: the real-peer fixtures (tests/peers) for every test module."""
+"""Shared pytest wiring: the real-peer fixtures (testsupport/peers) for every test module."""
 
-pytest_plugins = ["tests.peers.fixtures"]
+pytest_plugins = ["testsupport.peers.fixtures"]

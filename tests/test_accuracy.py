@@ -1,6 +1,6 @@
 """Measurement accuracy over a real impaired link, and link binding over two real paths.
 
-The agent's ICMP probe runs INSIDE the near namespace of ``tests.linkemu``'s
+The agent's ICMP probe runs INSIDE the near namespace of ``testsupport.linkemu``'s
 emulated link (``commune-agent probe-once --json``), while ``fping`` measures
 the same link from the same namespace at the same time. What the agent reports
 must agree with what the emulator imposes, with what fping saw, and with the
@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
-from tests.linkemu import ImpairedLink, impaired_link, require_root_netns
-from tests.linkemu.netns import ip, netns_exec_argv
-from tests.peers._base import require_binary, wait_until
+from testsupport.linkemu import ImpairedLink, impaired_link, require_root_netns
+from testsupport.linkemu.netns import ip, netns_exec_argv
+from testsupport.peers._base import require_binary, wait_until
 
 DELAY_MS, JITTER_MS, LOSS_EACH_WAY = 30.0, 5.0, 0.05
 ECHOES, SPACING_MS = 100, 20

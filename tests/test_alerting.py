@@ -314,7 +314,7 @@ def drain(notifier: AlertmanagerNotifier, fake: FakeAlertmanager) -> None:
 
 
 def test_real_judge_passes_fire_and_resolve_alerts():
-    from tests.web.judge_scenario import H, Scenario
+    from testsupport.web.judge_scenario import H, Scenario
 
     scenario = Scenario()
     fake = FakeAlertmanager()
@@ -359,7 +359,7 @@ def am_alerts(base_url: str, site: str) -> list[dict]:
 
 
 def wait_for(condition, what: str, timeout: float = 20.0):
-    from tests.peers._base import wait_until
+    from testsupport.peers._base import wait_until
 
     return wait_until(condition, timeout=timeout, interval=0.1, what=what)
 
@@ -393,7 +393,7 @@ def test_alert_fires_is_seen_in_alertmanager_and_resolves(alertmanager):
 
 @pytest.mark.slow
 def test_an_unreachable_alertmanager_is_counted_and_never_blocks(tmp_path):
-    from tests.peers._base import free_tcp_port
+    from testsupport.peers._base import free_tcp_port
 
     port = free_tcp_port()  # nothing listens here
     settings = AlertingSettings(alertmanager_url=f"http://127.0.0.1:{port}", max_attempts=2, timeout="1s")
@@ -412,10 +412,10 @@ def test_a_real_collector_alerts_on_battery_and_resolves_on_mains(alertmanager, 
     """The whole path: agent reports -> ingest -> judge -> notifier -> Alertmanager, and back."""
     import time
 
-    from commune_collector.judge.synth import SiteScript, icmp_check, ups_check
     from commune_collector.sites import Site
     from commune_common.wire import Report, encode_report
-    from tests.collector_support import CollectorPeer
+    from testsupport.collector import CollectorPeer
+    from testsupport.synth import SiteScript, icmp_check, ups_check
 
     site = Site("hue-ups-test", "Xã Phong Điền", "hue", "Phong Điền")
     on_battery = {"now": True}
@@ -461,7 +461,7 @@ def test_notifier_metrics_pass_promtool():
 
     from prometheus_client import generate_latest
 
-    from tests.peers._base import require_binary
+    from testsupport.peers._base import require_binary
 
     promtool = require_binary("promtool")
     registry = CollectorRegistry()

@@ -27,8 +27,8 @@ from commune_collector.runtime.state import CollectorState
 from commune_collector.settings import CollectorSettings
 from commune_collector.sites import Site
 from commune_common.wire import Report, encode_report
-from tests.collector_support import make_report
-from tests.peers._base import require_binary, wait_until
+from testsupport.collector import make_report
+from testsupport.peers._base import require_binary, wait_until
 
 SITES = [Site("ha-noi-ba-dinh", "Trung tâm Phục vụ hành chính công Phường Ba Đình", "ha-noi", "Phường Ba Đình",
               ("fiber", "lte"), ("router",), ("ups",)),

@@ -17,7 +17,7 @@ from commune_collector.generate import COMMUNES_PER_PROVINCE, generate_sites, sc
 from commune_collector.provinces import provinces
 from commune_collector.settings import load_settings
 from commune_common.yamlconf import ConfigError
-from tests.collector_support import CLI
+from testsupport.collector import CLI
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = ROOT / "tests" / "testdata" / "collector"
@@ -173,7 +173,7 @@ def test_aggregate_once_folds_the_journal(tmp_path: Path, config: Path) -> None:
     from commune_collector.intake import read_clock, to_item
     from commune_collector.settings import ClockSettings
     from commune_collector.store.sqlite import SQLiteStore
-    from tests.collector_support import make_report
+    from testsupport.collector import make_report
 
     run("sites", "import", str(ROOT / "config" / "inventory.example.csv"), "--config", str(config))
     store = SQLiteStore(tmp_path / "data" / "collector.db")
@@ -203,7 +203,7 @@ def test_the_server_keeps_idle_connections_longer_than_agents_do(tmp_path: Path)
     """uvicorn closes an idle connection after 5 s by default: every agent push (30 s) would then be a new
     TCP and TLS handshake. ``keep_alive`` reaches the server's settings, with TLS and the listen address."""
     from commune_collector.cli.serve import uvicorn_config
-    from tests.collector_support import self_signed_cert
+    from testsupport.collector import self_signed_cert
 
     cert, key = self_signed_cert(tmp_path)
     path = tmp_path / "collector.yaml"

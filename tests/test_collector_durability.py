@@ -19,8 +19,8 @@ import pytest
 from commune_collector.sites import Site
 from commune_collector.store.sqlite import SQLiteStore
 from commune_common.wire import Report, encode_report
-from tests.collector_support import CollectorPeer, make_report
-from tests.peers._base import wait_until
+from testsupport.collector import CollectorPeer, make_report
+from testsupport.peers._base import wait_until
 
 pytestmark = pytest.mark.slow
 SITE = Site("ha-noi-ba-dinh", "Trung tâm Phục vụ hành chính công Phường Ba Đình", "ha-noi", "Phường Ba Đình")

@@ -12,9 +12,9 @@ import pytest
 
 from commune_collector.sites import Site
 from commune_common.wire import encode_report
-from tests.collector_support import CollectorPeer, make_report
-from tests.peers._base import wait_until
-from tests.peers.postgres import PostgresPeer
+from testsupport.collector import CollectorPeer, make_report
+from testsupport.peers._base import wait_until
+from testsupport.peers.postgres import PostgresPeer
 
 pytestmark = pytest.mark.slow
 SITE = Site("ha-noi-ba-dinh", "Trung tâm Phục vụ hành chính công Phường Ba Đình", "ha-noi", "Phường Ba Đình")

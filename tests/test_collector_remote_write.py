@@ -22,9 +22,9 @@ from commune_collector.remote_write import RemoteWriter, _varint, encode_write_r
 from commune_collector.settings import RemoteWriteSettings
 from commune_collector.sites import Site
 from commune_common.wire import CheckResult, encode_report
-from tests.collector_support import CollectorPeer, make_report
-from tests.peers._base import free_tcp_port, wait_until
-from tests.peers.prometheus import PrometheusPeer
+from testsupport.collector import CollectorPeer, make_report
+from testsupport.peers._base import free_tcp_port, wait_until
+from testsupport.peers.prometheus import PrometheusPeer
 
 SITE = Site("ha-noi-ba-dinh", "Trung tâm Phục vụ hành chính công Phường Ba Đình", "ha-noi", "Phường Ba Đình")
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.peers._base import wait_until
-from tests.peers.alertmanager import AlertmanagerPeer
+from testsupport.peers._base import wait_until
+from testsupport.peers.alertmanager import AlertmanagerPeer
 
 pytestmark = pytest.mark.slow
 

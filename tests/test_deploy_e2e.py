@@ -37,12 +37,12 @@ import httpx
 import pytest
 import yaml
 
-from commune_collector.judge.synth import SiteScript, icmp_check, ups_check
 from commune_collector.sites import Site
 from commune_common.wire import Report, encode_report
-from tests.collector_support import VENV_BIN, CollectorPeer
-from tests.peers._base import Peer, free_tcp_port, http_ok, wait_until
-from tests.peers.prometheus import PrometheusPeer
+from testsupport.collector import VENV_BIN, CollectorPeer
+from testsupport.peers._base import Peer, free_tcp_port, http_ok, wait_until
+from testsupport.peers.prometheus import PrometheusPeer
+from testsupport.synth import SiteScript, icmp_check, ups_check
 
 pytestmark = pytest.mark.slow
 

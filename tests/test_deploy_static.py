@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.peers._base import require_binary
+from testsupport.peers._base import require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -238,7 +238,7 @@ def test_the_container_collector_config_passes_check_config(tmp_path):
 
 def test_the_systemd_collector_config_passes_check_config(tmp_path):
     """deploy/systemd/collector.example.yaml, with its /etc paths pointed at files that exist here."""
-    from tests.collector_support import self_signed_cert
+    from testsupport.collector import self_signed_cert
 
     cert, key = self_signed_cert(tmp_path)
     text = (DEPLOY / "systemd" / "collector.example.yaml").read_text()

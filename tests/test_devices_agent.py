@@ -15,9 +15,9 @@ from prometheus_client import generate_latest
 
 from commune_agent.app import Agent
 from commune_agent.config import load_agent_config
-from tests.peers._base import require_binary
-from tests.peers.nut import NutPeer
-from tests.peers.snmpd import SnmpdPeer
+from testsupport.peers._base import require_binary
+from testsupport.peers.nut import NutPeer
+from testsupport.peers.snmpd import SnmpdPeer
 
 ROOT = Path(__file__).resolve().parents[1]
 

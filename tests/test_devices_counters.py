@@ -22,7 +22,7 @@ from commune_agent.probes.snmp_interfaces import SnmpInterfacesConfig
 from commune_agent.snmp.client import SnmpClient
 from commune_agent.snmp.settings import SnmpSettings
 from commune_common.yamlconf import parse_model
-from tests.devices_support import (
+from testsupport.devices import (
     OCTETS,
     FakeClock,
     close_resources,
@@ -32,8 +32,8 @@ from tests.devices_support import (
     run_probe,
     system_records,
 )
-from tests.peers.nut import NutPeer
-from tests.peers.snmpsim import SnmpsimPeer, write_snmprec
+from testsupport.peers.nut import NutPeer
+from testsupport.peers.snmpsim import SnmpsimPeer, write_snmprec
 
 UPTIME = 1_000_000  # ticks (hundredths of a second)
 DEVICES = {

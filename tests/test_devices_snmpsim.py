@@ -15,8 +15,8 @@ from commune_agent.probes.snmp_get import OidMetric, SnmpGetConfig
 from commune_agent.probes.snmp_interfaces import SnmpInterfacesConfig
 from commune_agent.probes.snmp_system import SnmpSystemConfig
 from commune_agent.snmp.settings import SnmpSettings
-from tests.devices_support import close_resources, context, run_probe
-from tests.peers.snmpsim import SnmpsimPeer, read_snmprec
+from testsupport.devices import close_resources, context, run_probe
+from testsupport.peers.snmpsim import SnmpsimPeer, read_snmprec
 
 
 @pytest.fixture

@@ -29,9 +29,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from commune_common.wire import CheckResult
-from tests.collector_support import CollectorProcess, http_get, in_netns, program
-from tests.linkemu import ImpairedLink, LinkError, impaired_link, require_root_netns
-from tests.peers._base import ManagedProcess, free_tcp_port, wait_until
+from testsupport.collector import CollectorProcess, http_get, in_netns, program
+from testsupport.linkemu import ImpairedLink, LinkError, impaired_link, require_root_netns
+from testsupport.peers._base import ManagedProcess, free_tcp_port, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from commune_agent.exposition import METRIC_DOCS, AgentCollector, LatestResults
 from commune_agent.probes.base import ProbeResult, sample
 from commune_agent.registry import PROBES
 from commune_agent.scheduler import SchedulerStats
-from tests.peers._base import free_tcp_port, http_get, require_binary, wait_until
+from testsupport.peers._base import free_tcp_port, http_get, require_binary, wait_until
 
 SITE = "ha-noi-ba-dinh"
 

@@ -19,7 +19,7 @@ from commune_agent.checks import Check
 from commune_agent.icmp_engine import IcmpEngine
 from commune_agent.probes.base import ProbeContext, ProbeResult, ProbeSpec, TargetConfig
 from commune_agent.scheduler import Scheduler
-from tests.peers._base import require_root
+from testsupport.peers._base import require_root
 
 
 @pytest.fixture

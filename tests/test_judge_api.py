@@ -31,8 +31,8 @@ from commune_collector.runtime.judge_process import STANDBY_REASON
 from commune_collector.settings import CollectorSettings
 from commune_collector.sites import Site
 from commune_common.wire import Report, encode_report
-from tests.judge_support import H, short_criteria_yaml
-from tests.judge_support import Site as Scripted
+from testsupport.judge import H, short_criteria_yaml
+from testsupport.judge import ScriptedSite as Scripted
 
 SITES = [Site("hn-ba-dinh", "Trung tâm Phục vụ hành chính công Phường Ba Đình", "ha-noi", "Phường Ba Đình"),
          Site("hn-hoan-kiem", "Trung tâm Phục vụ hành chính công Phường Hoàn Kiếm", "ha-noi", "Phường Hoàn Kiếm"),
@@ -262,8 +262,8 @@ def test_report_from_a_running_collector(tmp_path: Path) -> None:
     """`report --url` asks a real `commune-collector serve` process for its verdicts."""
     import httpx
 
-    from tests.collector_support import CollectorPeer
-    from tests.peers._base import wait_until
+    from testsupport.collector import CollectorPeer
+    from testsupport.peers._base import wait_until
 
     criteria = tmp_path / "criteria.yaml"
     criteria.write_text(short_criteria_yaml(stable="0s"), encoding="utf-8")

@@ -21,8 +21,8 @@ from commune_collector.judge.hysteresis import S_COMPLETED, S_NOT_COMPLETED, S_U
 from commune_collector.judge.matrix import BucketRow, EvidenceMatrix, KeySpec
 from commune_collector.judge.metrics import JudgeMetrics
 from commune_collector.judge.source import row_from_summary
-from tests.judge_support import T0, H, World, between, criterion, short_criteria
-from tests.judge_support import Site as S
+from testsupport.judge import T0, H, World, between, criterion, short_criteria
+from testsupport.judge import ScriptedSite as S
 
 START = T0 + 1800
 PROVINCES = {"ha-noi": "Hà Nội", "hue": "Huế", "da-nang": "Đà Nẵng"}

@@ -24,7 +24,7 @@ from commune_collector.runtime.judge_process import (
 )
 from commune_collector.settings import CollectorSettings
 from commune_collector.store import open_store
-from tests.peers.postgres import PostgresPeer
+from testsupport.peers.postgres import PostgresPeer
 
 
 class Replica:

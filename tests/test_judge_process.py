@@ -29,11 +29,11 @@ from commune_collector.runtime.judge_process import (
     Standby,
     decode,
 )
-from tests.collector_support import CollectorProcess
-from tests.judge_support import T0, H, Site, World
-from tests.peers._base import wait_until
+from testsupport.collector import CollectorProcess
+from testsupport.judge import T0, H, ScriptedSite, World
+from testsupport.peers._base import wait_until
 
-SITES = [Site("hn-1"), Site("hn-2", primary_loss=lambda ts: 0.2), Site("hue-1", province="hue", on_battery=lambda ts: True)]
+SITES = [ScriptedSite("hn-1"), ScriptedSite("hn-2", primary_loss=lambda ts: 0.2), ScriptedSite("hue-1", province="hue", on_battery=lambda ts: True)]
 
 
 class _NoPipe:
@@ -52,7 +52,7 @@ def test_a_message_carries_only_what_the_server_does_not_hold() -> None:
     for site in first_snapshot.sites.ids:
         assert rebuilt.verdict(site) == first_snapshot.verdict(site)
 
-    world.sites.append(Site("hn-3"))  # a new site: a new inventory, new checks
+    world.sites.append(ScriptedSite("hn-3"))  # a new site: a new inventory, new checks
     world.evidence.sites.append(SiteRecord("hn-3", "Xã hn-3", "ha-noi", "Xã hn-3"))
     second_snapshot = world.advance(T0 + 26 * H)
     second = decode(sender.encode(world.judge, second_snapshot, world.changes))
@@ -73,12 +73,12 @@ def test_a_message_carries_only_what_the_server_does_not_hold() -> None:
 
 
 def test_a_new_judge_process_starts_the_check_list_again_without_touching_older_snapshots() -> None:
-    world = World([Site("hn-1")])
+    world = World([ScriptedSite("hn-1")])
     receiver = PassReceiver()
     snapshot = world.advance(T0 + H)
     old = receiver.snapshot(PassSender(_NoPipe()).message(world.judge, snapshot, []))  # type: ignore[arg-type]
     kept = list(old.check_ids)
-    restarted = World([Site("hn-1", primary_loss=lambda ts: 0.5), Site("hn-9")])  # another child, other row order
+    restarted = World([ScriptedSite("hn-1", primary_loss=lambda ts: 0.5), ScriptedSite("hn-9")])  # another child, other row order
     snapshot2 = restarted.advance(T0 + H)
     new = receiver.snapshot(PassSender(_NoPipe()).message(restarted.judge, snapshot2, []))  # type: ignore[arg-type]
     assert new.check_ids == snapshot2.check_ids
@@ -87,7 +87,7 @@ def test_a_new_judge_process_starts_the_check_list_again_without_touching_older_
 
 
 def test_a_pass_message_without_criteria_first_is_refused() -> None:
-    world = World([Site("hn-1")])
+    world = World([ScriptedSite("hn-1")])
     sender = PassSender(_NoPipe())  # type: ignore[arg-type]
     snapshot = world.advance(T0 + H)
     sender.encode(world.judge, snapshot, [])  # went to a server that is gone
@@ -102,7 +102,7 @@ def test_the_proxy_hands_each_pass_to_the_listeners_as_the_judge_would(tmp_path:
     from commune_collector.settings import CollectorSettings
     from commune_collector.store.sqlite import SQLiteStore
 
-    world = World([Site("hn-1"), Site("hue-1", province="hue", primary_down=lambda ts: ts >= T0 + 26 * H)])
+    world = World([ScriptedSite("hn-1"), ScriptedSite("hue-1", province="hue", primary_down=lambda ts: ts >= T0 + 26 * H)])
     world.advance(T0 + 25 * H)
     store = SQLiteStore(tmp_path / "collector.db")
     store.migrate()

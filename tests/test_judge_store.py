@@ -21,13 +21,13 @@ from commune_collector.aggregator import fold_journal
 from commune_collector.intake import ClockReading, to_item
 from commune_collector.judge import Judge
 from commune_collector.judge.persist import ReadOnlyVerdicts, StateRow, Transition
-from commune_collector.judge.synth import SiteScript
 from commune_collector.sites import Site
 from commune_collector.store.judge_evidence import StoreEvidence
 from commune_collector.store.verdicts import SqlVerdictStore
 from commune_common.wire import CheckResult, Report
-from tests.judge_support import H, between, criterion, short_criteria
-from tests.judge_support import Site as Scripted
+from testsupport.judge import H, between, criterion, short_criteria
+from testsupport.judge import ScriptedSite as Scripted
+from testsupport.synth import SiteScript
 
 BACKENDS = ["sqlite", "postgres"]
 SITES = [Site("hn-1", "Xã Một", "ha-noi", "Xã Một"), Site("hue-1", "Phường Hai", "hue", "Phường Hai")]

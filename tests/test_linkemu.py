@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.linkemu import ImpairedLink, LinkError, impaired_link, list_namespaces, netns
-from tests.linkemu import emulator as emu
+from testsupport.linkemu import ImpairedLink, LinkError, impaired_link, list_namespaces, netns
+from testsupport.linkemu import emulator as emu
 
 _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 _REPLY = re.compile(r"icmp_seq=(\d+) .*time=([\d.]+) ms")

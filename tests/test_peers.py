@@ -1,4 +1,4 @@
-"""Smoke tests for the real-peer harness in tests/peers.
+"""Smoke tests for the real-peer harness in testsupport/peers.
 
 One test per peer: start it, make one real query through its own protocol,
 stop it, and prove the port is released and the processes are gone.  Plus
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import (
+from testsupport.peers import (
     LOCAL_DEVICES,
     AlertmanagerPeer,
     BlackboxExporterPeer,
@@ -34,7 +34,7 @@ from tests.peers import (
     tcp_port_listening,
     udp_port_bound,
 )
-from tests.peers._base import run_tool
+from testsupport.peers._base import run_tool
 
 UPS_CHARGE = "1.3.6.1.2.1.33.1.2.4.0"  # UPS-MIB upsEstimatedChargeRemaining
 PRT_SUPPLY_LEVEL_MAGENTA = "1.3.6.1.2.1.43.11.1.1.9.1.3"  # prtMarkerSuppliesLevel

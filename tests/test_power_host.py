@@ -7,7 +7,7 @@ from collections import namedtuple
 import psutil
 
 from commune_agent.probes.ups_host import UpsHostConfig
-from tests.devices_support import context, run_probe
+from testsupport.devices import context, run_probe
 
 Battery = namedtuple("Battery", "percent secsleft power_plugged")
 

@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from commune_agent.power.nut import MAX_VARS, NutClient, NutError, parse_var_line
 from commune_agent.probes.ups_nut import UpsNutConfig, reading_from
-from tests.devices_support import context, run_probe
-from tests.peers._base import free_tcp_port, http_get, wait_until
-from tests.peers.nut import NutPeer
+from testsupport.devices import context, run_probe
+from testsupport.peers._base import free_tcp_port, http_get, wait_until
+from testsupport.peers.nut import NutPeer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,8 +15,8 @@ from commune_agent.probes.ups_snmp import reading_from as ups_mib_reading
 from commune_agent.snmp import oids
 from commune_agent.snmp.errors import SnmpTypeError
 from commune_agent.snmp.settings import SnmpSettings
-from tests.devices_support import GAUGE32, INTEGER, OID, TIMETICKS, context, run_probe
-from tests.peers.snmpsim import LOCAL_DEVICES, SnmpsimPeer, read_snmprec, snmprec_variant
+from testsupport.devices import GAUGE32, INTEGER, OID, TIMETICKS, context, run_probe
+from testsupport.peers.snmpsim import LOCAL_DEVICES, SnmpsimPeer, read_snmprec, snmprec_variant
 
 
 def snmp(peer: SnmpsimPeer, role: str) -> SnmpSettings:

@@ -42,8 +42,8 @@ from commune_agent.icmp_engine import ICMP_ECHO_REPLY, IcmpEngine
 from commune_agent.probes.base import Binding, ProbeContext, ProbeResult
 from commune_agent.registry import PROBES
 from commune_agent.runner import run_check
-from tests.linkemu import netns
-from tests.peers._base import Peer, free_udp_port, require_binary, require_root
+from testsupport.linkemu import netns
+from testsupport.peers._base import Peer, free_udp_port, require_binary, require_root
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "Cổng Dịch vụ công quốc gia: trung tâm phục vụ hành chính công xã".encode()
@@ -532,6 +532,6 @@ def _probe_once_in(namespace: str, config: Path, drop_raw: bool) -> dict[str, An
 
 
 def _wait_for(condition: Any, what: str, timeout: float = 5.0) -> None:
-    from tests.peers._base import wait_until
+    from testsupport.peers._base import wait_until
 
     wait_until(condition, timeout=timeout, interval=0.02, what=what)

@@ -42,7 +42,7 @@ from commune_agent.push.wiring import tls_verify
 from commune_agent.spool import Spool
 from commune_common.wire import Ack, CheckResult, decode_report
 from commune_common.yamlconf import ConfigError, parse_model
-from tests.peers._base import require_binary
+from testsupport.peers._base import require_binary
 
 TOKEN = "s3cret-token-for-site-a"
 SITE = "site-a"

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from commune_collector.judge.hysteresis import STATE_NAMES
-from tests.collector_support import CollectorProcess, in_netns, program
-from tests.judge_support import T0, H, World, always, between, criterion, failing, short_criteria
-from tests.judge_support import Site as S
-from tests.linkemu import impaired_link, require_root_netns
-from tests.peers._base import ManagedProcess, free_tcp_port, wait_until
-from tests.peers.nut import NutPeer
+from testsupport.collector import CollectorProcess, in_netns, program
+from testsupport.judge import T0, H, World, always, between, criterion, failing, short_criteria
+from testsupport.judge import ScriptedSite as S
+from testsupport.linkemu import impaired_link, require_root_netns
+from testsupport.peers._base import ManagedProcess, free_tcp_port, wait_until
+from testsupport.peers.nut import NutPeer
 
 DAY = 24 * H
 START = T0 + 30 * 60  # half past: buckets are partly filled, as a pass finds them

@@ -27,7 +27,7 @@ import pytest
 from commune_agent.checks import Check
 from commune_agent.probes.base import ProbeContext, ProbeResult, ProbeSpec, TargetConfig
 from commune_agent.scheduler import Scheduler
-from tests.peers._base import free_tcp_port, http_get, wait_until
+from testsupport.peers._base import free_tcp_port, http_get, wait_until
 
 # ---------------------------------------------------------------- virtual time
 

@@ -19,7 +19,7 @@ import pytest
 
 from commune_collector.sites import Site
 from commune_common.wire import MAX_RESULTS_PER_REPORT, Report, encode_report
-from tests.collector_support import CollectorPeer, make_report, self_signed_cert
+from testsupport.collector import CollectorPeer, make_report, self_signed_cert
 
 VICTIM = Site("ha-noi-ba-dinh", "Trung tâm Phục vụ hành chính công Phường Ba Đình", "ha-noi", "Phường Ba Đình")
 OTHER = Site("hue-thuan-hoa", "Trung tâm Phục vụ hành chính công Phường Thuận Hóa", "hue", "Phường Thuận Hóa")

@@ -14,7 +14,7 @@ from commune_agent.snmp.client import Device, SnmpClient
 from commune_agent.snmp.errors import SnmpAuthError, SnmpTimeout, SnmpTooManyRows
 from commune_agent.snmp.settings import SnmpSettings
 from commune_agent.snmp.values import text
-from tests.peers.snmpd import SnmpdPeer
+from testsupport.peers.snmpd import SnmpdPeer
 
 # users for every SHA-2 / AES variant; Net-SNMP's AES-192/256 extend the key the Blumenthal way
 SHA2_USERS = {

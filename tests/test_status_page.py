@@ -29,11 +29,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from commune_collector.judge.synth import SiteScript, icmp_check, ups_check
 from commune_collector.sites import Site
 from commune_common.wire import Report, encode_report
-from tests.collector_support import CollectorPeer
-from tests.peers._base import require_binary, wait_until
+from testsupport.collector import CollectorPeer
+from testsupport.peers._base import require_binary, wait_until
+from testsupport.synth import SiteScript, icmp_check, ups_check
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

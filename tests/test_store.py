@@ -27,13 +27,13 @@ from commune_collector.sites import Site
 from commune_collector.store.base import IngestItem, Store, StoreBusy, StoreError, TokenRecord
 from commune_collector.store.migrate import discover
 from commune_common.wire import CheckResult, Report
-from tests.collector_support import make_report, sample_results
-from tests.peers._base import wait_until
+from testsupport.collector import make_report, sample_results
+from testsupport.peers._base import wait_until
 
 try:
-    from tests.peers.fixtures import postgres  # noqa: F401 - the shared session fixture
+    from testsupport.peers.fixtures import postgres  # noqa: F401 - the shared session fixture
 except ImportError:  # the shared fixtures module is not there: the same peer, started here
-    from tests.peers.postgres import postgres_fixture
+    from testsupport.peers.postgres import postgres_fixture
     postgres = postgres_fixture(scope="session", name="postgres")
 
 HOUR = float(BUCKET_SECONDS)

@@ -1,6 +1,6 @@
 """Status page units: the pages rendered from contract-shaped verdicts (no judge, no browser).
 
-``tests/web/fake_verdicts.py`` builds a known mix: the first 20 of the 34
+``testsupport/web/fake_verdicts.py`` builds a known mix: the first 20 of the 34
 provinces fully completed, the other 14 with one commune completed, one not
 completed (loss criterion), one unknown each. The browser test against a real
 collector is ``tests/test_status_page.py``.
@@ -21,7 +21,7 @@ from commune_collector.web.chart import ChartLabels, Point, _nice_max, burnup_sv
 from commune_collector.web.fmt import fold, number
 from commune_collector.web.i18n import LANGS, load_catalog
 from commune_collector.web.routes import PAGE_SIZE, install
-from tests.web.fake_verdicts import ITEMS, TODAY, FakeVerdicts
+from testsupport.web.fake_verdicts import ITEMS, TODAY, FakeVerdicts
 
 
 def client_for(source: FakeVerdicts | None) -> TestClient:
@@ -188,7 +188,7 @@ def test_numbers_are_written_the_local_way():
 @pytest.fixture(scope="module")
 def judged():
     from commune_collector.web.source import JudgeSource
-    from tests.web.judge_scenario import Scenario
+    from testsupport.web.judge_scenario import Scenario
 
     scenario = Scenario().settle()
     app = FastAPI()

@@ -17,7 +17,7 @@ from commune_agent.checks import Check
 from commune_agent.probes.base import ProbeContext, ProbeResult, TargetConfig
 from commune_agent.registry import PROBES
 from commune_agent.runner import run_check
-from tests.peers.snmpsim import write_snmprec
+from testsupport.peers.snmpsim import write_snmprec
 
 # .snmprec type tags
 INTEGER, OCTETS, OID, COUNTER32, GAUGE32, TIMETICKS, COUNTER64 = 2, 4, 6, 65, 66, 67, 70

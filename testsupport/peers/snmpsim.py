@@ -67,7 +67,7 @@ OPTIONAL_RECORDINGS: dict[str, str] = {
     "router_mx960_91": "network/router/juniper-mx960-16-1r6-7-a",
 }
 
-#: our own hand-written recordings (tests/peers/data), role -> file
+#: our own hand-written recordings (testsupport/peers/data), role -> file
 LOCAL_DEVICES: dict[str, Path] = {
     # HP Color LaserJet: Printer-MIB supplies (magenta at 4%), hrPrinterStatus
     "printer": DATA_DIR / "printer-hp.snmprec",

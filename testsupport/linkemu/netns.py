@@ -69,7 +69,7 @@ def require_root_netns(*tools: str) -> None:
     """
     import pytest  # only tests call this; keep the module importable without pytest
 
-    from tests.peers._base import in_ci
+    from testsupport.peers._base import in_ci
 
     problems = missing_netns_prerequisites(*tools)
     if not problems:

@@ -2,7 +2,7 @@
 
 ``CollectorPeer`` runs ``commune-collector serve`` as its own process on a free
 loopback port with a private data dir (the same life cycle as the other real
-peers in ``tests/peers``): config written, process started, ``/readyz``
+peers in ``testsupport/peers``): config written, process started, ``/readyz``
 polled, stopped by PID. The agent's end-to-end tests can use it too.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from commune_common.wire import CheckResult, Report, value_key
-from tests.peers._base import Peer, free_tcp_port, http_ok
+from testsupport.peers._base import Peer, free_tcp_port, http_ok
 
 VENV_BIN = Path(sys.executable).parent
 CLI = str(VENV_BIN / "commune-collector")
@@ -161,7 +161,7 @@ _FETCH = ("import sys, urllib.request\n"
 
 def program(name: str) -> str:
     """The console script installed beside this interpreter (the venv's), else one on PATH."""
-    from tests.peers._base import require_binary
+    from testsupport.peers._base import require_binary
 
     beside = Path(sys.executable).with_name(name)
     return str(beside) if beside.exists() else require_binary(name)
@@ -190,7 +190,7 @@ class CollectorProcess:
     stopped, crashed (any signal) and restarted at will. Each start logs to its own file."""
 
     def __init__(self, root: Path, settings: str, host: str = "127.0.0.1", netns: str | None = None):
-        from tests.peers._base import ManagedProcess
+        from testsupport.peers._base import ManagedProcess
 
         self.root, self.host, self.netns = root, host, netns
         self.port = free_tcp_port()
@@ -221,7 +221,7 @@ class CollectorProcess:
         return token_file
 
     def start(self) -> None:
-        from tests.peers._base import ManagedProcess, wait_until
+        from testsupport.peers._base import ManagedProcess, wait_until
 
         self.starts += 1
         argv = in_netns(self.netns, [program("commune-collector"), "serve", "--config", str(self.config)])
@@ -240,7 +240,7 @@ class CollectorProcess:
         import os
         import signal
 
-        from tests.peers._base import wait_until
+        from testsupport.peers._base import wait_until
 
         if self.process is None or self.process.pid is None:
             return

@@ -1,7 +1,7 @@
 """Userspace link emulator for tests: delay, jitter and loss without netem.
 
 See README.md in this directory.  The emulator itself is the standalone
-program ``python -m tests.linkemu.emulator``; this package adds the
+program ``python -m testsupport.linkemu.emulator``; this package adds the
 namespace plumbing and the ``impaired_link()`` context manager.
 """
 

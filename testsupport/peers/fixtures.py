@@ -1,6 +1,6 @@
 """Shared pytest fixtures backed by real peers on loopback.
 
-Load from the root conftest with ``pytest_plugins = ["tests.peers.fixtures"]``.
+Load from the root conftest with ``pytest_plugins = ["testsupport.peers.fixtures"]``.
 
 Session-scoped (started once, on first use, stopped at the end):
 ``snmpd``, ``snmpsim``, ``nut_ups``, ``postgres``, ``alertmanager``.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from commune_collector.evidence import BUCKET_SECONDS, bucket_of
 from commune_collector.judge import Judge, MemoryEvidence, SiteRecord, load_criteria
-from commune_collector.judge.synth import RTT_AVG, fast_bucket
+from testsupport.synth import RTT_AVG, fast_bucket
 
 ROOT = Path(__file__).resolve().parents[2]
 H = float(BUCKET_SECONDS)

@@ -533,7 +533,7 @@ def pair(text: str) -> tuple[float, float]:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface; see the module docstring for the protocol."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.linkemu.emulator",
+        prog="python -m testsupport.linkemu.emulator",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Values given as X,Y set near-to-far and far-to-near separately.",

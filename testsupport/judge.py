@@ -21,8 +21,8 @@ from commune_collector.judge import (
     parse_criteria,
 )
 from commune_collector.judge.criteria import DEFAULT_CRITERIA, CriteriaConfig
-from commune_collector.judge.synth import CheckScript, SiteScript, const, icmp_check, ups_check
 from commune_collector.judge.verdict import Snapshot
+from testsupport.synth import CheckScript, SiteScript, const, icmp_check, ups_check
 
 H = 3600.0
 T0 = 1_750_000_000 // 3600 * 3600  # a whole hour, June 2025
@@ -52,7 +52,7 @@ def between(start: float, end: float) -> Pred:
 
 
 @dataclass
-class Site:
+class ScriptedSite:
     """A commune whose every check can be scripted; defaults are a perfectly healthy site."""
 
     id: str
@@ -91,7 +91,7 @@ class Site:
 class World:
     """Sites, their evidence in memory, and a judge on a test-controlled clock."""
 
-    sites: list[Site]
+    sites: list[ScriptedSite]
     config: CriteriaConfig = field(default_factory=lambda: load_criteria(DEFAULT_CRITERIA))
     start: float = T0
     provinces: dict[str, str] | None = None
@@ -113,7 +113,7 @@ class World:
         """A judge over this world's evidence and verdict store (a second one = a collector restart)."""
         return Judge(self.config, self.evidence, self.verdicts, clock=lambda: self.now, provinces=self.provinces)
 
-    def record(self, start: float, end: float, sites: list[Site] | None = None, arrived: float | None = None
+    def record(self, start: float, end: float, sites: list[ScriptedSite] | None = None, arrived: float | None = None
                ) -> None:
         """Fold the sites' rounds in [start, end) into the evidence; their reports arrive at ``arrived``."""
         for site in sites or self.sites:
