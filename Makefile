@@ -25,15 +25,17 @@ deps:  ## install the Debian packages the tests use (snmpd, NUT, Prometheus, Pos
 demo: setup  ## run the main job on the embedded default (SQLite) and print its URLs
 	bash scripts/demo.sh
 
-test: setup deps  ## install everything, lint, and run the whole test suite
+test: setup deps  ## install everything, lint, check the import contracts, and run the whole test suite
 	$(VENV)/bin/ruff check agent collector common testsupport tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup  ## unit tests only (no real peers)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-lint: setup  ## ruff
+lint: setup  ## ruff and the import contracts (pyproject.toml [tool.importlinter])
 	$(VENV)/bin/ruff check agent collector common testsupport tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: setup deps  ## run every benchmark against its peer (figures go to docs/benchmarks.md)
 	$(PY) benchmarks/icmp_sweep.py --repeat 5 --markdown

@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -18,10 +18,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from commune_agent.batcher import Batch
 from commune_agent.probes.base import MetricDoc
-
-if TYPE_CHECKING:
-    from commune_agent.push.pusher import Pusher
+from commune_agent.spool import Spool
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -105,10 +104,19 @@ def _by_label(name: str, values: dict[str, int]) -> Metric:
     return family
 
 
+class Pushing(Protocol):
+    """What the families read of a ``Pusher`` (declared here so that this module need not import it)."""
+
+    stats: PushStats
+    spool: Spool
+    batch: Batch
+    clock: Callable[[], float]
+
+
 class PushCollector(Collector):
     """The push and spool families (``METRIC_DOCS``), built fresh at each scrape."""
 
-    def __init__(self, pusher: Pusher):
+    def __init__(self, pusher: Pushing):
         self.pusher = pusher
 
     def collect(self) -> Iterator[Metric]:
