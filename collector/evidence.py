@@ -1,7 +1,7 @@
 """The evidence the judge reads: windowed summaries per site, check and time bucket.
 
 Raw series belong in a TSDB (Prometheus via remote_write). The collector keeps
-only what judging needs (DESIGN.md): for each site, check and bucket (one hour
+only what judging needs (docs/architecture.md, "Judge"): for each site, check and bucket (one hour
 by default), the count of good and bad rounds and, per value, count, sum, min,
 max and last, plus a mergeable log-scale histogram for latency values so a p95
 over 24 hours can be computed from 24 buckets without the raw samples.

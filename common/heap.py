@@ -4,9 +4,8 @@ CPython's default collects the young generation every 700 net allocations.
 In the collector a report's objects live while it waits for its group commit,
 so with hundreds in flight most of them are caught alive, promoted, and soon
 force a *full* collection, which walks every object the process holds:
-inventory, auth cache, per-site metrics, the judge's arrays. Measured on a
-collector of 10,000 sites taking 333 reports/s: 71 full collections of up
-to 175 ms in 90 s, each one a pause for every request in flight.
+inventory, auth cache, per-site metrics, the judge's arrays: each one a
+pause for every request in flight (measured in docs/benchmarks.md, "Ingest").
 """
 
 from __future__ import annotations

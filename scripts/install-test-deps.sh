@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages whose programs the test suite runs as real peers
-# (see testsupport/peers and shared/PEERS.md). Idempotent: a quick no-op when every
+# (see testsupport/peers/README.md). Idempotent: a quick no-op when every
 # package is already installed. Must run as root on Debian 12.
 #
 # Services must not start on install: the tests start their own copies on

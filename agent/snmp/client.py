@@ -65,7 +65,7 @@ class Device:
 
 
 def _api() -> Any:
-    """pysnmp's high-level API, imported on first use: it costs about 20 MB of memory,
+    """pysnmp's high-level API, imported on first use: it costs tens of megabytes of memory,
     which a site without SNMP devices should not pay (the same reason http.py imports httpx late)."""
     import pysnmp.hlapi.v3arch.asyncio as hlapi
 

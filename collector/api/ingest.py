@@ -194,7 +194,7 @@ def validate(report: Report) -> list[tuple[str, str]]:
     """The rules the type system cannot say; every problem with its field path.
 
     Written for the common case: a valid report costs one pass of cheap
-    comparisons (names seen before are remembered), about 100 us for 50 results.
+    comparisons (names seen before are remembered).
     """
     errors: list[tuple[str, str]] = []
 

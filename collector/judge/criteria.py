@@ -1,6 +1,6 @@
 """``config/criteria.yaml``: the readiness items and the criteria that decide them.
 
-Criteria are data, not code (DESIGN.md, "The verdict"): each names the checks
+Criteria are data, not code (docs/architecture.md, "Judge"): each names the checks
 it reads (``select`` by probe and check labels), one expression such as
 ``availability(24h) >= 99%`` and the readiness item it belongs to. Every
 mistake is refused at load with the file, line and field, like every other

@@ -1,15 +1,15 @@
 """The judge in a process of its own, and ``JudgeProxy``: what the server sees of it.
 
-A pass at 10,000 sites is over a second of CPU-bound Python. In the server's
+A pass over a national inventory is CPU-bound Python. In the server's
 process it shared one GIL (and the SQLite connection pool) with ingest and
-pushed ingest's p99 from 180 ms to 430-760 ms (docs/benchmarks.md, "Ingest").
+pushed ingest's latency up (docs/benchmarks.md, "Ingest" has the figures).
 So the server runs the judge in a child process (``judge.process``, on by
 default), which reads the evidence, judges, persists verdicts and saves its
 checkpoint exactly as the in-process ``Judge`` does. After each pass it sends
 the server the new ``Snapshot`` over a pipe, pickled, leaving out what the
 server already holds: the criteria and the inventory when they did not
 change, and the check ids it sent before (that list only grows). The server
-thus pays a few milliseconds per pass to read it rather than the pass itself.
+thus pays for reading a pass rather than for the pass itself.
 
 ``JudgeProxy`` stands where a ``Judge`` stands in the collector's state:
 ``snapshot``, ``last_stats``, ``passes``, ``history()`` (read from the

@@ -71,7 +71,7 @@ class WriteGate:
 
     SQLite's own write lock has no queue: a writer that finds it taken sleeps 1, 2, 5, ... up to
     100 ms between tries (its busy handler), so while the aggregator folds in back-to-back
-    transactions, ingest's commit could wait 200 ms for a lock that was free most of that time.
+    transactions, ingest's commit could sleep through a lock that was free most of that time.
     A blocked ``flock`` wakes the moment the holder lets go. Each writer has its own gate (its own
     open file), so two writers in one process exclude each other too.
     """

@@ -125,7 +125,7 @@ class SqlVerdictStore:
 
     def save_states(self, rows: list[StateRow], now: float) -> None:
         """Upsert in slices of ``STATES_PER_COMMIT``: each row stands alone (a site's whole state), and
-        10,000 in one transaction would hold SQLite's write lock, and so ingest's commits, for ~0.3 s."""
+        every site in one transaction would hold SQLite's write lock, and so ingest's commits, too long."""
         data = [(r.site, r.state, r.since, r.candidate, r.last_definite,
                  json.dumps({k: list(v) for k, v in r.items.items()}), now) for r in rows]
         for i in range(0, len(data), STATES_PER_COMMIT):

@@ -4,7 +4,7 @@ blackbox/snmp exporters) started on loopback for tests, and stopped after.
 Each peer is a context manager (``with SnmpdPeer() as snmpd: ...``) and has a
 ``*_fixture(scope=..., name=..., **kwargs)`` factory returning a pytest
 fixture; ``testsupport.peers.fixtures`` is a pytest plugin with ready-made ones.
-How each peer is installed and started is in shared/PEERS.md;
+How each peer is started is in each module and in README.md here;
 ``scripts/install-test-deps.sh`` installs all of them.
 """
 

@@ -1,7 +1,7 @@
 """NUT: ``dummy-ups`` driver + ``upsd`` on 127.0.0.1:<free TCP port>.
 
 The agent talks the NUT network protocol to upsd; a dummy-ups driver behind
-it lets tests script the UPS state.  Notes from PEERS.md that shape this:
+it lets tests script the UPS state.  What shapes this:
 
 * call ``/lib/nut/upsd`` (``/sbin/upsd`` is a wrapper that exits when
   ``nut.conf`` says MODE=none);
