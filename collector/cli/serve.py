@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    # start-up: only `serve` loads FastAPI, uvicorn and the app; every other subcommand (scripts run
-    # `token issue` once per site) would pay about 0.4 s and 14 MB more for them at the top
+    # start-up: only `serve` loads FastAPI, uvicorn and the app; at the top, every other subcommand
+    # (token, sites, migrate, ...) would pay about 0.4 s and 14 MB more for them
     import uvicorn
 
     from commune_collector.runtime.app import create_app
