@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.requests import Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram
+from starlette.requests import ClientDisconnect
 
 from commune_collector import __version__
 from commune_collector.aggregator import Aggregator, run_in_child_process
@@ -23,6 +25,7 @@ from commune_collector.alerting import run_alerting
 from commune_collector.api import problems
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
+from commune_collector.httpguard import SERVER_STATS
 from commune_collector.judge.service import build_judge_for_server, run_judge
 from commune_collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
 from commune_collector.remote_write import RemoteWriter
@@ -94,7 +97,8 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
             state = _build_state(settings, active, registry, own_store)
             collector = CollectorMetrics(active, state.ingest_stats, state.aggregator.stats if state.aggregator
                                          else AggregatorStats(),
-                                         extra=[state.remote_writer.metrics] if state.remote_writer else [])
+                                         extra=[SERVER_STATS.families,
+                                                *([state.remote_writer.metrics] if state.remote_writer else [])])
             registry.register(collector)
             app.state.collector = state
             tasks = [asyncio.create_task(run(state), name=run.__name__) for run in BACKGROUND]
@@ -116,6 +120,7 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
                   description="Ingest of commune-agent reports, site inventory and latest evidence.")
     problems.install(app)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     for router in ROUTERS:
         app.include_router(router)
     install_status_page(app)  # the status page at /, /p/{slug}, /s/{site}; static files; gzip
@@ -129,6 +134,15 @@ async def _store_unavailable(request: object, exc: Exception) -> Response:
     log.warning("store unavailable: %s", exc)
     return problems.problem_response(problems.Problem(503, "Store unavailable", "the database cannot be reached; retry",
                                                       headers={"Retry-After": "5"}))
+
+
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    """A client gone before its body arrived is normal on a bad link: one line and a counter, no traceback."""
+    SERVER_STATS.client_disconnects += 1
+    client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+    log.info("%s went away before its request body arrived (%s %s); nothing stored", client, request.method,
+             request.url.path)
+    return Response(status_code=400)  # nobody reads it: the connection is gone
 
 
 def _merge_components(app: FastAPI, components: dict[str, dict]) -> None:
