@@ -27,6 +27,7 @@ from commune_common.wire import (
     MAX_LABEL_VALUE,
     MAX_REASON,
     MAX_RESULTS_PER_REPORT,
+    MAX_SEQ,
     WIRE_VERSION,
     CheckResult,
     Report,
@@ -51,7 +52,7 @@ _MISSING = re.compile(r"missing required field `([^`]+)`|unknown field `([^`]+)`
 SCHEMA_RULES: dict[str, dict[str, dict[str, object]]] = {
     "Report": {
         "site": {"pattern": _SLUG.pattern}, "instance": {"pattern": _INSTANCE.pattern},
-        "seq": {"minimum": 0, "maximum": 2**63 - 1}, "sent_at": {"minimum": 0, "maximum": LATEST_TS},
+        "seq": {"minimum": 0, "maximum": MAX_SEQ}, "sent_at": {"minimum": 0, "maximum": LATEST_TS},
         "agent_version": {"maxLength": 64}, "results": {"maxItems": MAX_RESULTS_PER_REPORT},
         "wire_version": {"enum": [WIRE_VERSION]}},
     "CheckResult": {
@@ -211,8 +212,8 @@ def validate(report: Report) -> list[tuple[str, str]]:
         add("site", "must be a site id: lower-case letters, digits and dashes, at most 63")
     if not _INSTANCE.match(report.instance):
         add("instance", "must be 1-64 characters of letters, digits and _.:-")
-    if not 0 <= report.seq < 2**63:
-        add("seq", "must be between 0 and 2^63-1")
+    if not 0 <= report.seq <= MAX_SEQ:
+        add("seq", f"must be between 0 and {MAX_SEQ} (2^53-1)")
     add("sent_at", _finite(report.sent_at, 0, LATEST_TS))
     add("agent_version", _text_problem(report.agent_version, 64))
     if len(report.results) > MAX_RESULTS_PER_REPORT:
