@@ -182,10 +182,45 @@ def cmd_sites_import(args: argparse.Namespace) -> int:
     store = open_store_from(args)
     try:
         counts = store.upsert_sites(sites, progress=_Progress("stored"))
+        gone = _missing_sites(store, sites) if args.remove_missing else []
+        removed = store.remove_sites(gone, time.time()) if gone else None
     finally:
         store.close()
     print(f"imported {len(sites)} sites: {counts.inserted} new, {counts.updated} updated, "
           f"{counts.unchanged} unchanged")
+    if removed is not None:
+        print(f"removed {removed.sites} sites no longer in the file ({', '.join(gone[:10])}"
+              f"{', ...' if len(gone) > 10 else ''}); {removed.tokens_revoked} token(s) revoked")
+    return 0
+
+
+def _missing_sites(store: Store, sites: list[Any]) -> list[str]:
+    """Stored sites of the file's provinces that the file no longer lists (merged or removed communes)."""
+    listed = {s.id for s in sites}
+    gone: list[str] = []
+    for province in sorted({s.province for s in sites}):
+        offset = 0
+        while True:
+            page = store.list_sites(province, 1000, offset)
+            gone += [s.id for s in page.items if s.id not in listed]
+            offset += len(page.items)
+            if not page.items or offset >= page.total:
+                break
+    return gone
+
+
+def cmd_sites_remove(args: argparse.Namespace) -> int:
+    store = open_store_from(args)
+    try:
+        unknown = [site for site in args.site if store.get_site(site) is None]
+        if unknown:
+            print(f"error: not in the inventory: {', '.join(unknown)}", file=sys.stderr)
+            return 1
+        removed = store.remove_sites(args.site, time.time())
+    finally:
+        store.close()
+    print(f"removed {removed.sites} site(s); {removed.tokens_revoked} token(s) revoked (a running collector "
+          f"refuses their reports within auth.cache_ttl)")
     return 0
 
 
@@ -233,15 +268,24 @@ def cmd_sites_generate(args: argparse.Namespace) -> int:
 
 
 def _add_sites(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sites", help="the site inventory: import, list, generate")
+    p = sub.add_parser("sites", help="the site inventory: import, remove, list, generate")
     ssub = p.add_subparsers(dest="sites_command", required=True, metavar="ACTION")
     imp = ssub.add_parser("import", help="import sites from CSV or YAML (idempotent, all or nothing)",
                           description="Columns: id,name,province,commune[,links,devices,power]; "
                                       "lists separated by ';'. Errors name the line.")
     imp.add_argument("file", help="inventory .csv, .yaml or .yml")
     imp.add_argument("--dry-run", action="store_true", help="validate only")
+    imp.add_argument("--remove-missing", action="store_true",
+                     help="remove the stored sites of the file's provinces that the file no longer lists (merged "
+                          "or removed communes) and revoke their tokens")
     add_config_arg(imp)
     imp.set_defaults(func=cmd_sites_import)
+    rm = ssub.add_parser("remove", help="take sites out of the inventory and revoke their tokens",
+                         description="Their agents' reports are refused from then on; their evidence stays until "
+                                     "retention removes it.")
+    rm.add_argument("site", nargs="+", help="site id(s)")
+    add_config_arg(rm)
+    rm.set_defaults(func=cmd_sites_remove)
     lst = ssub.add_parser("list", help="list sites with their last report time")
     lst.add_argument("--province", help="only this province (slug, e.g. ha-noi)")
     lst.add_argument("--limit", type=int, default=100)
