@@ -23,11 +23,13 @@ from commune_collector import __version__
 from commune_collector.aggregator import Aggregator, run_in_child_process
 from commune_collector.alerting import run_alerting
 from commune_collector.api import problems
+from commune_collector.api.openapi import conform
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
 from commune_collector.httpguard import SERVER_STATS
 from commune_collector.judge.service import build_judge_for_server, run_judge
 from commune_collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
+from commune_collector.provinces import provinces
 from commune_collector.remote_write import RemoteWriter
 from commune_collector.settings import CollectorSettings
 from commune_collector.state import CollectorState
@@ -125,7 +127,7 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
         app.include_router(router)
     install_status_page(app)  # the status page at /, /p/{slug}, /s/{site}; static files; gzip
     app.add_middleware(LatencyMiddleware, histogram=latency)
-    _merge_components(app, COMPONENTS)
+    _merge_components(app, COMPONENTS, settings)
     return app
 
 
@@ -145,15 +147,17 @@ async def _client_disconnected(request: Request, exc: Exception) -> Response:
     return Response(status_code=400)  # nobody reads it: the connection is gone
 
 
-def _merge_components(app: FastAPI, components: dict[str, dict]) -> None:
-    """Add schemas that routes reference by hand to the generated OpenAPI document."""
+def _merge_components(app: FastAPI, components: dict[str, dict], settings: CollectorSettings) -> None:
+    """Add schemas that routes reference by hand to the generated OpenAPI document, and make it agree with
+    what the API answers (problem+json errors, the provinces and items that exist: ``api.openapi``)."""
     generate = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = generate()
             schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
-            app.openapi_schema = schema
+            items = list(settings.judge.criteria().items) if settings.judge.enabled else None
+            app.openapi_schema = conform(schema, sorted(provinces()), items)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

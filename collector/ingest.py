@@ -45,6 +45,7 @@ _PROBE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
 _PATH = re.compile(r" - at `\$(.*)`$")
 KEY_PATTERN = _KEY.pattern
+_INTEGER_FIELDS = ("seq", "wire_version")
 _MISSING = re.compile(r"missing required field `([^`]+)`|unknown field `([^`]+)`")
 
 
@@ -132,7 +133,12 @@ def _field_of(message: str) -> tuple[str, str]:
 def decode(data: bytes) -> Report:
     """JSON to Report: 400 when it is not JSON (or not UTF-8), 422 naming the field when it breaks the schema."""
     try:
-        return decode_report(data)
+        try:
+            return decode_report(data)
+        except msgspec.ValidationError as exc:
+            if "got `float`" not in str(exc):
+                raise
+            return _decode_integral_floats(data)
     except msgspec.ValidationError as exc:
         field, message = _field_of(str(exc))
         raise Problem(422, "Invalid report", f"{field}: {message}", errors=[(field, message)],
@@ -142,6 +148,17 @@ def decode(data: bytes) -> Report:
     except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, for bad UTF-8 in a string
         raise Problem(400, "Bad request", f"the body is not valid UTF-8: {exc.reason} at byte {exc.start}",
                       reason="malformed") from None
+
+
+def _decode_integral_floats(data: bytes) -> Report:
+    """JSON Schema's integers include 12.0: accept a whole float where the report has an integer (the slow path)."""
+    doc = msgspec.json.decode(data)
+    if isinstance(doc, dict):
+        for field in _INTEGER_FIELDS:
+            value = doc.get(field)
+            if isinstance(value, float) and value.is_integer():
+                doc[field] = int(value)
+    return msgspec.convert(doc, Report)
 
 
 def _text_problem(value: str, limit: int) -> str | None:
