@@ -15,7 +15,9 @@ import os
 import re
 import select
 import socket
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,7 +25,7 @@ import pytest
 from commune_collector.httpguard import LINGER_SECONDS
 from commune_collector.store.base import Site
 from commune_common.wire import encode_report
-from tests.collector_support import CollectorPeer, make_report
+from tests.collector_support import CollectorPeer, make_report, self_signed_cert
 from tests.peers._base import wait_until
 
 SITE = Site("ha-noi-ba-dinh", "Trung tâm Phục vụ hành chính công Phường Ba Đình", "ha-noi", "Phường Ba Đình")
@@ -76,7 +78,7 @@ def _read_response(sock: socket.socket, limit: float = 30.0) -> bytes:
     while True:
         try:
             chunk = sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError):  # a reset, or TLS closed without close_notify
             break
         if not chunk:
             break
@@ -215,3 +217,20 @@ def test_a_client_gone_mid_body_is_one_log_line_and_a_counter(collector: Collect
     site = httpx.get(f"{collector.url}/api/v1/sites/{SITE.id}", timeout=10).json()
     assert site["last_seq"] != 4  # nothing of it stored
     assert httpx.get(f"{collector.url}/healthz", timeout=10).status_code == 200
+
+
+def test_the_limits_hold_over_tls(tmp_path: Path) -> None:
+    """The collector serving HTTPS itself: the same 431 and 408 through the TLS layer."""
+    cert, key = self_signed_cert(tmp_path)
+    settings = {"tls": {"cert_file": str(cert), "key_file": str(key)},
+                "http": {"max_header_bytes": f"{HEADER_LIMIT}B", "header_timeout": f"{TIMEOUT_S:g}s"}}
+    context = ssl.create_default_context(cafile=str(cert))
+    with CollectorPeer(sites=[SITE], settings=settings) as peer:
+        with context.wrap_socket(_connect(peer), server_hostname=peer.host) as big:
+            big.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * HEADER_LIMIT))
+            assert _read_response(big).startswith(b"HTTP/1.1 431 ")
+        with context.wrap_socket(_connect(peer), server_hostname=peer.host) as half:
+            half.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            assert _read_response(half, TIMEOUT_S + 30).startswith(b"HTTP/1.1 408 ")
+        with httpx.Client(base_url=peer.url, verify=context, timeout=30) as client:
+            assert client.get("/healthz").status_code == 200
