@@ -121,7 +121,10 @@ def idle_half_requests(port: int, n: int, pid: int, timeout: float, probe: Probe
         s.sendall(b"POST /api/v1/reports HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
         socks.append(s)
     opened = time.perf_counter()
-    held = len(list(Path(f"/proc/{pid}/fd").iterdir())) - base
+    held = 0
+    while held < n and time.perf_counter() - opened < 10:  # until the server has accepted them all
+        held = max(held, len(list(Path(f"/proc/{pid}/fd").iterdir())) - base)
+        time.sleep(0.05)
     deadline = opened + timeout + 20
     while len(list(Path(f"/proc/{pid}/fd").iterdir())) > base + 5 and time.perf_counter() < deadline:
         time.sleep(0.1)
@@ -175,6 +178,7 @@ def main() -> int:
                   f"peak RSS +{peak_rss_mib(server.pid) - peak:.0f} MiB; "
                   f"other clients' slowest answer {probe.slowest * 1000:.0f} ms")
             if args.idle:
+                probe.slowest = 0.0
                 held, closed, failed = idle_half_requests(args.port, args.idle, server.pid, args.timeout, probe)
                 print(f"[{mode}] {args.idle} idle half-requests: {held} descriptors held; "
                       f"{'all closed by the server after ' + format(closed, '.1f') + ' s' if closed < args.timeout + 20 else 'still open after ' + format(closed, '.0f') + ' s'}"
