@@ -5,8 +5,9 @@ that never finishes arriving: one 64 MiB header was read and parsed whole, and
 a connection that sent half a request stayed open for ever. The limits belong
 to the collector itself, not only to a proxy in front of it, so they are
 enforced where the bytes arrive: ``GuardedProtocol`` is uvicorn's
-``HttpToolsProtocol`` with a check in ``data_received`` and one timer per
-connection, and nothing else changed.
+``HttpToolsProtocol`` with a check in ``data_received`` and at most one timer
+per connection, armed only while a request is left half-received (a request
+that arrives in one read, as an agent's report does, costs no timer).
 
 - the header section (request line and headers) is fed to the parser at most
   ``max_header_bytes`` at a time; past the limit the answer is 431 and the
@@ -132,12 +133,21 @@ class GuardedProtocol(HttpToolsProtocol):
             super().data_received(piece)
             if self.transport.is_closing():
                 return
+        self._watch_unfinished()
+
+    def _watch_unfinished(self) -> None:
+        """Arm the timer only for a request left half-received (a whole request in one read costs no timer)."""
+        if self._timer is not None:
+            return
+        if self._phase == _HEAD and self._head_bytes:
+            self._arm(max(0.0, self._head_started + self.limits.header_timeout - self.loop.time()))
+        elif self._phase == _BODY:
+            self._arm(self.limits.body_timeout)
 
     def on_headers_complete(self) -> None:
         self._phase = _BODY
         self._last_read = self.loop.time()
-        self._disarm()
-        self._arm(self.limits.body_timeout)
+        self._disarm()  # the connection's first header time-out
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -149,7 +159,6 @@ class GuardedProtocol(HttpToolsProtocol):
         self._phase = _HEAD
         self._head_bytes = 0
         self._head_started = self.loop.time()
-        self._arm(self.limits.header_timeout)
 
     # -- the one timer ----------------------------------------------------------------------------
 
@@ -167,6 +176,13 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._refused or self.transport.is_closing():
             return
         now = self.loop.time()
+        if self.flow.read_paused:  # the server stopped reading (pipelining, a body not yet consumed), not the client
+            self._arm(self.limits.body_timeout if self._phase == _BODY else self.limits.header_timeout)
+            if self._phase == _HEAD:
+                self._head_started = now
+            else:
+                self._last_read = now
+            return
         if self._phase == _HEAD:
             left = self._head_started + self.limits.header_timeout - now
             if left > 0:
@@ -179,9 +195,7 @@ class GuardedProtocol(HttpToolsProtocol):
                 self.transport.close()
         elif self._phase == _BODY:
             left = self._last_read + self.limits.body_timeout - now
-            if self.flow.read_paused:  # the server stopped reading, not the client
-                self._arm(self.limits.body_timeout)
-            elif left > 0:
+            if left > 0:
                 self._arm(left)
             else:
                 self.stats.refused["body_timeout"] += 1
