@@ -46,10 +46,19 @@ class Unauthorized(Exception):
     """No usable token: the message says why, without echoing the token."""
 
 
+class SiteNotInInventory(Exception):
+    """A valid token whose site is no longer in the inventory (merged or removed): its reports are refused."""
+
+    def __init__(self, site: str):
+        super().__init__(f"site {site!r} is not in the inventory (removed or merged); its agent may not report")
+        self.site = site
+
+
 @dataclass
 class _Cached:
     record: TokenRecord | None
     fetched_at: float
+    site_known: bool = True  # the token's site is in the inventory (looked up with the token)
 
 
 class TokenVerifier:
@@ -76,7 +85,9 @@ class TokenVerifier:
         """The token record, from the cache or the store (blocking: call from a thread)."""
         entry = self.cached(token_id)
         if entry is None:
-            entry = _Cached(self.store.get_token(token_id), self._clock())
+            record = self.store.get_token(token_id)
+            known = record is None or self.store.get_site(record.site) is not None
+            entry = _Cached(record, self._clock(), known)
             with self._lock:
                 if len(self._cache) > 100_000:
                     self._cache.clear()
@@ -92,6 +103,9 @@ class TokenVerifier:
             raise Unauthorized("unknown token")
         if not hmac.compare_digest(record.hash, hash_secret(parsed[1])):
             raise Unauthorized("unknown token")
+        entry = self._cache.get(record.id)
+        if entry is not None and entry.record is record and not entry.site_known:
+            raise SiteNotInInventory(record.site)
         if record.revoked_at is not None:
             raise Unauthorized("token revoked")
         return record.site

@@ -14,13 +14,13 @@ is written), starting from the verdict states the collector persisted.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from commune_collector.cells import set_cell, write_csv
 from commune_collector.judge.documents import province_detail
 from commune_collector.judge.engine import Judge
 from commune_collector.judge.persist import ReadOnlyVerdicts
@@ -153,7 +153,7 @@ def render_table(rows: list[list[str]], out: TextIO) -> None:
 
 
 def render_csv(rows: list[list[str]], out: TextIO) -> None:
-    csv.writer(out, lineterminator="\n").writerows(rows)
+    write_csv(rows, out)  # no cell a spreadsheet would run as a formula (commune names come from provinces)
 
 
 def write_xlsx(sheets: list[tuple[str, list[list[str]]]], path: Path) -> None:
@@ -165,8 +165,9 @@ def write_xlsx(sheets: list[tuple[str, list[list[str]]]], path: Path) -> None:
     book.remove(book.active)
     for title, rows in sheets:
         sheet = book.create_sheet(title[:31])
-        for row in rows:
-            sheet.append(row)
+        for r, row in enumerate(rows, start=1):
+            for c, value in enumerate(row, start=1):
+                set_cell(sheet, r, c, value)  # text stays text, numbers are numbers
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for column in sheet.columns:

@@ -46,6 +46,22 @@ class IngestSettings(Strict):
                                              description="limit after gzip decompression (bombs get 413)")
 
 
+class HttpLimits(Strict):
+    """Limits of the collector's own HTTP server (commune_collector.httpguard), with or without a proxy in front."""
+
+    max_header_bytes: ByteSize = Field(default=32 * 1024, ge=1024, le=1024 * 1024,
+                                       description="request line and headers together; beyond, 431")
+    header_timeout: Duration = Field(default=60.0, gt=0, description="a request's headers must arrive within this "
+                                     "of its first byte (or of the connection); else 408 and the connection closed")
+    body_timeout: Duration = Field(default=60.0, gt=0,
+                                   description="longest pause between two reads of a body; else the connection "
+                                               "is closed")
+    max_connections: int = Field(default=16384, ge=1,
+                                 description="open client connections at most (one kept-alive per site); beyond, "
+                                             "a new connection gets 503 and is closed. Keep under the process's "
+                                             "file limit (LimitNOFILE)")
+
+
 class ClockSettings(Strict):
     warn_offset: Duration = Field(default=30.0, description="flag a site whose clock is off by more")
     max_correction: Duration = Field(default=3600.0, description="correct sample times by at most this")
@@ -94,6 +110,7 @@ class CollectorSettings(LocatedChecks, Strict):
     database: DatabaseSettings = DatabaseSettings()
     tls: TLSSettings = TLSSettings()
     ingest: IngestSettings = IngestSettings()
+    http: HttpLimits = HttpLimits()
     clock: ClockSettings = ClockSettings()
     aggregator: AggregatorSettings = AggregatorSettings()
     retention: RetentionSettings = RetentionSettings()
@@ -141,7 +158,7 @@ class CollectorSettings(LocatedChecks, Strict):
         return issues
 
 
-_SECTIONS = {"database", "tls", "ingest", "clock", "aggregator", "retention", "auth", "remote_write"}
+_SECTIONS = {"database", "tls", "ingest", "http", "clock", "aggregator", "retention", "auth", "remote_write"}
 
 
 def load_settings(path: str | Path) -> CollectorSettings:

@@ -15,6 +15,7 @@ earlier install sent.
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 import msgspec
 
@@ -24,6 +25,11 @@ MAX_RESULTS_PER_REPORT = 5000
 MAX_CHECK_ID = 256
 MAX_LABEL_VALUE = 256
 MAX_REASON = 1024
+# every integer on the wire fits both stores (SQLite INTEGER and PostgreSQL BIGINT: 2^63-1) with room for the
+# store's seq+1; 2^53-1 is also the largest integer every JSON parser (JavaScript's Number) keeps exact
+MAX_SEQ = 2**53 - 1
+MAX_WIRE_VERSION = 2**31 - 1
+Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 _KEY = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")*\})?$')
 
 
@@ -45,17 +51,17 @@ class Report(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     site: str
     instance: str
-    seq: int
+    seq: Seq
     sent_at: float  # agent clock at send time; the collector measures clock offset from it
     agent_version: str
     results: list[CheckResult]
-    wire_version: int = WIRE_VERSION
+    wire_version: Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_VERSION)] = WIRE_VERSION
 
 
 class Ack(msgspec.Struct, frozen=True):
     """The collector's answer: which sequence numbers are durable now."""
 
-    accepted: int
+    accepted: Seq
     duplicate: bool = False
     clock_offset_s: float = 0.0
 

@@ -1,16 +1,22 @@
-"""Property-based fuzzing of the live collector from its own OpenAPI document: no 5xx, ever.
+"""Property-based fuzzing of the live collector from its own OpenAPI document: no 5xx, and the document is true.
 
 schemathesis reads ``/openapi.json`` from a real ``commune-collector serve``
 and generates requests for every operation, valid (positive) and invalid
 (negative). Reports are sent with a real token, and half of the time with the
 token's site, so generated reports get past authorisation into validation and
 the store. (Driven through hypothesis directly: schemathesis' pytest plugin
-does not load under pytest 9.)
+does not load under pytest 9.) Then ``schemathesis run --checks all``, the
+command line as an API's user would run it, must find nothing: every status
+code, media type (errors are ``application/problem+json``), response schema
+and parameter constraint the document states is what the API does, valid
+requests are accepted and invalid ones refused.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -18,16 +24,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from commune_collector.sites import Site
-from testsupport.collector import CollectorPeer
+from testsupport.collector import VENV_BIN, CollectorPeer
 
 SITES = [Site("ha-noi-ba-dinh", "Trung tâm Phục vụ hành chính công Phường Ba Đình", "ha-noi", "Phường Ba Đình"),
          Site("hue-thuan-hoa", "Trung tâm Phục vụ hành chính công Phường Thuận Hóa", "hue", "Phường Thuận Hóa")]
 EXAMPLES = 100  # per operation and mode: about a minute in all
+CLI_EXAMPLES = 50  # per operation and phase of `schemathesis run`: about 30 s
 
 
 @pytest.fixture(scope="module")
 def collector() -> Iterator[CollectorPeer]:
-    with CollectorPeer(sites=SITES, settings={"ingest": {"max_body_bytes": "256KiB"}}) as peer:
+    # the default body limit: a report the schema refuses (5001 results) must get its 422, not a 413 first
+    with CollectorPeer(sites=SITES) as peer:
         peer.token = peer.issue_token(SITES[0].id)  # type: ignore[attr-defined]
         yield peer
 
@@ -63,3 +71,37 @@ def test_no_operation_answers_5xx(collector: CollectorPeer, mode: schemathesis.G
     assert {"POST /api/v1/reports", "GET /api/v1/sites", "GET /api/v1/sites/{site_id}"} <= fuzzed, statuses
     if mode is schemathesis.GenerationMode.POSITIVE:  # generated reports reached the store, not just the guards
         assert 200 in statuses["POST /api/v1/reports"], statuses
+
+
+def test_schemathesis_run_checks_all_passes(collector: CollectorPeer, tmp_path: Path) -> None:
+    """The CLI with every check: status codes, content types, response schemas, positive and negative data."""
+    argv = [str(VENV_BIN / "schemathesis"), "run", f"{collector.url}/openapi.json", "--checks", "all",
+            "-H", f"Authorization: Bearer {collector.token}",  # type: ignore[attr-defined]
+            "--max-examples", str(CLI_EXAMPLES), "--workers", "1", "--seed", "1", "--no-color",
+            "--request-timeout", "30", "--report", "junit", "--report-dir", str(tmp_path)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    summary = result.stdout[-6000:]
+    assert result.returncode == 0, summary
+    assert "Selected: 0" not in result.stdout, summary
+    assert "No issues found" in result.stdout, summary
+    assert collector.running
+
+
+def test_the_document_states_problem_json_and_the_values_that_exist(collector: CollectorPeer) -> None:
+    import httpx
+
+    from commune_collector.provinces import provinces
+
+    doc = httpx.get(f"{collector.url}/openapi.json", timeout=10).json()
+    errors = {(path, method, code): response.get("content", {})
+              for path, operations in doc["paths"].items() for method, operation in operations.items()
+              for code, response in operation["responses"].items() if int(code) >= 400}
+    assert errors and all(list(content) == ["application/problem+json"] for content in errors.values()), errors
+    assert ("/api/v1/reports", "post", "503") in errors and ("/api/v1/sites", "get", "503") in errors
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    params = {(path, p["name"]): p["schema"] for path, operations in doc["paths"].items()
+              for operation in operations.values() for p in operation.get("parameters", [])}
+    province = params[("/api/v1/sites", "province")]["anyOf"][0]
+    assert province["enum"] == sorted(provinces()) and "pattern" not in province
+    assert params[("/api/v1/provinces/{slug}", "slug")]["enum"] == sorted(provinces())
+    assert "power" in params[("/api/v1/verdicts", "item")]["anyOf"][0]["enum"]

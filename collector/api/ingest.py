@@ -24,6 +24,7 @@ from commune_common.wire import (
     MAX_LABEL_VALUE,
     MAX_REASON,
     MAX_RESULTS_PER_REPORT,
+    MAX_SEQ,
     WIRE_VERSION,
     CheckResult,
     Report,
@@ -41,6 +42,7 @@ _PROBE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
 _PATH = re.compile(r" - at `\$(.*)`$")
 KEY_PATTERN = _KEY.pattern
+_INTEGER_FIELDS = ("seq", "wire_version")
 _MISSING = re.compile(r"missing required field `([^`]+)`|unknown field `([^`]+)`")
 
 
@@ -48,7 +50,7 @@ _MISSING = re.compile(r"missing required field `([^`]+)`|unknown field `([^`]+)`
 SCHEMA_RULES: dict[str, dict[str, dict[str, object]]] = {
     "Report": {
         "site": {"pattern": _SLUG.pattern}, "instance": {"pattern": _INSTANCE.pattern},
-        "seq": {"minimum": 0, "maximum": 2**63 - 1}, "sent_at": {"minimum": 0, "maximum": LATEST_TS},
+        "seq": {"minimum": 0, "maximum": MAX_SEQ}, "sent_at": {"minimum": 0, "maximum": LATEST_TS},
         "agent_version": {"maxLength": 64}, "results": {"maxItems": MAX_RESULTS_PER_REPORT},
         "wire_version": {"enum": [WIRE_VERSION]}},
     "CheckResult": {
@@ -128,7 +130,12 @@ def _field_of(message: str) -> tuple[str, str]:
 def decode(data: bytes) -> Report:
     """JSON to Report: 400 when it is not JSON (or not UTF-8), 422 naming the field when it breaks the schema."""
     try:
-        return decode_report(data)
+        try:
+            return decode_report(data)
+        except msgspec.ValidationError as exc:
+            if "got `float`" not in str(exc):
+                raise
+            return _decode_integral_floats(data)
     except msgspec.ValidationError as exc:
         field, message = _field_of(str(exc))
         raise Problem(422, "Invalid report", f"{field}: {message}", errors=[(field, message)],
@@ -138,6 +145,17 @@ def decode(data: bytes) -> Report:
     except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, for bad UTF-8 in a string
         raise Problem(400, "Bad request", f"the body is not valid UTF-8: {exc.reason} at byte {exc.start}",
                       reason="malformed") from None
+
+
+def _decode_integral_floats(data: bytes) -> Report:
+    """JSON Schema's integers include 12.0: accept a whole float where the report has an integer (the slow path)."""
+    doc = msgspec.json.decode(data)
+    if isinstance(doc, dict):
+        for field in _INTEGER_FIELDS:
+            value = doc.get(field)
+            if isinstance(value, float) and value.is_integer():
+                doc[field] = int(value)
+    return msgspec.convert(doc, Report)
 
 
 def _text_problem(value: str, limit: int) -> str | None:
@@ -208,8 +226,8 @@ def validate(report: Report) -> list[tuple[str, str]]:
         add("site", "must be a site id: lower-case letters, digits and dashes, at most 63")
     if not _INSTANCE.match(report.instance):
         add("instance", "must be 1-64 characters of letters, digits and _.:-")
-    if not 0 <= report.seq < 2**63:
-        add("seq", "must be between 0 and 2^63-1")
+    if not 0 <= report.seq <= MAX_SEQ:
+        add("seq", f"must be between 0 and {MAX_SEQ} (2^53-1)")
     add("sent_at", _finite(report.sent_at, 0, LATEST_TS))
     add("agent_version", _text_problem(report.agent_version, 64))
     if len(report.results) > MAX_RESULTS_PER_REPORT:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from commune_common.wire import MAX_SEQ
+
 
 class AckPublic(BaseModel):
     """The answer to an accepted report: durable once you read it."""
 
-    accepted: int = Field(description="the report's seq, now durable")
+    accepted: int = Field(ge=0, le=MAX_SEQ, description="the report's seq, now durable")
     duplicate: bool = Field(description="true when this report was stored before and is not stored again")
     clock_offset_s: float = Field(description="collector receive time minus the agent's sent_at")
 

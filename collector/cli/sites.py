@@ -8,11 +8,13 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from commune_collector.cli.common import Progress, add_config_arg, open_store_from
 from commune_collector.generate import generate_sites
 from commune_collector.inventory import load_inventory, sites_to_csv, sites_to_yaml
 from commune_collector.provinces import provinces
+from commune_collector.store import Store
 
 
 def cmd_sites_import(args: argparse.Namespace) -> int:
@@ -23,10 +25,45 @@ def cmd_sites_import(args: argparse.Namespace) -> int:
     store = open_store_from(args)
     try:
         counts = store.upsert_sites(sites, progress=Progress("stored"))
+        gone = _missing_sites(store, sites) if args.remove_missing else []
+        removed = store.remove_sites(gone, time.time()) if gone else None
     finally:
         store.close()
     print(f"imported {len(sites)} sites: {counts.inserted} new, {counts.updated} updated, "
           f"{counts.unchanged} unchanged")
+    if removed is not None:
+        print(f"removed {removed.sites} sites no longer in the file ({', '.join(gone[:10])}"
+              f"{', ...' if len(gone) > 10 else ''}); {removed.tokens_revoked} token(s) revoked")
+    return 0
+
+
+def _missing_sites(store: Store, sites: list[Any]) -> list[str]:
+    """Stored sites of the file's provinces that the file no longer lists (merged or removed communes)."""
+    listed = {s.id for s in sites}
+    gone: list[str] = []
+    for province in sorted({s.province for s in sites}):
+        offset = 0
+        while True:
+            page = store.list_sites(province, 1000, offset)
+            gone += [s.id for s in page.items if s.id not in listed]
+            offset += len(page.items)
+            if not page.items or offset >= page.total:
+                break
+    return gone
+
+
+def cmd_sites_remove(args: argparse.Namespace) -> int:
+    store = open_store_from(args)
+    try:
+        unknown = [site for site in args.site if store.get_site(site) is None]
+        if unknown:
+            print(f"error: not in the inventory: {', '.join(unknown)}", file=sys.stderr)
+            return 1
+        removed = store.remove_sites(args.site, time.time())
+    finally:
+        store.close()
+    print(f"removed {removed.sites} site(s); {removed.tokens_revoked} token(s) revoked (a running collector "
+          f"refuses their reports within auth.cache_ttl)")
     return 0
 
 
@@ -70,7 +107,7 @@ def cmd_sites_generate(args: argparse.Namespace) -> int:
 
 
 def add_sites(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sites", help="the site inventory: import, list, generate")
+    p = sub.add_parser("sites", help="the site inventory: import, remove, list, generate")
     ssub = p.add_subparsers(dest="sites_command", required=True, metavar="ACTION")
     imp = ssub.add_parser("import", help="import sites from CSV or YAML (idempotent, all or nothing)",
                           description="Columns: id,name,province,commune[,links,devices,power]; "
@@ -78,7 +115,16 @@ def add_sites(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("file", help="inventory .csv, .yaml or .yml")
     imp.add_argument("--dry-run", action="store_true", help="validate only")
     add_config_arg(imp)
+    imp.add_argument("--remove-missing", action="store_true",
+                     help="remove the stored sites of the file's provinces that the file no longer lists (merged "
+                          "or removed communes) and revoke their tokens")
     imp.set_defaults(func=cmd_sites_import)
+    rm = ssub.add_parser("remove", help="take sites out of the inventory and revoke their tokens",
+                         description="Their agents' reports are refused from then on; their evidence stays until "
+                                     "retention removes it.")
+    rm.add_argument("site", nargs="+", help="site id(s)")
+    add_config_arg(rm)
+    rm.set_defaults(func=cmd_sites_remove)
     lst = ssub.add_parser("list", help="list sites with their last report time")
     lst.add_argument("--province", help="only this province (slug, e.g. ha-noi)")
     lst.add_argument("--limit", type=int, default=100)

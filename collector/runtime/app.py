@@ -14,16 +14,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.requests import Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram
+from starlette.requests import ClientDisconnect
 
 from commune_collector import __version__
 from commune_collector.aggregator import Aggregator
 from commune_collector.alerting import run_alerting
 from commune_collector.api import problems
+from commune_collector.api.openapi import conform
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
+from commune_collector.httpguard import SERVER_STATS
 from commune_collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
+from commune_collector.provinces import provinces
 from commune_collector.remote_write import RemoteWriter
 from commune_collector.runtime.aggregator_process import run_in_child_process
 from commune_collector.runtime.judge_service import build_judge_for_server, run_judge
@@ -95,7 +100,8 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
             state = _build_state(settings, active, registry, own_store)
             collector = CollectorMetrics(active, state.ingest_stats, state.aggregator.stats if state.aggregator
                                          else AggregatorStats(),
-                                         extra=[state.remote_writer.metrics] if state.remote_writer else [])
+                                         extra=[SERVER_STATS.families,
+                                                *([state.remote_writer.metrics] if state.remote_writer else [])])
             registry.register(collector)
             app.state.collector = state
             tasks = [asyncio.create_task(run(state), name=run.__name__) for run in BACKGROUND]
@@ -117,11 +123,12 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
                   description="Ingest of commune-agent reports, site inventory and latest evidence.")
     problems.install(app)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     for router in ROUTERS:
         app.include_router(router)
     install_status_page(app)  # the status page at /, /p/{slug}, /s/{site}; static files; gzip
     app.add_middleware(LatencyMiddleware, histogram=latency)
-    _merge_components(app, COMPONENTS)
+    _merge_components(app, COMPONENTS, settings)
     return app
 
 
@@ -132,15 +139,26 @@ async def _store_unavailable(request: object, exc: Exception) -> Response:
                                                       headers={"Retry-After": "5"}))
 
 
-def _merge_components(app: FastAPI, components: dict[str, dict]) -> None:
-    """Add schemas that routes reference by hand to the generated OpenAPI document."""
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    """A client gone before its body arrived is normal on a bad link: one line and a counter, no traceback."""
+    SERVER_STATS.client_disconnects += 1
+    client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+    log.info("%s went away before its request body arrived (%s %s); nothing stored", client, request.method,
+             request.url.path)
+    return Response(status_code=400)  # nobody reads it: the connection is gone
+
+
+def _merge_components(app: FastAPI, components: dict[str, dict], settings: CollectorSettings) -> None:
+    """Add schemas that routes reference by hand to the generated OpenAPI document, and make it agree with
+    what the API answers (problem+json errors, the provinces and items that exist: ``api.openapi``)."""
     generate = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = generate()
             schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
-            app.openapi_schema = schema
+            items = list(settings.judge.criteria().items) if settings.judge.enabled else None
+            app.openapi_schema = conform(schema, sorted(provinces()), items)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

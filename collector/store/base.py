@@ -51,6 +51,12 @@ class ImportCounts:
 
 
 @dataclass(frozen=True)
+class RemovedSites:
+    sites: int = 0
+    tokens_revoked: int = 0
+
+
+@dataclass(frozen=True)
 class TokenRecord:
     """A per-site token; only the hash of its secret is ever stored."""
 
@@ -172,6 +178,13 @@ class Store(Protocol):
 
     def count_sites(self) -> dict[str, int]:
         """Number of sites per province slug (roll-ups divide by it)."""
+        ...
+
+    def remove_sites(self, site_ids: Sequence[str], at: float) -> RemovedSites:
+        """Take sites out of the inventory and revoke their live tokens, in one transaction.
+
+        Their evidence stays until retention removes it; their agents' reports are refused from now on.
+        """
         ...
 
     # -- tokens ------------------------------------------------------------

@@ -33,6 +33,7 @@ from commune_collector.store.base import (
     IngestOutcome,
     LatestValue,
     Progress,
+    RemovedSites,
     SitePage,
     SiteStatus,
     StoreError,
@@ -347,6 +348,20 @@ class SqlStore:
 
     def count_sites(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._read("SELECT province, COUNT(*) FROM sites GROUP BY province")}
+
+    def remove_sites(self, site_ids: Sequence[str], at: float) -> RemovedSites:
+        ids = sorted(set(site_ids))
+
+        def job(conn: Any) -> RemovedSites:
+            sites = tokens = 0
+            for chunk in _chunks(ids, _IN_CHUNK):
+                marks = _marks(len(chunk))
+                tokens += int(self._exec(conn, f"UPDATE tokens SET revoked_at = ? WHERE site IN ({marks}) "
+                                               "AND revoked_at IS NULL", [at, *chunk]).rowcount)
+                sites += int(self._exec(conn, f"DELETE FROM sites WHERE id IN ({marks})", list(chunk)).rowcount)
+            return RemovedSites(sites, tokens)
+
+        return self._write(job)  # type: ignore[no-any-return]
 
     # -- tokens -----------------------------------------------------------------
 

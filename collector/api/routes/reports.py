@@ -17,7 +17,7 @@ from commune_collector.api import ingest
 from commune_collector.api.deps import StateDep
 from commune_collector.api.problems import MEDIA_TYPE, Problem, ProblemDetail
 from commune_collector.api.schemas import AckPublic
-from commune_collector.auth import Unauthorized, parse_token
+from commune_collector.auth import SiteNotInInventory, Unauthorized, parse_token
 from commune_collector.runtime.state import CollectorState
 from commune_collector.store.base import IngestItem, StoreBusy, StoreUnavailable
 from commune_common.wire import Ack, Report
@@ -47,7 +47,8 @@ _REQUEST_BODY, SCHEMA_COMPONENTS = _report_schema()
 @router.post("/reports", response_model=AckPublic, openapi_extra={"requestBody": _REQUEST_BODY},
              responses={400: _problem("not JSON, not UTF-8, or bad gzip"),
                         401: _problem("no token, unknown or revoked token"),
-                        403: _problem("the token belongs to another site"),
+                        403: _problem("the token belongs to another site, or its site is no longer in the "
+                                      "inventory"),
                         413: _problem("the body, raw or decompressed, is too large"),
                         415: _problem("not application/json, or an unsupported Content-Encoding"),
                         422: _problem("well-formed JSON that is not a valid report; each field named"),
@@ -103,6 +104,9 @@ async def _authenticate(state: CollectorState, credentials: HTTPAuthorizationCre
     except Unauthorized as exc:
         raise Problem(401, "Unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"},
                       reason="unauthorized") from None
+    except SiteNotInInventory as exc:
+        raise Problem(403, "Forbidden", str(exc), errors=[("site", f"{exc.site}: not in the inventory")],
+                      reason="forbidden") from None
 
 
 async def _store(state: CollectorState, item: IngestItem) -> Any:

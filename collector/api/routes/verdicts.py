@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from commune_collector.api.problems import Problem, ProblemDetail
 from commune_collector.judge.documents import SiteVerdict, State, VerdictPage, verdict_page
 from commune_collector.judge.verdict import Snapshot
+from commune_collector.provinces import provinces
 
 router = APIRouter(prefix="/api/v1", tags=["verdicts"])
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -43,6 +44,9 @@ def list_verdicts(snapshot: SnapshotDep,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                   offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict:
     """Site verdicts by site id, filtered by province and by state (overall, or of one item)."""
+    if province is not None and province not in provinces():
+        raise Problem(422, "Invalid request", f"unknown province {province!r}",
+                      errors=[("province", "is not one of the 34 province slugs")])
     if item is not None and item not in snapshot.config.items:
         raise Problem(422, "Invalid request", f"unknown item {item!r}",
                       errors=[("item", f"is not one of {', '.join(snapshot.config.items)}")])
