@@ -15,12 +15,14 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+from commune_collector.judge import estimates
 from commune_collector.judge.criteria import CriteriaConfig, Criterion
 from commune_collector.judge.matrix import EvidenceMatrix, KeySpec, Wants, WindowView
 from commune_collector.judge.stats import STATISTICS
 
 UNKNOWN, FAILED, MET = -1, 0, 1
 WHY_NONE, WHY_NO_CHECK, WHY_NO_DATA, WHY_LOW_COVERAGE = 0, 1, 2, 3
+WHY_NOT_ESTIMATED = 4  # the rounds answered, but the source estimated no value (estimates.py)
 _COMPARE = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less,
             "==": np.equal, "!=": np.not_equal}
 
@@ -162,8 +164,10 @@ class Evaluator:
             return out
         expr = crit.expr
         view = self._view(crit, rows, facts.now)
-        measured = STATISTICS[expr.stat].compute(view, expr.metric)
+        measured, not_estimated = estimates.account(view, expr.metric,
+                                                    STATISTICS[expr.stat].compute(view, expr.metric))
         status, why = _judge(crit, measured.value, measured.coverage, self._min_coverage(crit))
+        why = np.where(not_estimated, WHY_NOT_ESTIMATED, why).astype(np.int8)
         site = site_of_row[rows]
         pick = _deciding(site, status, measured.value, crit)
         chosen = pick[1]
@@ -264,6 +268,7 @@ def key_specs(config: CriteriaConfig, extra: dict[str, KeySpec] | None = None) -
         mine = specs.get(key)
         specs[key] = spec if mine is None else KeySpec(
             max(mine.window, spec.window), _either(mine.wants, spec.wants), mine.hist_wants)
+    specs.update(estimates.companion_specs(specs))
     return specs
 
 
