@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from commune_collector import __version__
 from commune_collector.aggregator import Aggregator, run_in_child_process
 from commune_collector.alerting import run_alerting
-from commune_collector.api import problems
+from commune_collector.api import arrival, problems
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
 from commune_collector.judge.service import build_judge_for_server, run_judge
@@ -66,6 +66,7 @@ class LatencyMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        arrival.stamp(scope)  # servers that do not stamp the kernel's arrival time (api/arrival.py)
         try:
             await self.app(scope, receive, send)
         finally:

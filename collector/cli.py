@@ -80,7 +80,10 @@ def uvicorn_config(app: Any, settings: CollectorSettings) -> uvicorn.Config:
     import uvicorn
 
     host, port = settings.listen_address()
+    from commune_collector.api.arrival import ArrivalProtocol
+
     return uvicorn.Config(app, host=host, port=port, log_level=settings.log_level, access_log=False,
+                          http=ArrivalProtocol,  # stamps each request with its kernel arrival time
                           server_header=False, lifespan="on", timeout_graceful_shutdown=10,
                           timeout_keep_alive=math.ceil(settings.keep_alive),
                           ssl_certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,
