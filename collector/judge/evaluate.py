@@ -23,6 +23,7 @@ from commune_collector.judge.stats import STATISTICS
 UNKNOWN, FAILED, MET = -1, 0, 1
 WHY_NONE, WHY_NO_CHECK, WHY_NO_DATA, WHY_LOW_COVERAGE = 0, 1, 2, 3
 WHY_NOT_ESTIMATED = 4  # the rounds answered, but the source estimated no value (estimates.py)
+WHY_AWAITING_AGENT = 5  # site scope: last heard before the judge started, still within restart_grace
 _COMPARE = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less,
             "==": np.equal, "!=": np.not_equal}
 
@@ -64,6 +65,7 @@ class SiteFacts:
     now: float
     report_at: np.ndarray  # last report received, NaN if never
     judge_started_at: float
+    restart_grace: float = 0.0  # how long agents may take to come back after the judge started
 
 
 class _Matcher:
@@ -183,6 +185,7 @@ class Evaluator:
         view = _SiteView(facts)
         measured = STATISTICS[crit.expr.stat].compute(view, crit.expr.metric)  # type: ignore[arg-type]
         status, why = _judge(crit, measured.value, measured.coverage, self._min_coverage(crit))
+        why = np.where(np.isnan(measured.value) & ~np.isnan(facts.report_at), WHY_AWAITING_AGENT, why).astype(np.int8)
         return Outcome(crit, status, measured.value, measured.evidence_ts, measured.coverage,
                        np.full(n, -1, dtype=np.int64), why)
 
@@ -197,6 +200,7 @@ class _SiteView:
         self.now = facts.now
         self.report_at = facts.report_at
         self.judge_started_at = facts.judge_started_at
+        self.restart_grace = facts.restart_grace
 
 
 def _empty(crit: Criterion, n: int) -> Outcome:
