@@ -3,7 +3,7 @@
 Every report's timestamps are moved by the measured offset (``ingest.read_clock``),
 so the page says how far off the site's clock is and that its evidence was
 placed on the collector's time; beyond ``clock.warn_offset`` the line is
-flagged, as ``commune_site_clock_suspect`` is in /metrics.
+flagged, as ``commune_collector_site_clock_suspect`` is in /metrics.
 """
 
 from __future__ import annotations
