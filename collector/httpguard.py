@@ -227,6 +227,10 @@ def _peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "client"
 
 
-def guarded_protocol(limits: Any) -> type[GuardedProtocol]:
-    """The protocol class to give uvicorn (``Config(http=...)``), bound to these limits."""
-    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits})
+def guarded_protocol(limits: Any, *mixins: type[HttpToolsProtocol]) -> type[GuardedProtocol]:
+    """The protocol class to give uvicorn (``Config(http=...)``), bound to these limits.
+
+    ``mixins`` are other ``HttpToolsProtocol`` subclasses to combine with the
+    guard (each calls ``super()``), e.g. the one that stamps arrival times.
+    """
+    return type("GuardedProtocol", (GuardedProtocol, *mixins), {"limits": limits})

@@ -22,17 +22,18 @@ class ClockReading:
 
 
 def read_clock(sent_at: float, received_at: float, rules: ClockSettings) -> ClockReading:
-    """How far the site's clock is off, and by how much to move its timestamps.
+    """How far the site's clock is off, and by how much to move its timestamps: by all of it.
 
-    offset = received_at - sent_at, so it includes the request's transit time:
-    the error is at most the one-way delay (about half the RTT). Within
-    ``max_correction`` the samples are moved by it; beyond, they keep the
-    agent's time (we cannot tell a broken clock from a broken correction) and
-    the site is flagged either way. Data is never refused for its clock.
+    offset = received_at - sent_at, with ``received_at`` the time the request
+    arrived (``api.arrival``), so it includes only the request's transit time:
+    the error is at most the one-way delay (about half the RTT). The samples are
+    always moved by it, whatever its size: the collector's clock is the one kept
+    right, and a site 2 h or a day off must be judged as if its clock were
+    right. The site is flagged beyond ``warn_offset``. Data is never refused
+    for its clock.
     """
     offset = received_at - sent_at
-    corrected = abs(offset) <= rules.max_correction
-    return ClockReading(offset, offset if corrected else 0.0, abs(offset) > rules.warn_offset)
+    return ClockReading(offset, offset, abs(offset) > rules.warn_offset)
 
 
 def to_item(report: Report, received_at: float, clock: ClockReading, json_body: bytes | None = None,

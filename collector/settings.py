@@ -64,7 +64,9 @@ class HttpLimits(Strict):
 
 class ClockSettings(Strict):
     warn_offset: Duration = Field(default=30.0, description="flag a site whose clock is off by more")
-    max_correction: Duration = Field(default=3600.0, description="correct sample times by at most this")
+    max_correction: Duration | None = Field(
+        default=None, description="deprecated and ignored (older configs still load): evidence is always placed "
+                                  "on the collector's time, whatever the offset")
 
 
 class AggregatorSettings(Strict):
@@ -153,8 +155,6 @@ class CollectorSettings(LocatedChecks, Strict):
                 issues.append((("tls", name), f"{str(path)!r}: no such file"))
         if self.ingest.max_decompressed_bytes < self.ingest.max_body_bytes:
             issues.append((("ingest", "max_decompressed_bytes"), "must be at least max_body_bytes"))
-        if self.clock.warn_offset > self.clock.max_correction:
-            issues.append((("clock", "warn_offset"), "must not exceed clock.max_correction"))
         return issues
 
 

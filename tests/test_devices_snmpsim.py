@@ -92,14 +92,15 @@ async def test_printer_status_faults_and_supplies(snmpsim: SnmpsimPeer, resource
     assert result.value("printer_ready") == 1  # low toner does not stop printing
     assert result.value("printer_supply_level_ratio", supply="Magenta Cartridge HP W2033X") == 0.04
     assert result.value("printer_supply_level_ratio", supply="Black Cartridge HP W2030X") == 0.38
-    # the waste unit reports capacity -2 (unknown) and level -3 (some left): no ratio is made up
+    # the waste unit reports capacity -2 (unknown) and level -3 (some left): no ratio is made up, the state is kept
     assert result.value("printer_supply_level_ratio", supply="Toner Collection Unit HP 3WT90A") is None
+    assert result.value("printer_supply_remaining", supply="Toner Collection Unit HP 3WT90A") == 1
 
 
 async def test_a_router_is_not_a_printer(snmpsim: SnmpsimPeer, resources: dict) -> None:
     result = await run_probe(PrinterConfig(host="127.0.0.1", snmp=settings(snmpsim, "router")), context(resources))
     assert not result.ok
-    assert "has no hrPrinterStatus (1.3.6.1.2.1.25.3.5.1.1): is it a printer?" in result.reason
+    assert "has no hrPrinterStatus (1.3.6.1.2.1.25.3.5.1.1) and no Printer-MIB supplies" in result.reason
     assert result.value("snmp_errors_total", error="missing") == 1
 
 

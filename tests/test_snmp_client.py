@@ -196,3 +196,42 @@ async def test_a_rotated_key_file_is_read_at_the_next_request(snmpd: SnmpdPeer, 
     got = await client.get(device, [oids.SYS_NAME])
     assert text(oids.SYS_NAME, got[oids.SYS_NAME]) == snmpd.sys_name
     assert client.engines == 1  # the device's old entry gave way; no engine per rotation
+
+
+@pytest.mark.parametrize("good_first", [True, False], ids=["good-first", "misconfigured-first"])
+@pytest.mark.parametrize("wrong", [{"auth_protocol": "SHA-256"}, {"priv_protocol": "AES-256"}],
+                         ids=["other-auth-protocol", "other-priv-protocol"])
+async def test_same_user_and_key_files_with_other_protocols_do_not_share_keys(
+        snmpd: SnmpdPeer, client: SnmpClient, tmp_path, good_first: bool, wrong: dict[str, str]) -> None:
+    """Two entries for one agent, one user name, the same key files, different protocols (a typo in one).
+
+    Whatever the order, asked one after the other or at once, the right entry reads and the wrong one
+    is refused: the wrong protocols must never borrow the right entry's localized keys, nor evict them.
+    """
+    user = snmpd.user_sha  # SHA / AES on the agent
+    auth, priv = tmp_path / "auth", tmp_path / "priv"
+    auth.write_text(user.auth_key + "\n")
+    priv.write_text(user.priv_key + "\n")
+
+    def entry(**protocols: str) -> Device:
+        return Device("127.0.0.1", SnmpSettings(version=3, port=snmpd.port, user=user.name, auth_key_file=auth,
+                                                priv_key_file=priv, timeout="1s", retries=0, **protocols))
+
+    good, bad = entry(), entry(**wrong)
+
+    async def outcome(device: Device) -> str:
+        try:
+            got = await client.get(device, [oids.SYS_NAME])
+        except SnmpAuthError:
+            return "refused"
+        except SnmpTimeout:  # a wrong privacy key decrypts to garbage: snmpd drops it without a report
+            return "refused"
+        return text(oids.SYS_NAME, got[oids.SYS_NAME])
+
+    order = [good, bad] if good_first else [bad, good]
+    expected = [snmpd.sys_name if d is good else "refused" for d in order]
+    for _ in range(2):
+        assert [await outcome(d) for d in order] == expected
+    for _ in range(3):
+        assert list(await asyncio.gather(*(outcome(d) for d in order * 2))) == expected * 2
+    assert client.engines == 2  # one key set per (user, protocols, key source)

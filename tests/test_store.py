@@ -266,10 +266,11 @@ def test_clock_offset_is_recorded_and_corrects_sample_times(store: Store) -> Non
     fold_journal(store)
     (summary,) = store.summaries(now - HOUR, now + HOUR, [SITE])
     assert summary.first_ts == pytest.approx(now - 5)
-    # beyond max_correction: kept at the agent's time, still flagged, never refused
+    # three days off: placed on the collector's time all the same, flagged, never refused
     wild = make_report(SITE, 2, n=1, ts=now - 86400 * 3, sent_at=now - 86400 * 3 + 5)
     assert store.ingest(item_of(wild, received_at=now)).duplicate is False
     assert store.site_status()[SITE].clock_flagged is True
+    assert store.latest(SITE)["link/fiber/icmp/t0"].ts == pytest.approx(now - 5)
 
 
 # -- aggregation --------------------------------------------------------------------------------

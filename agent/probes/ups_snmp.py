@@ -1,7 +1,8 @@
 """A UPS over SNMP with the standard UPS-MIB (RFC 1628), normalized to the power view.
 
 upsOutputSource says mains or battery, upsBatteryStatus low or depleted,
-upsEstimatedMinutesRemaining the runtime (in minutes: converted to seconds),
+upsEstimatedMinutesRemaining the runtime (in minutes: converted to seconds; 0 on
+mains or a negative value is "not estimated", see ``power.reading.runtime_estimate``),
 the alarm table whether a battery needs replacing (upsAlarmBatteryBad).
 """
 
@@ -60,7 +61,7 @@ def reading_from(got: dict[str, Any], table: dict[str, dict[str, Any]], address:
     return PowerReading(
         on_battery=on_battery,
         charge_ratio=ratio(_int(got, oids.UPS_CHARGE_REMAINING)),
-        runtime_seconds=minutes * 60.0 if minutes is not None and minutes >= 0 else None,
+        runtime_seconds=minutes * 60.0 if minutes is not None else None,  # negative: not estimated (reading.py)
         input_voltage_volts=_first_row(table[oids.UPS_INPUT_VOLTAGE], oids.UPS_INPUT_VOLTAGE),
         low_battery=low,
         replace_battery=(oids.UPS_ALARM_BATTERY_BAD in alarms) if alarms_known else None,

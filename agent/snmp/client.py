@@ -95,11 +95,16 @@ def _v3_fingerprint(auth: Any) -> str:
 
 
 def _key_source(device: Device) -> str:
-    """Where a device's v3 keys come from: new keys from the same place are a rotation."""
+    """Where a device's v3 keys come from: new keys from the same place are a rotation.
+
+    The protocols are part of it: two entries naming the same user and key files with other
+    protocols are two key sets (one of them misconfigured), not one rotated, and must never
+    evict or borrow each other's localized keys.
+    """
     s = device.settings
     inline = _digest(s.auth_key, s.priv_key)
-    return "\0".join(map(str, (device.address, s.user, s.auth_key_file, s.auth_key_env, s.priv_key_file,
-                                s.priv_key_env, inline)))
+    return "\0".join(map(str, (device.address, s.user, s.auth_protocol, s.priv_protocol, s.auth_key_file,
+                                s.auth_key_env, s.priv_key_file, s.priv_key_env, inline)))
 
 
 def _digest(*secrets: Any) -> str:

@@ -12,7 +12,8 @@ class AckPublic(BaseModel):
 
     accepted: int = Field(ge=0, le=MAX_SEQ, description="the report's seq, now durable")
     duplicate: bool = Field(description="true when this report was stored before and is not stored again")
-    clock_offset_s: float = Field(description="collector receive time minus the agent's sent_at")
+    clock_offset_s: float = Field(description="arrival time (collector clock) minus the agent's sent_at: added to "
+                                              "every timestamp of the report")
 
 
 class ExpectedPublic(BaseModel):
@@ -29,8 +30,10 @@ class SitePublic(BaseModel):
     commune: str
     expected: ExpectedPublic
     last_report_at: float | None = Field(description="unix seconds, collector clock; null if never reported")
-    clock_offset_s: float | None
-    clock_suspect: bool
+    clock_offset_s: float | None = Field(description="the last report's clock correction: collector arrival time "
+                                                     "minus the agent's sent_at, added to its timestamps; positive: "
+                                                     "the site's clock is behind")
+    clock_suspect: bool = Field(description="the offset is beyond clock.warn_offset (the evidence is corrected anyway)")
     agent_version: str | None
 
 

@@ -41,11 +41,12 @@ def uvicorn_config(app: Any, settings: CollectorSettings) -> uvicorn.Config:
     """The HTTP(S) server's settings: keep-alive, TLS, no access log (ingest would log 333 lines a second)."""
     import uvicorn  # start-up: see cmd_serve
 
+    from commune_collector.api.arrival import ArrivalProtocol
     from commune_collector.httpguard import guarded_protocol
 
     host, port = settings.listen_address()
     return uvicorn.Config(app, host=host, port=port, log_level=settings.log_level, access_log=False,
-                          http=guarded_protocol(settings.http),  # header size, time-outs, connections
+                          http=guarded_protocol(settings.http, ArrivalProtocol),  # limits; stamps arrival times
                           server_header=False, lifespan="on", timeout_graceful_shutdown=10,
                           timeout_keep_alive=math.ceil(settings.keep_alive),
                           ssl_certfile=str(settings.tls.cert_file) if settings.tls.cert_file else None,

@@ -116,6 +116,11 @@ class CriteriaConfig(LocatedChecks, Strict):
     expected_interval: Duration = Field(default=30.0, description="round interval assumed before one is measured")
     silent_after: Duration | None = Field(
         default=None, description="a site silent this long raises site_silent; default: the report_age threshold, else 90s")
+    restart_grace: Duration = Field(
+        default=330.0, description="after the judge starts, how long a site that last reported before it may take "
+                                   "to report again before it counts as silent: the agents' longest push backoff "
+                                   "(backoff_max, 5m) plus one push interval, since they back off while the "
+                                   "collector is down")
     deadline: dt.date | None = Field(default=None, description="the date every site should be completed by")
     history_retention: Duration = Field(default=35 * 86400.0, description="how long daily verdict history is kept")
     items: dict[str, Item] = Field(min_length=1)

@@ -201,7 +201,8 @@ class Judge(VerdictReads):
             stats.buckets_read = self.matrix.load(self._read(now), now)
             timer.lap("read")
             report_at = self._report_times(sites)
-            outcomes = self.evaluator.evaluate(sites, SiteFacts(now, report_at, self.started_at))
+            outcomes = self.evaluator.evaluate(sites, SiteFacts(now, report_at, self.started_at,
+                                                                self.config.restart_grace))
             timer.lap("evaluate")
             changes, snapshot = self._decide(sites, outcomes, report_at, now, timer)
             stats.changes = len(changes)
@@ -319,7 +320,8 @@ class Judge(VerdictReads):
         timer.lap("hysteresis")
         freshness = max(3 * self.config.expected_interval, self.config.silence_threshold)
         site_of_row = self.evaluator.site_of_row(sites)
-        found = self.fact_finder.compute(n, site_of_row, report_at, now, freshness, self.config.silence_threshold)
+        found = self.fact_finder.compute(n, site_of_row, report_at, now, freshness, self.config.silence_threshold,
+                                         self.started_at, self.config.restart_grace)
         timer.lap("facts")
         changes = self._verdict_changes(sites, outcomes, site_step, now)
         changes += self._fact_changes(sites, found, now)

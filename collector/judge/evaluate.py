@@ -15,12 +15,15 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+from commune_collector.judge import estimates
 from commune_collector.judge.criteria import CriteriaConfig, Criterion
 from commune_collector.judge.matrix import EvidenceMatrix, KeySpec, Wants, WindowView
 from commune_collector.judge.stats import STATISTICS
 
 UNKNOWN, FAILED, MET = -1, 0, 1
 WHY_NONE, WHY_NO_CHECK, WHY_NO_DATA, WHY_LOW_COVERAGE = 0, 1, 2, 3
+WHY_NOT_ESTIMATED = 4  # the rounds answered, but the source estimated no value (estimates.py)
+WHY_AWAITING_AGENT = 5  # site scope: last heard before the judge started, still within restart_grace
 _COMPARE = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less,
             "==": np.equal, "!=": np.not_equal}
 
@@ -62,6 +65,7 @@ class SiteFacts:
     now: float
     report_at: np.ndarray  # last report received, NaN if never
     judge_started_at: float
+    restart_grace: float = 0.0  # how long agents may take to come back after the judge started
 
 
 class _Matcher:
@@ -162,8 +166,10 @@ class Evaluator:
             return out
         expr = crit.expr
         view = self._view(crit, rows, facts.now)
-        measured = STATISTICS[expr.stat].compute(view, expr.metric)
+        measured, not_estimated = estimates.account(view, expr.metric,
+                                                    STATISTICS[expr.stat].compute(view, expr.metric))
         status, why = _judge(crit, measured.value, measured.coverage, self._min_coverage(crit))
+        why = np.where(not_estimated, WHY_NOT_ESTIMATED, why).astype(np.int8)
         site = site_of_row[rows]
         pick = _deciding(site, status, measured.value, crit)
         chosen = pick[1]
@@ -179,6 +185,7 @@ class Evaluator:
         view = _SiteView(facts)
         measured = STATISTICS[crit.expr.stat].compute(view, crit.expr.metric)  # type: ignore[arg-type]
         status, why = _judge(crit, measured.value, measured.coverage, self._min_coverage(crit))
+        why = np.where(np.isnan(measured.value) & ~np.isnan(facts.report_at), WHY_AWAITING_AGENT, why).astype(np.int8)
         return Outcome(crit, status, measured.value, measured.evidence_ts, measured.coverage,
                        np.full(n, -1, dtype=np.int64), why)
 
@@ -193,6 +200,7 @@ class _SiteView:
         self.now = facts.now
         self.report_at = facts.report_at
         self.judge_started_at = facts.judge_started_at
+        self.restart_grace = facts.restart_grace
 
 
 def _empty(crit: Criterion, n: int) -> Outcome:
@@ -264,6 +272,7 @@ def key_specs(config: CriteriaConfig, extra: dict[str, KeySpec] | None = None) -
         mine = specs.get(key)
         specs[key] = spec if mine is None else KeySpec(
             max(mine.window, spec.window), _either(mine.wants, spec.wants), mine.hist_wants)
+    specs.update(estimates.companion_specs(specs))
     return specs
 
 

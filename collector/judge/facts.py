@@ -4,7 +4,8 @@ These are not criteria (criteria judge windows); they are the present tense
 the status page and the alerts need. "Up on the backup link only" is its own
 connectivity state, and an outage (every link failing, or an agent gone
 silent) is labelled a power outage when the site's UPS was on battery at the
-time, otherwise a network one.
+time, otherwise a network one. Silence that the collector's own downtime
+caused is no silence (``silent_sites``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ class Facts:
     device_up: np.ndarray  # int8 1 up, 0 down, -1 unknown
 
 
+def silent_sites(report_at: np.ndarray, now: float, silence: float, started_at: float, grace: float) -> np.ndarray:
+    """Sites that reported before but not within ``silence``, counted from the later of the report and the start.
+
+    Nothing could be heard while the judge (and the collector with it) was down, and the agents
+    back off meanwhile: a site whose last report predates the start is silent only when it has
+    not reported within ``max(silence, grace)`` of the start.
+    """
+    reported = np.nan_to_num(report_at, nan=now)
+    since = np.maximum(reported, started_at)
+    threshold = np.where(reported < started_at, max(silence, grace), silence)
+    return ~np.isnan(report_at) & (now - since > threshold)
+
+
 class FactFinder:
     """Computes Facts for every site from the matrix; caches which rows are links, power, devices."""
 
@@ -76,11 +90,11 @@ class FactFinder:
         self._generation = m.generation
 
     def compute(self, n_sites: int, site_of_row: np.ndarray, report_at: np.ndarray, now: float,
-                freshness: float, silence: float) -> Facts:
+                freshness: float, silence: float, started_at: float = -np.inf, grace: float = 0.0) -> Facts:
         self._refresh()
         primary_known, primary_up = self._links("primary", n_sites, site_of_row, now, freshness)
         backup_known, backup_up = self._links("backup", n_sites, site_of_row, now, freshness)
-        silent = ~np.isnan(report_at) & (now - np.nan_to_num(report_at, nan=now) > silence)
+        silent = silent_sites(report_at, now, silence, started_at, grace)
         conn = np.select([primary_up, backup_up, primary_known | backup_known],
                          [CONN_PRIMARY, CONN_BACKUP_ONLY, CONN_DOWN], CONN_UNKNOWN).astype(np.int8)
         conn = np.where(silent & (conn != CONN_DOWN), CONN_UNKNOWN, conn).astype(np.int8)

@@ -20,9 +20,11 @@ from commune_collector.judge.criteria import CriteriaConfig, Criterion
 from commune_collector.judge.evaluate import (
     FAILED,
     MET,
+    WHY_AWAITING_AGENT,
     WHY_LOW_COVERAGE,
     WHY_NO_CHECK,
     WHY_NO_DATA,
+    WHY_NOT_ESTIMATED,
     Outcome,
     SiteIndex,
 )
@@ -70,6 +72,12 @@ def reason(crit: Criterion, status: int, value: float, why: int, coverage: float
         if expr.stat == "last":
             return f"no {value_label(crit)} value in the last {format_window(window)}"
         return f"no evidence over {format_window(window)}" if window else "no evidence"
+    if why == WHY_AWAITING_AGENT:
+        return ("the collector restarted a moment ago and last heard the agent before that; agents back off "
+                "while the collector is down, so it gets a few minutes to report again before it counts as silent")
+    if why == WHY_NOT_ESTIMATED:
+        return (f"not estimated: the source reported no {value_label(crit)} estimate over {format_window(window)} "
+                "(a UPS that estimates only on battery reports 0 on mains); such readings are not counted")
     if why == WHY_LOW_COVERAGE:
         return (f"evidence covers {coverage * 100:.0f}% of {format_window(window)}, "
                 f"{min_coverage * 100:.0f}% needed")

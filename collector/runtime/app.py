@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from commune_collector import __version__
 from commune_collector.aggregator import Aggregator
 from commune_collector.alerting import run_alerting
-from commune_collector.api import problems
+from commune_collector.api import arrival, problems
 from commune_collector.api.openapi import conform
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
@@ -72,6 +72,7 @@ class LatencyMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        arrival.stamp(scope)  # servers that do not stamp the kernel's arrival time (api/arrival.py)
         try:
             await self.app(scope, receive, send)
         finally:

@@ -29,6 +29,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from commune_collector.alerting.rules import RULES
 from commune_collector.web import fmt
 from commune_collector.web.chart import ChartLabels, Point, burnup_svg
+from commune_collector.web.clock import site_clock
 from commune_collector.web.i18n import DEFAULT_LANG, LANGS, Translator, load_translators
 from commune_collector.web.source import JudgeSource, VerdictSource
 
@@ -292,7 +293,7 @@ def site_page(request: Request, ui: UI, source: Source, site: str, lang: Lang = 
     if verdict is None:
         return page.render("not_found.html", 404, message=page.t("not_found_site", site=site))
     titles = _item_titles(national, page.t)
-    return page.render("site.html", v=verdict, groups=_criteria_by_item(verdict, titles),
+    return page.render("site.html", v=verdict, groups=_criteria_by_item(verdict, titles), clock=site_clock(request, site),
                        province_name=_province_names(national).get(verdict.get("province", ""),
                                                                     verdict.get("province", "")),
                        item_titles=titles)

@@ -263,7 +263,8 @@ def _oid_key(oid: str) -> tuple[int, ...]:
 def read_snmprec(path: Path) -> list[tuple[str, str, str]]:
     """Parse a plain .snmprec into (oid, tag, value) triples."""
     records = []
-    for line in Path(path).read_text().splitlines():
+    # surrogateescape: some recordings hold strings that are not UTF-8; they round-trip byte for byte
+    for line in Path(path).read_text(errors="surrogateescape").splitlines():
         if line.strip() and not line.startswith("#"):
             oid, tag, value = line.split("|", 2)
             records.append((oid, tag, value))
@@ -277,7 +278,7 @@ def write_snmprec(path: Path, records: Iterable[tuple[str, int | str, object]]) 
         key=lambda row: _oid_key(row[0]),
     )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("".join(f"{o}|{t}|{v}\n" for o, t, v in rows))
+    Path(path).write_text("".join(f"{o}|{t}|{v}\n" for o, t, v in rows), errors="surrogateescape")
     return Path(path)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated, Any
 
 import msgspec
@@ -13,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from commune_collector import intake
-from commune_collector.api import ingest
+from commune_collector.api import arrival, ingest
 from commune_collector.api.deps import StateDep
 from commune_collector.api.problems import MEDIA_TYPE, Problem, ProblemDetail
 from commune_collector.api.schemas import AckPublic
@@ -64,7 +63,7 @@ async def post_report(request: Request, state: StateDep, credentials: Credential
 
 
 async def _accept(request: Request, state: CollectorState, credentials: HTTPAuthorizationCredentials | None) -> Ack:
-    received_at = time.time()
+    received_at = arrival.arrived_at(request.scope)  # when its bytes arrived, not when this handler ran
     limits = state.settings.ingest
     site = await _authenticate(state, credentials)
     ingest.check_media_type(request.headers.get("content-type"))
