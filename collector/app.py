@@ -18,6 +18,8 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram
 
 from commune_collector import __version__
+from commune_collector.access.gate import AccessGate
+from commune_collector.access.tokens import OperatorVerifier
 from commune_collector.aggregator import Aggregator, run_in_child_process
 from commune_collector.alerting import run_alerting
 from commune_collector.api import problems
@@ -119,6 +121,7 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
     for router in ROUTERS:
         app.include_router(router)
     install_status_page(app)  # the status page at /, /p/{slug}, /s/{site}; static files; gzip
+    app.add_middleware(AccessGate)  # every route but health, ingest, static (and /public) needs an operator
     app.add_middleware(LatencyMiddleware, histogram=latency)
     _merge_components(app, COMPONENTS)
     return app
@@ -151,6 +154,7 @@ def _build_state(settings: CollectorSettings, store: Store, registry: CollectorR
     writer = RemoteWriter(settings.remote_write) if settings.remote_write.url else None
     return CollectorState(settings=settings, store=store, registry=registry,
                           verifier=TokenVerifier(store, settings.auth.cache_ttl),
+                          operators=OperatorVerifier(store, settings.auth.cache_ttl),
                           # in shared memory: with aggregate_in_child the child counts into these very stats
                           aggregator=Aggregator(store, settings.aggregator, settings.retention,
                                                 AggregatorStats.shared()),

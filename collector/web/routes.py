@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader
 from starlette.middleware.gzip import GZipMiddleware
 
+from commune_collector.access.deps import ViewerDep
 from commune_collector.alerting.rules import RULES
 from commune_collector.web import fmt
 from commune_collector.web.chart import ChartLabels, Point, burnup_svg
@@ -203,7 +204,7 @@ def _national_items(data: dict[str, Any], t: Translator) -> list[dict[str, Any]]
 
 
 @router.get("/", response_class=HTMLResponse)
-def national_page(request: Request, ui: UI, source: Source, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
+def national_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
     """The table a readiness meeting reads: N/34 provinces per item, then every province."""
     page = Page(ui, request, lang)
     data = source.provinces() if source is not None else None
@@ -239,7 +240,7 @@ def _filter_communes(communes: list[dict[str, Any]], state: str | None, q: str |
 
 
 @router.get("/p/{slug}", response_class=HTMLResponse)
-def province_page(request: Request, ui: UI, source: Source, slug: str, lang: Lang = DEFAULT_LANG,
+def province_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, slug: str, lang: Lang = DEFAULT_LANG,
                   state: Annotated[str | None, Query(pattern="^(completed|not_completed|unknown)?$")] = None,
                   q: Annotated[str | None, Query(max_length=100)] = None,
                   item: Annotated[str | None, Query(max_length=100)] = None,
@@ -249,7 +250,7 @@ def province_page(request: Request, ui: UI, source: Source, slug: str, lang: Lan
     national = source.provinces() if source is not None else None
     if source is None or national is None:
         return page.not_ready()
-    province = source.province(slug)
+    province = source.province(slug) if viewer.may_read_province(slug) else None  # out of scope reads as absent
     if province is None:
         return page.render("not_found.html", 404, message=page.t("not_found_province", slug=slug))
     history = source.history(slug, HISTORY_DAYS)
@@ -282,14 +283,14 @@ def _criteria_by_item(verdict: dict[str, Any], titles: dict[str, str]) -> list[d
 
 
 @router.get("/s/{site}", response_class=HTMLResponse)
-def site_page(request: Request, ui: UI, source: Source, site: str, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
+def site_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, site: str, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
     """One commune: every criterion with met or not, value vs threshold, window and evidence time."""
     page = Page(ui, request, lang)
     national = source.provinces() if source is not None else None
     if source is None or national is None:
         return page.not_ready()
     verdict = source.verdict(site)
-    if verdict is None:
+    if verdict is None or not viewer.may_read_province(verdict.get("province")):
         return page.render("not_found.html", 404, message=page.t("not_found_site", site=site))
     titles = _item_titles(national, page.t)
     return page.render("site.html", v=verdict, groups=_criteria_by_item(verdict, titles),
@@ -302,7 +303,7 @@ def site_page(request: Request, ui: UI, source: Source, site: str, lang: Lang = 
 
 
 @router.get("/help/alerts", response_class=HTMLResponse)
-def alerts_help(request: Request, ui: UI, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
+def alerts_help(request: Request, ui: UI, viewer: ViewerDep, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
     """The runbook the alerts link to (``runbook_url``)."""
     page = Page(ui, request, lang)
     return page.render("alerts_help.html", rules=list(RULES.values()))
