@@ -42,6 +42,7 @@ from commune_collector.judge import Judge, MemoryEvidence, SiteRecord, load_crit
 from commune_collector.judge.synth import RTT_AVG, fast_bucket  # noqa: E402
 from commune_collector.web.routes import install  # noqa: E402
 from commune_collector.web.source import JudgeSource  # noqa: E402
+from tests.access_support import grant  # noqa: E402
 
 H = float(BUCKET_SECONDS)
 HOURS = 14  # enough coverage (>= 50% of 24 h) for the 24 h criteria to be judged
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ready in {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
     app = FastAPI()
     install(app)
+    grant(app)  # a national operator, as the gate would set one
     app.state.verdict_source = JudgeSource(judge)
     client = TestClient(app)
     big = max({s.province for s in sites}, key=lambda p: sum(s.province == p for s in sites))

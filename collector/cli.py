@@ -322,7 +322,9 @@ def _add_agent_config(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_operator(sub: argparse._SubParsersAction) -> None:
-    from commune_collector.access.cli import add_subcommand  # operators' credentials live with access
+    from commune_collector.access.cli import (
+        add_subcommand,  # operators' credentials live with access
+    )
     add_subcommand(sub)
 
 

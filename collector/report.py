@@ -39,13 +39,14 @@ HEADERS = {
 # -- getting the documents ------------------------------------------------------------
 
 
-def documents_from_url(url: str, province: str | None, timeout: float = 30.0) -> dict:
-    """The API documents from a running collector."""
+def documents_from_url(url: str, province: str | None, timeout: float = 30.0, token: str | None = None) -> dict:
+    """The API documents from a running collector, read with an operator's token (cut to its scope)."""
     import httpx
 
     base = url.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(timeout=timeout) as client:
+        with httpx.Client(timeout=timeout, headers=headers) as client:
             provinces = _get(client, f"{base}/api/v1/provinces")
             detail = _get(client, f"{base}/api/v1/provinces/{province}") if province else None
     except httpx.HTTPError as exc:
@@ -205,7 +206,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.url:
-            docs = documents_from_url(args.url, args.province)
+            docs = documents_from_url(args.url, args.province, token=_operator_token(args))
         else:
             docs = documents_from_store(settings_from(args), args.province)
     except ReportError as exc:
@@ -221,6 +222,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.output is not None:
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _operator_token(args: argparse.Namespace) -> str | None:
+    """--token-file, else $COMMUNE_OPERATOR_TOKEN (never a command-line argument: ps would show it)."""
+    import os
+
+    if args.token_file:
+        try:
+            return Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ReportError(f"--token-file {args.token_file}: {exc.strerror}") from None
+    return os.environ.get("COMMUNE_OPERATOR_TOKEN") or None
 
 
 def cmd_check_criteria(args: argparse.Namespace) -> int:
@@ -245,6 +258,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE (required for xlsx)")
     p.add_argument("--lang", choices=("en", "vi"), default="en", help="language of titles and headers")
     p.add_argument("--url", metavar="URL", help="ask a running collector (http://host:port) instead of the store")
+    p.add_argument("--token-file", metavar="FILE", help="with --url: a file holding an operator token "
+                                                        "(default: $COMMUNE_OPERATOR_TOKEN)")
     p.set_defaults(func=cmd_report)
     c = sub.add_parser("check-criteria", help="validate a criteria file (exit 1 with file:line messages)",
                        description="Load a criteria YAML and report every problem with its file, line and field.")

@@ -26,6 +26,7 @@ from commune_collector.settings import CollectorSettings
 from commune_collector.state import CollectorState
 from commune_collector.store.base import Site
 from commune_common.wire import Report, encode_report
+from tests.access_support import operator_headers
 from tests.collector_support import make_report
 from tests.peers._base import require_binary, wait_until
 
@@ -40,6 +41,7 @@ class Api:
         self.client = client
         self.state = state
         self.tokens: dict[str, str] = {}
+        client.headers.update(operator_headers(state.store))  # reads need an operator (collector.access)
 
     def token(self, site: str = SITE) -> str:
         if site not in self.tokens:

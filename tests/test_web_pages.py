@@ -21,12 +21,14 @@ from commune_collector.web.chart import ChartLabels, Point, _nice_max, burnup_sv
 from commune_collector.web.fmt import fold, number
 from commune_collector.web.i18n import LANGS, load_catalog
 from commune_collector.web.routes import PAGE_SIZE, install
+from tests.access_support import grant
 from tests.web.fake_verdicts import ITEMS, TODAY, FakeVerdicts
 
 
 def client_for(source: FakeVerdicts | None) -> TestClient:
     app = FastAPI()
     install(app)
+    grant(app)  # a national operator: the gate is not part of a bare app
     if source is not None:
         app.state.verdict_source = source
     return TestClient(app)
@@ -193,6 +195,7 @@ def judged():
     scenario = Scenario().settle()
     app = FastAPI()
     install(app)
+    grant(app)
     app.state.verdict_source = JudgeSource(scenario.judge)
     return TestClient(app), scenario
 
