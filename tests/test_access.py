@@ -219,3 +219,22 @@ def test_the_public_view_shows_counts_and_nothing_else() -> None:
         for path in ("/", "/p/ha-noi", f"/s/{OWN_SITE}", "/api/v1/sites", "/export/national.csv"):
             assert get(peer, path).status_code == 401, path  # the rest stays behind the gate
         assert 'href="/public"' in get(peer, "/p/ha-noi").text  # a refused visitor is shown the public figures
+
+
+# -- Prometheus scrapes /metrics with its token -----------------------------------------------
+
+
+def test_a_real_prometheus_scrapes_with_its_token_and_not_without(collector: CollectorPeer,
+                                                                 tokens: dict[str, str], tmp_path) -> None:
+    from tests.peers.prometheus import PrometheusPeer
+
+    target = collector.url.split("//")[1]
+    (tmp_path / "collector.token").write_text(tokens["metrics"] + "\n")
+    config = ("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n"
+              f"  - job_name: with-token\n    authorization: {{credentials_file: {tmp_path / 'collector.token'}}}\n"
+              f"    static_configs: [{{targets: ['{target}']}}]\n"
+              f"  - job_name: anonymous\n    static_configs: [{{targets: ['{target}']}}]\n")
+    with PrometheusPeer(config) as prometheus:
+        prometheus.wait_for_query('up{job="with-token"} == 1', timeout=60)
+        prometheus.wait_for_query('commune_collector_ingest_reports_total{job="with-token"}', timeout=30)
+        prometheus.wait_for_query('up{job="anonymous"} == 0', timeout=30)
