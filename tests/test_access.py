@@ -238,3 +238,21 @@ def test_a_real_prometheus_scrapes_with_its_token_and_not_without(collector: Col
         prometheus.wait_for_query('up{job="with-token"} == 1', timeout=60)
         prometheus.wait_for_query('commune_collector_ingest_reports_total{job="with-token"}', timeout=30)
         prometheus.wait_for_query('up{job="anonymous"} == 0', timeout=30)
+
+
+def test_a_browser_signs_in_with_a_token_and_keeps_it_in_a_strict_cookie(collector: CollectorPeer,
+                                                                          tokens: dict[str, str]) -> None:
+    with httpx.Client(base_url=collector.url, timeout=30) as browser:
+        assert 'action="/login"' in browser.get("/login").text
+        assert 'href="/login"' in browser.get("/p/ha-noi").text  # a refused page says where to sign in
+        bad = browser.post("/login", data={"token": tokens["site"]})
+        assert bad.status_code == 401 and "commune_operator" not in bad.headers.get("set-cookie", "")
+        assert browser.post("/login", data={"token": tokens["metrics"]}).status_code == 403
+        signed = browser.post("/login", data={"token": tokens["province"]})
+        assert signed.status_code == 303 and signed.headers["location"] == "/"
+        cookie = signed.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=" in cookie
+        assert browser.get("/p/ha-noi").status_code == 200 and browser.get("/p/hue").status_code == 404
+        assert browser.get("/api/v1/access/me").json()["role"] == "province"
+        assert browser.get("/logout").status_code == 303
+        assert browser.get("/p/ha-noi").status_code == 401

@@ -27,7 +27,8 @@ from commune_collector.store.base import StoreUnavailable
 
 log = logging.getLogger("commune_collector.access")
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/reports"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/reports", "/login", "/logout"})
+COOKIE = "commune_operator"  # collector.web.login: an operator token kept by the browser
 OPEN_PREFIXES = ("/static/",)
 PUBLIC_PREFIX = "/public"
 METRICS_PATH = "/metrics"
@@ -87,7 +88,7 @@ async def authenticate(scope: dict, state: Any) -> Principal:
     """The principal of this request, or Refusal(401/403/503) saying why not."""
     if state is None:
         raise Refusal(503, "the collector is starting")
-    authorization = _header(scope, "authorization")
+    authorization = _header(scope, "authorization") or _cookie_bearer(scope)
     if authorization:
         return await _from_bearer(authorization, state)
     proxy = state.settings.access.proxy
@@ -99,6 +100,22 @@ async def authenticate(scope: dict, state: Any) -> Principal:
         except ProxyDenied as exc:
             raise Refusal(403, str(exc)) from None
     raise Refusal(401, "sign in: an operator token (Authorization: Bearer cmo_...) or the single-sign-on proxy")
+
+
+def _cookie_bearer(scope: dict) -> str | None:
+    """The token a browser keeps after /login, as a bearer header would carry it."""
+    from http.cookies import SimpleCookie
+
+    text = _header(scope, "cookie")
+    if not text or COOKIE not in text:
+        return None
+    cookie = SimpleCookie()
+    try:
+        cookie.load(text)
+    except Exception:  # noqa: BLE001 - a malformed cookie header is no credential
+        return None
+    morsel = cookie.get(COOKIE)
+    return f"Bearer {morsel.value}" if morsel and morsel.value else None
 
 
 async def _from_bearer(authorization: str, state: Any) -> Principal:

@@ -18,6 +18,7 @@ TEXT = {
           "Not ready", "The collector is starting or cannot check credentials right now. Retry in a few seconds."),
 }
 PUBLIC_LINK = '<p><a href="/public">Số liệu công khai · Public figures</a></p>'
+LOGIN_LINK = '<p><a href="/login">Đăng nhập bằng mã truy cập · Sign in with an operator token</a></p>'
 
 
 def denied_html(status: int, detail: str, public_view: bool) -> str:
@@ -28,4 +29,4 @@ def denied_html(status: int, detail: str, public_view: bool) -> str:
             f"<body><main class=\"wrap\"><h1>{vi_title}</h1><p>{vi_text}</p>"
             f"<h2 lang=\"en\">{en_title}</h2><p lang=\"en\">{en_text}</p>"
             f"<p><small data-testid=\"denied-detail\">{escape(detail)}</small></p>"
-            f"{PUBLIC_LINK if public_view else ''}</main></body></html>")
+            f"{LOGIN_LINK if status == 401 else ''}{PUBLIC_LINK if public_view else ''}</main></body></html>")

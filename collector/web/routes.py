@@ -69,9 +69,11 @@ def install(app: FastAPI) -> None:
     """Mount the status page on ``app``: routes at /, /p/{slug}, /s/{site}; /static; gzip."""
     app.state.web_ui = WebUI.build()
     app.include_router(router)
-    from commune_collector.web import exports, public  # they import this module's page plumbing
+    # imported here: they import this module's page plumbing
+    from commune_collector.web import exports, login, public
     app.include_router(exports.router)
     app.include_router(public.router)
+    app.include_router(login.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="web-static")
     if not any(m.cls is GZipMiddleware for m in app.user_middleware):
         app.add_middleware(GZipMiddleware, minimum_size=1024)
