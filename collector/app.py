@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram
 
 from commune_collector import __version__
-from commune_collector.access.gate import AccessGate
+from commune_collector.access.gate import AccessGate, refusal_counter
 from commune_collector.access.tokens import OperatorVerifier
 from commune_collector.aggregator import Aggregator, run_in_child_process
 from commune_collector.alerting import run_alerting
@@ -121,7 +121,7 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
     for router in ROUTERS:
         app.include_router(router)
     install_status_page(app)  # the status page at /, /p/{slug}, /s/{site}; static files; gzip
-    app.add_middleware(AccessGate)  # every route but health, ingest, static (and /public) needs an operator
+    app.add_middleware(AccessGate, refused=refusal_counter(registry))  # every route but health, ingest, static (and /public) needs an operator
     app.add_middleware(LatencyMiddleware, histogram=latency)
     _merge_components(app, COMPONENTS)
     return app

@@ -156,6 +156,9 @@ def test_metrics_for_national_operators_and_scrapers_only(collector: CollectorPe
         assert denied.status_code == 403 and denied.headers["content-type"] == "application/problem+json"
     for path in ("/api/v1/sites", "/", "/export/national.csv", "/docs"):  # a scraper reads /metrics only
         assert get(collector, path, tokens["metrics"]).status_code == 403, path
+    refused = get(collector, "/metrics", tokens["national"]).text
+    assert 'commune_collector_access_refused_requests_total{status="403"}' in refused
+    assert 'commune_collector_access_refused_requests_total{status="401"}' in refused
 
 
 def test_health_ingest_and_static_files_stay_open(collector: CollectorPeer) -> None:

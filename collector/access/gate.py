@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
 from starlette.concurrency import run_in_threadpool
 
 from commune_collector.access.proxy import ProxyDenied, is_trusted, principal_from_headers
@@ -49,11 +50,19 @@ def is_open(path: str, public_view: bool) -> bool:
     return public_view and (path == PUBLIC_PREFIX or path.startswith(PUBLIC_PREFIX + "/"))
 
 
+def refusal_counter(registry: CollectorRegistry) -> Counter:
+    """Refusals by status: a rise of 401s is someone guessing, of 403s a role set up wrong."""
+    return Counter("commune_collector_access_refused_requests_total",
+                   "Requests the access gate refused, by status (401 no usable credential, 403 role, "
+                   "503 credentials cannot be checked)", ["status"], registry=registry)
+
+
 class AccessGate:
     """ASGI middleware; reads the running collector's state (settings, verifier) at each request."""
 
-    def __init__(self, app: Callable):
+    def __init__(self, app: Callable, refused: Counter | None = None):
         self.app = app
+        self.refused = refused
 
     async def __call__(self, scope: dict, receive: Callable, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,6 +79,9 @@ class AccessGate:
             principal = await authenticate(scope, state)
             check_path(principal, path)
         except Refusal as refusal:
+            if self.refused is not None:
+                self.refused.labels(str(refusal.status)).inc()
+            log.debug("refused %s %s: %s", scope.get("method"), path, refusal.detail)  # never the credential
             await refuse(scope, send, refusal, public_view)
             return
         scope.setdefault("state", {})["principal"] = principal
