@@ -672,7 +672,10 @@ def main() -> int:
         log(f"collector pid {collector.pid}; {args.senders} senders push for {args.seconds:.0f}s")
         try:
             result, usage = run_fleet("collector", f"{url}/api/v1/reports", collector.pid, tokens, args)
-            metrics = httpx.get(f"{url}/metrics", timeout=30, verify=False).text
+            scraper = subprocess.run([str(VENV_BIN / "commune-collector"), "operator", "create", "bench", "--role",
+                                      "metrics", "--config", str(config)], capture_output=True, text=True, check=True)
+            metrics = httpx.get(f"{url}/metrics", timeout=30, verify=False,  # /metrics needs a scraper's token
+                                headers={"Authorization": f"Bearer {scraper.stdout.strip()}"}).text
             if args.expired_hour:  # did the prune land inside the phase? (the way out prunes too)
                 figures["expired_rows_left_at_end"] = _rows_in_bucket(work / "collector-data" / "collector.db",
                                                                       args.expired_bucket)

@@ -39,8 +39,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 from commune_collector.evidence import BUCKET_SECONDS, bucket_of  # noqa: E402
 from commune_collector.generate import generate_sites  # noqa: E402
 from commune_collector.judge import Judge, MemoryEvidence, SiteRecord, load_criteria  # noqa: E402
-from commune_collector.web.routes import install  # noqa: E402
+from commune_collector.web.install import install  # noqa: E402
 from commune_collector.web.source import JudgeSource  # noqa: E402
+from testsupport.access import grant  # noqa: E402
 from testsupport.synth import RTT_AVG, fast_bucket  # noqa: E402
 
 H = float(BUCKET_SECONDS)
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ready in {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
     app = FastAPI()
     install(app)
+    grant(app)  # a national operator, as the gate would set one
     app.state.verdict_source = JudgeSource(judge)
     client = TestClient(app)
     big = max({s.province for s in sites}, key=lambda p: sum(s.province == p for s in sites))

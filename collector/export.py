@@ -44,13 +44,14 @@ HEADERS = {
 # -- getting the documents ------------------------------------------------------------
 
 
-def documents_from_url(url: str, province: str | None, timeout: float = 30.0) -> dict:
-    """The API documents from a running collector."""
+def documents_from_url(url: str, province: str | None, timeout: float = 30.0, token: str | None = None) -> dict:
+    """The API documents from a running collector, read with an operator's token (cut to its scope)."""
     import httpx  # start-up: only `report --url` talks HTTP; every other subcommand skips ~0.25 s and 29 MB
 
     base = url.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(timeout=timeout) as client:
+        with httpx.Client(timeout=timeout, headers=headers) as client:
             provinces = _get(client, f"{base}/api/v1/provinces")
             detail = _get(client, f"{base}/api/v1/provinces/{province}") if province else None
     except httpx.HTTPError as exc:

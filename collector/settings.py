@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from commune_collector.access.settings import AccessSettings
 from commune_collector.alerting.settings import AlertingSettings
 from commune_collector.judge.settings import JudgeSettings
 from commune_common.units import ByteSize, Duration
@@ -117,6 +118,7 @@ class CollectorSettings(LocatedChecks, Strict):
     aggregator: AggregatorSettings = AggregatorSettings()
     retention: RetentionSettings = RetentionSettings()
     auth: AuthSettings = AuthSettings()
+    access: AccessSettings = AccessSettings()
     remote_write: RemoteWriteSettings = RemoteWriteSettings()
     alerting: AlertingSettings = AlertingSettings()
     judge: JudgeSettings = JudgeSettings()
@@ -158,7 +160,7 @@ class CollectorSettings(LocatedChecks, Strict):
         return issues
 
 
-_SECTIONS = {"database", "tls", "ingest", "http", "clock", "aggregator", "retention", "auth", "remote_write"}
+_SECTIONS = {"database", "tls", "ingest", "http", "clock", "aggregator", "retention", "auth", "access", "remote_write"}
 
 
 def load_settings(path: str | Path) -> CollectorSettings:

@@ -27,6 +27,12 @@ echo "== a token for the demo agent's site ($SITE), shown once, kept in $DEMO/ag
 $BIN/commune-collector token revoke "$SITE" --config "$DEMO/collector.yaml" >/dev/null 2>&1 || true
 (umask 077 && $BIN/commune-collector token issue "$SITE" --config "$DEMO/collector.yaml" > "$DEMO/agent.token")
 
+echo "== a national operator's token for you, kept in $DEMO/operator.token (every page and API needs one) =="
+$BIN/commune-collector operator revoke demo-operator --config "$DEMO/collector.yaml" >/dev/null 2>&1 || true
+(umask 077 && $BIN/commune-collector operator create demo-operator --role national --expires 7d \
+  --config "$DEMO/collector.yaml" > "$DEMO/operator.token")
+OPERATOR_TOKEN=$(cat "$DEMO/operator.token")
+
 sed -e "s#^  state_dir: .*#  state_dir: $DEMO/agent#" "$AGENT_EXAMPLE" > "$DEMO/agent.yaml"
 cat >> "$DEMO/agent.yaml" <<YAML
 collector:
@@ -58,6 +64,8 @@ pids+=($!)
 
 cat <<TXT
 
+  sign in            $URL/login  with the operator token: $OPERATOR_TOKEN
+                     (API: curl -H "Authorization: Bearer \$(cat $DEMO/operator.token)" $URL/api/v1/sites)
   status page        $URL/
   API docs           $URL/docs
   sites (Hà Nội)     $URL/api/v1/sites?province=ha-noi

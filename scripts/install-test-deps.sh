@@ -28,6 +28,7 @@ PACKAGES=(
   systemd                          # systemd-analyze verify/security, systemctl --root (deploy/ tests)
   docker-compose                   # validates deploy/docker/compose.yaml offline (no engine needed)
   shellcheck                       # lints deploy/install-agent.sh
+  nginx                            # the single-sign-on reverse proxy in front of the collector (deploy/nginx)
 )
 # chromium is installed with its Recommends (fonts etc.) so pages render.
 WITH_RECOMMENDS=(chromium)
@@ -99,7 +100,7 @@ stop_default_port_daemons() {
   fi
   local spec proto port pid
   for spec in udp:161 tcp:199 tcp:3493 tcp:5432 tcp:9090 tcp:9093 tcp:9094 tcp:9100 \
-              tcp:9115 tcp:9116; do
+              tcp:9115 tcp:9116 tcp:80; do
     proto=${spec%%:*} port=${spec##*:}
     pid=$(listener_pid "$proto" "$port")
     if [[ -n "$pid" ]]; then

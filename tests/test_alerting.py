@@ -445,7 +445,7 @@ def test_a_real_collector_alerts_on_battery_and_resolves_on_mains(alertmanager, 
         assert alert["labels"]["province"] == "hue" and alert["labels"]["item"] == "power"
         assert alert["labels"]["criterion"] == "mains-power"
         assert alert["generatorURL"] == f"http://status.example.test/s/{site.id}"
-        metrics = httpx.get(f"{collector.url}/metrics", timeout=10).text
+        metrics = httpx.get(f"{collector.url}/metrics", timeout=10, headers=collector.headers).text
         assert 'commune_alerts_firing{alertname="CommuneOnBattery"} 1.0' in metrics
 
         on_battery["now"] = False  # mains is back: the UPS's next round says so

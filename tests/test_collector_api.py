@@ -27,6 +27,7 @@ from commune_collector.runtime.state import CollectorState
 from commune_collector.settings import CollectorSettings
 from commune_collector.sites import Site
 from commune_common.wire import Report, encode_report
+from testsupport.access import operator_headers
 from testsupport.collector import make_report
 from testsupport.peers._base import require_binary, wait_until
 
@@ -41,6 +42,7 @@ class Api:
         self.client = client
         self.state = state
         self.tokens: dict[str, str] = {}
+        client.headers.update(operator_headers(state.store))  # reads need an operator (collector.access)
 
     def token(self, site: str = SITE) -> str:
         if site not in self.tokens:

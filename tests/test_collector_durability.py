@@ -48,7 +48,7 @@ def test_every_acknowledged_report_survives_kill_9_and_is_counted_once() -> None
         killed = threading.Event()
 
         def sender(chunk: list[Report]) -> None:
-            with httpx.Client(base_url=collector.url, timeout=10) as client:
+            with collector.client(timeout=10) as client:
                 for report in chunk:
                     if _send(client, token, report) is not None:
                         with lock:
@@ -67,7 +67,7 @@ def test_every_acknowledged_report_survives_kill_9_and_is_counted_once() -> None
 
         collector.restart()
         outcomes: dict[int, bool | None] = {}
-        with httpx.Client(base_url=collector.url, timeout=30) as client:
+        with collector.client() as client:
             for report in reports:
                 outcomes[report.seq] = _send(client, token, report)
         assert all(outcomes[seq] is False for seq in acked), "an acknowledged report was lost by kill -9"

@@ -29,7 +29,7 @@ def test_a_database_outage_answers_503_and_recovers() -> None:
     with PostgresPeer() as pg, CollectorPeer(sites=[SITE], settings={"database": {"dsn": pg.dsn},
                                                                       "auth": {"cache_ttl": "0s"}}) as collector:
         token = collector.issue_token(SITE.id)
-        with httpx.Client(base_url=collector.url, timeout=30) as client:
+        with collector.client() as client:
             assert _post(client, token, 1).status_code == 200
             assert client.get(f"/api/v1/sites/{SITE.id}").json()["commune"] == "Phường Ba Đình"
 

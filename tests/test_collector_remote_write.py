@@ -115,7 +115,7 @@ def test_samples_reach_a_real_prometheus_at_their_original_times() -> None:
         token = collector.issue_token(SITE.id)
         now = time.time()
         times = [now - 240, now - 180, now - 120]
-        with httpx.Client(base_url=collector.url, timeout=30) as client:
+        with collector.client() as client:
             for seq, ts in enumerate(times, start=1):
                 body = encode_report(make_report(SITE.id, seq, n=3, ts=ts, ok=seq != 2))
                 response = client.post("/api/v1/reports", content=body, headers={
@@ -134,7 +134,7 @@ def test_samples_reach_a_real_prometheus_at_their_original_times() -> None:
         assert float(rtt[0]["value"][1]) == pytest.approx(0.012)
         assert rtt[0]["metric"]["link"] == "fiber" and rtt[0]["metric"]["probe"] == "icmp"
         sent = 'commune_collector_remote_write_samples_total{outcome="sent"} 45.0'  # 3 reports x 3 results x 5
-        wait_until(lambda: sent in httpx.get(f"{collector.url}/metrics").text, timeout=30,
+        wait_until(lambda: sent in httpx.get(f"{collector.url}/metrics", headers=collector.headers).text, timeout=30,
                    what="the sent samples to be counted (the count follows Prometheus' answer)")
 
 
@@ -174,14 +174,14 @@ def test_a_dead_endpoint_costs_ingest_nothing() -> None:
     with CollectorPeer(sites=[SITE], settings={"remote_write": {"url": dead, "max_retries": 1,
                                                                 "timeout": "2s"}}) as collector:
         token = collector.issue_token(SITE.id)
-        with httpx.Client(base_url=collector.url, timeout=30) as client:
+        with collector.client() as client:
             for seq in range(1, 21):
                 response = client.post("/api/v1/reports", content=encode_report(make_report(SITE.id, seq, n=3)),
                                        headers={"Authorization": f"Bearer {token}",
                                                 "Content-Type": "application/json"})
                 assert response.status_code == 200
         def failed() -> float:
-            for line in httpx.get(f"{collector.url}/metrics").text.splitlines():
+            for line in httpx.get(f"{collector.url}/metrics", headers=collector.headers).text.splitlines():
                 if line.startswith('commune_collector_remote_write_samples_total{outcome="failed"}'):
                     return float(line.split()[1])
             return 0.0

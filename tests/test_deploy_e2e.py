@@ -177,6 +177,7 @@ def prometheus_setup(collector_port: int, agent_port: int, alertmanager_url: str
         "targets/agents.yml": yaml.safe_dump([{"targets": [f"127.0.0.1:{agent_port}"],
                                                "labels": {"site": AGENT_SITE, "province": "ha-noi"}}]),
         "targets/alertmanager.yml": yaml.safe_dump([{"targets": [alertmanager_url.split("//")[1]]}]),
+        "secrets/commune-collector.token": "",  # the scrape credential, written once the collector made it
     }
     for path in (DEPLOY / "prometheus" / "rules").glob("*.yml"):
         doc = yaml.safe_load(path.read_text())
@@ -215,6 +216,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, snmpd, nut_ups, alertmanager
             "remote_write": {"url": prometheus.remote_write_url}})
         collector.port = collector_port  # the port prometheus.yml's file_sd already names
         collector.start()
+        scraper = collector.cli("operator", "create", "prometheus", "--role", "metrics").stdout.strip()
+        (prometheus.dir / "secrets" / "commune-collector.token").write_text(scraper + "\n")  # reread at each scrape
         now = time.time()
         for site in EXPECTED:
             response = push(collector, site, collector.issue_token(site), history(site).rounds(now - HOURS * 3600, now))

@@ -51,8 +51,12 @@ def rule_groups() -> list[dict]:
 # -- Prometheus --------------------------------------------------------------------------
 
 
-def test_promtool_accepts_the_scrape_config_and_its_rule_files():
-    out = ok(run([require_binary("promtool"), "check", "config", "prometheus.yml"], cwd=PROM))
+def test_promtool_accepts_the_scrape_config_and_its_rule_files(tmp_path):
+    import shutil
+    shutil.copytree(PROM, tmp_path / "prometheus")
+    (tmp_path / "prometheus" / "secrets").mkdir()
+    (tmp_path / "prometheus" / "secrets" / "commune-collector.token").write_text("cmo_token-made-at-install\n")  # a secret
+    out = ok(run([require_binary("promtool"), "check", "config", "prometheus.yml"], cwd=tmp_path / "prometheus"))
     assert "SUCCESS: 2 rule files found" in out
 
 

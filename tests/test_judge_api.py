@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from commune_collector.runtime.judge_process import STANDBY_REASON
 from commune_collector.settings import CollectorSettings
 from commune_collector.sites import Site
 from commune_common.wire import Report, encode_report
+from testsupport.access import operator_headers
 from testsupport.judge import H, short_criteria_yaml
 from testsupport.judge import ScriptedSite as Scripted
 
@@ -60,6 +62,7 @@ class Running:
     def __init__(self, client: TestClient, app: Any):
         self.client = client
         self.state = app.state.collector
+        client.headers.update(operator_headers(self.state.store))  # reads need an operator (collector.access)
         self.seq = 0
 
     def push(self, script: Scripted, start: float, end: float) -> None:
@@ -178,13 +181,16 @@ def test_openapi_documents_the_verdict_routes(running: Running) -> None:
 
 def test_503_without_a_judge_or_before_its_first_pass(tmp_path: Path) -> None:
     settings = CollectorSettings.model_validate(yaml.safe_load(write_settings(tmp_path, enabled=False).read_text()))
-    with TestClient(create_app(settings)) as client:
+    app = create_app(settings)
+    with TestClient(app) as client:
+        client.headers.update(operator_headers(app.state.collector.store))
         response = client.get("/api/v1/provinces")
         assert response.status_code == 503 and "runs no judge" in response.json()["detail"]
     settings = CollectorSettings.model_validate(yaml.safe_load(write_settings(tmp_path / "b").read_text()))
     app = create_app(settings)
     with TestClient(app) as client:
         state = app.state.collector
+        client.headers.update(operator_headers(state.store))
         state.judge = Judge(state.judge.config, state.judge.source, MemoryVerdictStore())  # has not passed yet
         response = client.get("/api/v1/verdicts")
         assert response.status_code == 503 and response.headers["retry-after"] == "30"
@@ -276,14 +282,20 @@ def test_report_from_a_running_collector(tmp_path: Path) -> None:
         response = httpx.post(f"{collector.url}/api/v1/reports", content=encode_report(report_body), timeout=30,
                               headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         assert response.status_code == 200, response.text
-        wait_until(lambda: httpx.get(f"{collector.url}/api/v1/verdicts/hn-ba-dinh", timeout=5).json().get("state")
+        wait_until(lambda: httpx.get(f"{collector.url}/api/v1/verdicts/hn-ba-dinh", timeout=5,
+                                     headers=collector.headers).json().get("state")
                    == "completed", timeout=60, what="the site to be judged completed")
         result = subprocess.run([sys.executable, "-m", "commune_collector.cli", "report", "--url", collector.url,
                                  "--province", "ha-noi", "--format", "json"], capture_output=True, text=True,
-                                timeout=60)
+                                timeout=60, env={**os.environ, "COMMUNE_OPERATOR_TOKEN": collector.operator_token})
         assert result.returncode == 0, result.stderr
         doc = json.loads(result.stdout)
         assert [(c["site"], c["state"]) for c in doc["communes"]] == [("hn-ba-dinh", "completed")]
+        operator = {**os.environ, "COMMUNE_OPERATOR_TOKEN": collector.operator_token}
         missing = subprocess.run([sys.executable, "-m", "commune_collector.cli", "report", "--url", collector.url,
-                                  "--province", "atlantis"], capture_output=True, text=True, timeout=60)
+                                  "--province", "atlantis"], capture_output=True, text=True, timeout=60, env=operator)
         assert missing.returncode == 1 and "404" in missing.stderr
+        anonymous = {k: v for k, v in os.environ.items() if k != "COMMUNE_OPERATOR_TOKEN"}
+        refused = subprocess.run([sys.executable, "-m", "commune_collector.cli", "report", "--url", collector.url],
+                                 capture_output=True, text=True, timeout=60, env=anonymous)
+        assert refused.returncode == 1 and "401" in refused.stderr

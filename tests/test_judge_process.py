@@ -168,7 +168,9 @@ def _passes(collector: CollectorProcess) -> float:
 
 def _verdict_status(collector: CollectorProcess, site: str) -> int:
     try:
-        with urllib.request.urlopen(f"{collector.url}/api/v1/verdicts/{site}", timeout=10) as response:
+        request = urllib.request.Request(f"{collector.url}/api/v1/verdicts/{site}",
+                                         headers={"Authorization": f"Bearer {collector.operator_token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
             json.loads(response.read())
             return response.status
     except urllib.error.HTTPError as exc:

@@ -39,7 +39,11 @@ def collector() -> Iterator[CollectorPeer]:
 
 @pytest.fixture
 def http(collector: CollectorPeer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=collector.url, timeout=30) as client:
+    def read_as_operator(request: httpx.Request) -> None:  # reads need an operator; posts carry their own token
+        if request.method == "GET":
+            request.headers["Authorization"] = collector.headers["Authorization"]
+
+    with httpx.Client(base_url=collector.url, timeout=30, event_hooks={"request": [read_as_operator]}) as client:
         yield client
 
 

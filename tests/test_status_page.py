@@ -103,7 +103,8 @@ def push_evidence(collector: CollectorPeer, now: float) -> None:
 
 
 def verdict_states(collector: CollectorPeer) -> dict[str, str] | None:
-    response = httpx.get(f"{collector.url}/api/v1/verdicts", params={"limit": 100}, timeout=10)
+    response = httpx.get(f"{collector.url}/api/v1/verdicts", params={"limit": 100}, timeout=10,
+                         headers=collector.headers)
     if response.status_code != 200:
         return None
     return {v["site"]: v["state"] for v in response.json()["items"]}
@@ -147,7 +148,7 @@ def no_horizontal_overflow(page) -> bool:
 
 
 def test_national_table_then_drill_down_to_the_failing_reason(collector, browser, shots):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, extra_http_headers=collector.headers)
     page.goto(f"{collector.url}/?lang=en")
     table = page.get_by_test_id("national-table")
     cells = {row.get_attribute("data-item"): row.get_by_test_id("provinces-done").inner_text()
@@ -184,7 +185,7 @@ def test_national_table_then_drill_down_to_the_failing_reason(collector, browser
 
 
 def test_vietnamese_is_the_default_and_names_keep_their_diacritics(collector, browser):
-    page = browser.new_page()
+    page = browser.new_page(extra_http_headers=collector.headers)  # an operator, as through the proxy
     page.goto(collector.url + "/")
     assert page.locator("html").get_attribute("lang") == "vi"
     assert page.get_by_role("heading", name="Tiến độ theo hạng mục").count() == 1
@@ -196,7 +197,8 @@ def test_vietnamese_is_the_default_and_names_keep_their_diacritics(collector, br
 
 @pytest.mark.parametrize("path", ["/", "/p/ha-noi", "/s/hn-lossy", "/p/hue?lang=en", "/s/hue-silent?lang=en"])
 def test_a_phone_never_scrolls_sideways(collector, browser, shots, path):
-    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                            extra_http_headers=collector.headers)
     page.goto(collector.url + path)
     assert no_horizontal_overflow(page), page.evaluate("document.documentElement.scrollWidth")
     name = re.sub(r"[^a-z0-9]+", "-", path).strip("-") or "national"

@@ -20,13 +20,16 @@ from fastapi.testclient import TestClient
 from commune_collector.web.chart import ChartLabels, Point, _nice_max, burnup_svg
 from commune_collector.web.fmt import fold, number
 from commune_collector.web.i18n import LANGS, load_catalog
-from commune_collector.web.routes import PAGE_SIZE, install
+from commune_collector.web.install import install
+from commune_collector.web.routes import PAGE_SIZE
+from testsupport.access import grant
 from testsupport.web.fake_verdicts import ITEMS, TODAY, FakeVerdicts
 
 
 def client_for(source: FakeVerdicts | None) -> TestClient:
     app = FastAPI()
     install(app)
+    grant(app)  # a national operator: the gate is not part of a bare app
     if source is not None:
         app.state.verdict_source = source
     return TestClient(app)
@@ -193,6 +196,7 @@ def judged():
     scenario = Scenario().settle()
     app = FastAPI()
     install(app)
+    grant(app)
     app.state.verdict_source = JudgeSource(scenario.judge)
     return TestClient(app), scenario
 

@@ -104,6 +104,22 @@ class CollectorPeer(Peer):
     def issue_token(self, site: str) -> str:
         return self.cli("token", "issue", site).stdout.strip()
 
+    @property
+    def operator_token(self) -> str:
+        """A national operator's token, created once per peer (every read route needs an operator)."""
+        if not getattr(self, "_operator_token", None):
+            self._operator_token = self.cli("operator", "create", "tests", "--role", "national").stdout.strip()
+        return self._operator_token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.operator_token}"}
+
+    def client(self, **kwargs: Any) -> Any:
+        """An httpx.Client on this collector that reads as a national operator."""
+        import httpx
+        return httpx.Client(base_url=self.url, headers=self.headers, **{"timeout": 30, **kwargs})
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -156,7 +172,9 @@ def self_signed_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Pa
 # -- a collector process that end-to-end tests stop, crash and restart, optionally in a namespace ------
 
 _FETCH = ("import sys, urllib.request\n"
-          "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())")
+          "h = {'Authorization': 'Bearer ' + sys.argv[2]} if sys.argv[2] else {}\n"
+          "r = urllib.request.Request(sys.argv[1], headers=h)\n"
+          "sys.stdout.write(urllib.request.urlopen(r, timeout=3).read().decode())")
 
 
 def program(name: str) -> str:
@@ -171,15 +189,16 @@ def in_netns(netns: str | None, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", netns, *argv] if netns else argv
 
 
-def http_get(url: str, netns: str | None = None) -> str:
-    """GET a URL from the root namespace or from inside ``netns``."""
+def http_get(url: str, netns: str | None = None, token: str | None = None) -> str:
+    """GET a URL from the root namespace or from inside ``netns`` (with an operator's bearer ``token``)."""
     if netns is None:
         import urllib.request
 
-        with urllib.request.urlopen(url, timeout=3) as response:
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+        with urllib.request.urlopen(request, timeout=3) as response:
             return response.read().decode()
-    out = subprocess.run(in_netns(netns, [sys.executable, "-I", "-c", _FETCH, url]), capture_output=True,
-                         text=True, timeout=15)
+    out = subprocess.run(in_netns(netns, [sys.executable, "-I", "-c", _FETCH, url, token or ""]),
+                         capture_output=True, text=True, timeout=15)
     if out.returncode != 0:
         raise OSError(out.stderr.strip()[-300:])
     return out.stdout
@@ -208,7 +227,15 @@ class CollectorProcess:
         return collector_cli(self.config, *args).stdout
 
     def get(self, path: str) -> str:
-        return http_get(self.url + path, self.netns)
+        """GET as a national operator (health paths need none; the token is made on first need)."""
+        token = None if path in ("/healthz", "/readyz") else self.operator_token
+        return http_get(self.url + path, self.netns, token)
+
+    @property
+    def operator_token(self) -> str:
+        if not getattr(self, "_operator_token", None):
+            self._operator_token = self.cli("operator", "create", "tests", "--role", "national").strip()
+        return self._operator_token
 
     def enrol(self, site: str, token_file: Path) -> Path:
         """Import the site and write its token (mode 600) where the agent reads it."""

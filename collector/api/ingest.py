@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
-from commune_collector.api.problems import Problem
+from commune_collector.problems import Problem
 from commune_common.wire import (
     _KEY,
     MAX_CHECK_ID,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from commune_collector.api.problems import MEDIA_TYPE, FieldProblem, ProblemDetail
+from commune_collector.problems import MEDIA_TYPE, FieldProblem, ProblemDetail
 
 PROBLEM_REF = "#/components/schemas/ProblemDetail"
 UNAVAILABLE = "the store or the judge is unavailable, or a limit was reached; retry after Retry-After"

@@ -13,7 +13,16 @@ import argparse
 import sys
 
 from commune_collector import __version__
-from commune_collector.cli import agent_config, check, export, maintenance, serve, sites, token
+from commune_collector.cli import (
+    agent_config,
+    check,
+    export,
+    maintenance,
+    operator,
+    serve,
+    sites,
+    token,
+)
 from commune_collector.cli.common import Register, print_config_error
 from commune_collector.store.base import StoreError
 from commune_common.yamlconf import ConfigError
@@ -21,6 +30,7 @@ from commune_common.yamlconf import ConfigError
 # one function per subcommand (tree); a feature adds its own with one line
 COMMANDS: list[Register] = [serve.add_serve, check.add_check_config, maintenance.add_migrate,
                             maintenance.add_aggregate, sites.add_sites, token.add_token,
+                            operator.add_operator,
                             agent_config.add_agent_config, export.add_report, check.add_check_criteria]
 
 

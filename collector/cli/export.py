@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.url:
-            docs = documents_from_url(args.url, args.province)
+            docs = documents_from_url(args.url, args.province, token=_operator_token(args))
         else:
             docs = documents_from_store(settings_from(args), args.province)
     except ExportError as exc:
@@ -43,6 +44,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator_token(args: argparse.Namespace) -> str | None:
+    """--token-file, else $COMMUNE_OPERATOR_TOKEN (never a command-line argument: ps would show it)."""
+    if args.token_file:
+        try:
+            return Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ExportError(f"--token-file {args.token_file}: {exc.strerror}") from None
+    return os.environ.get("COMMUNE_OPERATOR_TOKEN") or None
+
+
 def add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="the readiness table (national, or one province's communes and why)",
                        description="The readiness table for a meeting, or one province's communes and why.\n\n"
@@ -54,4 +65,6 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE (required for xlsx)")
     p.add_argument("--lang", choices=("en", "vi"), default="en", help="language of titles and headers")
     p.add_argument("--url", metavar="URL", help="ask a running collector (http://host:port) instead of the store")
+    p.add_argument("--token-file", metavar="FILE", help="with --url: a file holding an operator token "
+                                                        "(default: $COMMUNE_OPERATOR_TOKEN)")
     p.set_defaults(func=cmd_report)

@@ -19,10 +19,12 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram
 from starlette.requests import ClientDisconnect
 
-from commune_collector import __version__
+from commune_collector import __version__, problems
+from commune_collector.access.gate import AccessGate, refusal_counter
+from commune_collector.access.tokens import OperatorVerifier
 from commune_collector.aggregator import Aggregator
 from commune_collector.alerting import run_alerting
-from commune_collector.api import arrival, problems
+from commune_collector.api import arrival
 from commune_collector.api.openapi import conform
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
@@ -35,7 +37,7 @@ from commune_collector.runtime.judge_service import build_judge_for_server, run_
 from commune_collector.runtime.state import CollectorState
 from commune_collector.settings import CollectorSettings
 from commune_collector.store import Store, StoreUnavailable, open_store
-from commune_collector.web.routes import install as install_status_page
+from commune_collector.web.install import install as install_status_page
 from commune_common.heap import settle_heap
 
 log = logging.getLogger("commune_collector")
@@ -128,6 +130,7 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
     for router in ROUTERS:
         app.include_router(router)
     install_status_page(app)  # the status page at /, /p/{slug}, /s/{site}; static files; gzip
+    app.add_middleware(AccessGate, refused=refusal_counter(registry))  # every route but health, ingest, static (and /public) needs an operator
     app.add_middleware(LatencyMiddleware, histogram=latency)
     _merge_components(app, COMPONENTS, settings)
     return app
@@ -171,6 +174,7 @@ def _build_state(settings: CollectorSettings, store: Store, registry: CollectorR
     writer = RemoteWriter(settings.remote_write) if settings.remote_write.url else None
     return CollectorState(settings=settings, store=store, registry=registry,
                           verifier=TokenVerifier(store, settings.auth.cache_ttl),
+                          operators=OperatorVerifier(store, settings.auth.cache_ttl),
                           # in shared memory: with aggregate_in_child the child counts into these very stats
                           aggregator=Aggregator(store, settings.aggregator, settings.retention,
                                                 AggregatorStats.shared()),

@@ -29,6 +29,7 @@ class CollectorState:
     aggregator: Aggregator | None = None
     aggregate_in_child: bool = False  # the aggregator runs in a child process (collector.aggregator)
     remote_writer: RemoteWriter | None = None
+    operators: Any = None  # commune_collector.access.tokens.OperatorVerifier
     judge: Any = None  # collector.judge.Judge when judging is on (runtime.judge_service)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = field(default_factory=time.time)

@@ -68,6 +68,20 @@ class TokenRecord:
 
 
 @dataclass(frozen=True)
+class OperatorRecord:
+    """An operator's (or Prometheus's) credential: role, scope, expiry; only the secret's hash is stored."""
+
+    id: str
+    name: str
+    role: str  # collector.access.roles.Role
+    province: str | None
+    hash: str
+    created_at: float
+    expires_at: float | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True)
 class IngestItem:
     """One validated report, ready to be stored in one transaction."""
 
@@ -203,6 +217,24 @@ class Store(Protocol):
 
     def list_tokens(self, site: str | None = None) -> list[TokenRecord]:
         """Token records (never secrets), newest first."""
+        ...
+
+    # -- operators' credentials (collector.access) -------------------------
+
+    def add_operator(self, record: OperatorRecord) -> None:
+        """Store a new operator credential (hash only)."""
+        ...
+
+    def get_operator(self, token_id: str) -> OperatorRecord | None:
+        """The operator credential with this id, revoked or expired or not."""
+        ...
+
+    def revoke_operators(self, name_or_token_id: str, at: float) -> int:
+        """Revoke one credential by id, or every live credential of an operator name; return how many."""
+        ...
+
+    def list_operators(self, name: str | None = None) -> list[OperatorRecord]:
+        """Operator credentials (never secrets), newest first."""
         ...
 
     # -- ingest ------------------------------------------------------------

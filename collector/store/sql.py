@@ -43,6 +43,7 @@ from commune_collector.store.base import (
     WriteStats,
 )
 from commune_collector.store.migrate import Migration, discover
+from commune_collector.store.operators import OperatorSql
 from commune_collector.store.writer import GroupWriter
 from commune_common.wire import CheckResult
 
@@ -187,7 +188,7 @@ def latest_rows(item: IngestItem) -> list[tuple[Any, ...]]:
              _json.encode(r.labels).decode(), _json.encode(r.values).decode()) for r in newest.values()]
 
 
-class SqlStore:
+class SqlStore(OperatorSql):
     """The Store protocol over a Dialect; SQLiteStore and PostgresStore only pick the dialect."""
 
     def __init__(self, dialect: Dialect, *, max_pending: int = 4000, max_group: int = 256,

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader
-from starlette.middleware.gzip import GZipMiddleware
 
+from commune_collector.access.deps import ViewerDep
 from commune_collector.alerting.rules import RULES
 from commune_collector.web import fmt
 from commune_collector.web.chart import ChartLabels, Point, burnup_svg
@@ -63,15 +62,6 @@ class WebUI:
         env.globals["fmt"] = fmt
         css = (HERE / "static" / "style.css").read_bytes()
         return cls(env, load_translators(), hashlib.sha256(css).hexdigest()[:10])
-
-
-def install(app: FastAPI) -> None:
-    """Mount the status page on ``app``: routes at /, /p/{slug}, /s/{site}; /static; gzip."""
-    app.state.web_ui = WebUI.build()
-    app.include_router(router)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="web-static")
-    if not any(m.cls is GZipMiddleware for m in app.user_middleware):
-        app.add_middleware(GZipMiddleware, minimum_size=1024)
 
 
 def get_ui(request: Request) -> WebUI:
@@ -204,7 +194,7 @@ def _national_items(data: dict[str, Any], t: Translator) -> list[dict[str, Any]]
 
 
 @router.get("/", response_class=HTMLResponse)
-def national_page(request: Request, ui: UI, source: Source, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
+def national_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
     """The table a readiness meeting reads: N/34 provinces per item, then every province."""
     page = Page(ui, request, lang)
     data = source.provinces() if source is not None else None
@@ -240,7 +230,7 @@ def _filter_communes(communes: list[dict[str, Any]], state: str | None, q: str |
 
 
 @router.get("/p/{slug}", response_class=HTMLResponse)
-def province_page(request: Request, ui: UI, source: Source, slug: str, lang: Lang = DEFAULT_LANG,
+def province_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, slug: str, lang: Lang = DEFAULT_LANG,
                   state: Annotated[str | None, Query(pattern="^(completed|not_completed|unknown)?$")] = None,
                   q: Annotated[str | None, Query(max_length=100)] = None,
                   item: Annotated[str | None, Query(max_length=100)] = None,
@@ -250,7 +240,7 @@ def province_page(request: Request, ui: UI, source: Source, slug: str, lang: Lan
     national = source.provinces() if source is not None else None
     if source is None or national is None:
         return page.not_ready()
-    province = source.province(slug)
+    province = source.province(slug) if viewer.may_read_province(slug) else None  # out of scope reads as absent
     if province is None:
         return page.render("not_found.html", 404, message=page.t("not_found_province", slug=slug))
     history = source.history(slug, HISTORY_DAYS)
@@ -283,14 +273,14 @@ def _criteria_by_item(verdict: dict[str, Any], titles: dict[str, str]) -> list[d
 
 
 @router.get("/s/{site}", response_class=HTMLResponse)
-def site_page(request: Request, ui: UI, source: Source, site: str, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
+def site_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, site: str, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
     """One commune: every criterion with met or not, value vs threshold, window and evidence time."""
     page = Page(ui, request, lang)
     national = source.provinces() if source is not None else None
     if source is None or national is None:
         return page.not_ready()
     verdict = source.verdict(site)
-    if verdict is None:
+    if verdict is None or not viewer.may_read_province(verdict.get("province")):
         return page.render("not_found.html", 404, message=page.t("not_found_site", site=site))
     titles = _item_titles(national, page.t)
     return page.render("site.html", v=verdict, groups=_criteria_by_item(verdict, titles), clock=site_clock(request, site),
@@ -303,7 +293,7 @@ def site_page(request: Request, ui: UI, source: Source, site: str, lang: Lang = 
 
 
 @router.get("/help/alerts", response_class=HTMLResponse)
-def alerts_help(request: Request, ui: UI, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
+def alerts_help(request: Request, ui: UI, viewer: ViewerDep, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
     """The runbook the alerts link to (``runbook_url``)."""
     page = Page(ui, request, lang)
     return page.render("alerts_help.html", rules=list(RULES.values()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from commune_collector.api.routes import (
+                            access,
                             health,
                             history,
                             metrics,
@@ -15,6 +16,7 @@ from commune_collector.api.routes import (
 )
 
 ROUTERS: list[APIRouter] = [health.router, reports.router, sites.router, metrics.router,
-                            verdicts.router, provinces.router, history.router]
+                            verdicts.router, provinces.router, history.router,
+                            access.router]
 # schemas referenced by hand-written request bodies, merged into /openapi.json
 COMPONENTS: dict[str, dict] = {**reports.SCHEMA_COMPONENTS}

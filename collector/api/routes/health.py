@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from commune_collector.api.deps import StoreDep
-from commune_collector.api.problems import Problem, ProblemDetail
 from commune_collector.api.schemas import Health
+from commune_collector.problems import Problem, ProblemDetail
 
 router = APIRouter(tags=["health"])
 

@@ -7,9 +7,10 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from commune_collector.access.deps import ACCESS_RESPONSES
 from commune_collector.api.deps import StateDep
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], responses=ACCESS_RESPONSES)
 
 
 @router.get("/metrics", response_class=Response,

@@ -14,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from commune_collector import intake
 from commune_collector.api import arrival, ingest
 from commune_collector.api.deps import StateDep
-from commune_collector.api.problems import MEDIA_TYPE, Problem, ProblemDetail
 from commune_collector.api.schemas import AckPublic
 from commune_collector.auth import SiteNotInInventory, Unauthorized, parse_token
+from commune_collector.problems import MEDIA_TYPE, Problem, ProblemDetail
 from commune_collector.runtime.state import CollectorState
 from commune_collector.store.base import IngestItem, StoreBusy, StoreUnavailable
 from commune_common.wire import Ack, Report

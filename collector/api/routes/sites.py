@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
+from commune_collector.access.deps import ACCESS_RESPONSES, ViewerDep, list_scope
+from commune_collector.access.roles import Principal
 from commune_collector.api.deps import StoreDep
-from commune_collector.api.problems import Problem, ProblemDetail
 from commune_collector.api.schemas import (
     CheckLatest,
     ExpectedPublic,
@@ -16,11 +17,12 @@ from commune_collector.api.schemas import (
     SitePage,
     SitePublic,
 )
+from commune_collector.problems import Problem, ProblemDetail
 from commune_collector.provinces import provinces
 from commune_collector.sites import Site
 from commune_collector.store.base import SiteStatus, Store
 
-router = APIRouter(prefix="/api/v1", tags=["sites"])
+router = APIRouter(prefix="/api/v1", tags=["sites"], responses=ACCESS_RESPONSES)
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
@@ -43,7 +45,7 @@ def _page(store: Store, province: str | None, limit: int, offset: int) -> SitePa
 
 
 @router.get("/sites", response_model=SitePage, responses={422: {"model": ProblemDetail}})
-async def list_sites(store: StoreDep,
+async def list_sites(store: StoreDep, viewer: ViewerDep,
                      province: Annotated[str | None, Query(pattern=SLUG, description="province slug")] = None,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                      offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> SitePage:
@@ -51,12 +53,12 @@ async def list_sites(store: StoreDep,
     if province is not None and province not in provinces():
         raise Problem(422, "Invalid request", f"unknown province {province!r}",
                       errors=[("province", "is not one of the 34 province slugs")])
-    return await run_in_threadpool(_page, store, province, limit, offset)
+    return await run_in_threadpool(_page, store, list_scope(viewer, province), limit, offset)
 
 
-def _detail(store: Store, site_id: str) -> SiteDetail | None:
+def _detail(store: Store, site_id: str, viewer: Principal) -> SiteDetail | None:
     site = store.get_site(site_id)
-    if site is None:
+    if site is None or not viewer.may_read_province(site.province):  # out of scope reads as absent
         return None
     status = store.site_status([site_id]).get(site_id)
     latest = [CheckLatest(check=v.check, probe=v.probe, ts=v.ts, ok=v.ok, duration_s=v.duration_s, reason=v.reason,
@@ -66,9 +68,9 @@ def _detail(store: Store, site_id: str) -> SiteDetail | None:
 
 
 @router.get("/sites/{site_id}", response_model=SiteDetail, responses={404: {"model": ProblemDetail}})
-async def get_site(store: StoreDep, site_id: Annotated[str, Path(pattern=SLUG)]) -> SiteDetail:
+async def get_site(store: StoreDep, viewer: ViewerDep, site_id: Annotated[str, Path(pattern=SLUG)]) -> SiteDetail:
     """One site: inventory, last report, clock offset and the latest round of every check."""
-    detail = await run_in_threadpool(_detail, store, site_id)
+    detail = await run_in_threadpool(_detail, store, site_id, viewer)
     if detail is None:
         raise Problem(404, "Not Found", f"no site {site_id!r} in the inventory")
     return detail

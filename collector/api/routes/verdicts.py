@@ -6,12 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from commune_collector.api.problems import Problem, ProblemDetail
+from commune_collector.access.deps import ACCESS_RESPONSES, ViewerDep, list_scope, require_province
 from commune_collector.judge.documents import SiteVerdict, State, VerdictPage, verdict_page
 from commune_collector.judge.verdict import Snapshot
+from commune_collector.problems import Problem, ProblemDetail
 from commune_collector.provinces import provinces
 
-router = APIRouter(prefix="/api/v1", tags=["verdicts"])
+router = APIRouter(prefix="/api/v1", tags=["verdicts"], responses=ACCESS_RESPONSES)
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 NOT_READY = {503: {"model": ProblemDetail, "description": "no judge, or its first pass has not finished"}}
 
@@ -37,7 +38,7 @@ SnapshotDep = Annotated[Snapshot, Depends(current_snapshot)]
 
 
 @router.get("/verdicts", response_model=VerdictPage, responses={422: {"model": ProblemDetail}, **NOT_READY})
-def list_verdicts(snapshot: SnapshotDep,
+def list_verdicts(snapshot: SnapshotDep, viewer: ViewerDep,
                   province: Annotated[str | None, Query(pattern=SLUG, description="province slug")] = None,
                   state: Annotated[State | None, Query(description="the site's state, or the item's with item=")] = None,
                   item: Annotated[str | None, Query(pattern=SLUG, description="filter state= on this item")] = None,
@@ -50,13 +51,14 @@ def list_verdicts(snapshot: SnapshotDep,
     if item is not None and item not in snapshot.config.items:
         raise Problem(422, "Invalid request", f"unknown item {item!r}",
                       errors=[("item", f"is not one of {', '.join(snapshot.config.items)}")])
-    return verdict_page(snapshot, province, state, item, limit, offset)
+    return verdict_page(snapshot, list_scope(viewer, province), state, item, limit, offset)
 
 
 @router.get("/verdicts/{site}", response_model=SiteVerdict, responses={404: {"model": ProblemDetail}, **NOT_READY})
-def get_verdict(snapshot: SnapshotDep, site: Annotated[str, Path(pattern=SLUG)]) -> dict:
+def get_verdict(snapshot: SnapshotDep, viewer: ViewerDep, site: Annotated[str, Path(pattern=SLUG)]) -> dict:
     """One site's verdict: state, since when, every criterion with value, threshold, window and reason."""
     verdict = snapshot.verdict(site)
     if verdict is None:
         raise Problem(404, "Not Found", f"no site {site!r} in the inventory")
+    require_province(viewer, verdict.get("province"), f"no site {site!r} in the inventory")
     return verdict
