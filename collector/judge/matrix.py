@@ -30,7 +30,6 @@ from commune_collector.judge.sketchbins import LEGACY_FACTOR, SketchBins
 
 _GROW = 1024
 _QUANTILE_ROWS = 2048  # rows merged at a time: bounds the gathered (rows, slots, bins) block to tens of MiB
-_decode_values = msgspec.json.Decoder(dict[str, list]).decode
 _decode_labels = msgspec.json.Decoder(dict[str, str]).decode
 Wants = Callable[[str, str, dict[str, str]], bool]  # (probe, check, labels) -> this check needs it
 
@@ -187,6 +186,7 @@ class EvidenceMatrix:
         self.latest.add("ts", np.float64, -np.inf)
         self.latest.add("failed", np.bool_, False)
         self.generation = 0  # bumped when rows are added or relabelled, so selections can be cached
+        self._decode_values = _values_decoder(list(self.specs))
 
     def _slots_for(self, window: float) -> int:
         return int(math.ceil(max(window, self.bucket_s) / self.bucket_s)) + 2
@@ -307,7 +307,7 @@ class EvidenceMatrix:
             raw = values[i]
             if not wanted or not raw:
                 continue
-            decoded = raw if isinstance(raw, dict) else _decode_values(raw)
+            decoded = raw if isinstance(raw, dict) else self._decode_values(raw)
             for key, with_hist in wanted:
                 if key in decoded:
                     per_key.setdefault(key, []).append((row, float(buckets[i]), decoded, with_hist))
@@ -411,6 +411,22 @@ def _legacy_cells(legacies: list[dict], bins: SketchBins) -> tuple[np.ndarray, n
     index = np.fromiter((int(k) for x in legacies for k in x), dtype=np.int64, count=n)
     counts = np.fromiter((c for x in legacies for c in x.values()), dtype=np.int64, count=n)
     return bins.of_legacy(index), counts, sizes
+
+
+def _values_decoder(keys: list[str]) -> Callable[[str | bytes], dict[str, list]]:
+    """A decoder of ``values_json`` that builds only the keys the matrix keeps.
+
+    A summary carries ~8 value keys and the judge keeps one or two of them:
+    the others are left as raw JSON (``msgspec.Raw``, a view, nothing built).
+    """
+    outer = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+    inner = msgspec.json.Decoder(list).decode
+    wanted = frozenset(keys)
+
+    def values(raw: str | bytes) -> dict[str, list]:
+        return {key: inner(v) for key, v in outer(raw).items() if key in wanted}
+
+    return values
 
 
 def _labels_of(labels: dict[str, str] | str) -> dict[str, str]:
