@@ -17,6 +17,7 @@ rewrites its old slot and the next pass re-judges it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -140,6 +141,19 @@ class _KeyColumns:
             self.hist.grow(self.hist_used)
         return int(self.hist_index[krow])
 
+    def krows(self, rows: np.ndarray) -> np.ndarray:
+        """``krow`` of many rows at once (a cold pass assigns hundreds of thousands)."""
+        self.index, self.used = _assign(self.index, rows, self.used)
+        self.ring.grow(self.used)
+        self.newest.grow(self.used)
+        return self.index[rows]
+
+    def hrows(self, krows: np.ndarray) -> np.ndarray:
+        """``hrow`` of many sub-index rows at once."""
+        self.hist_index, self.hist_used = _assign(self.hist_index, krows, self.hist_used)
+        self.hist.grow(self.hist_used)
+        return self.hist_index[krows]
+
     def lookup(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(positions in ``rows`` that have the key, their sub-index rows)."""
         krows = np.full(len(rows), -1, dtype=np.int64)
@@ -150,6 +164,19 @@ class _KeyColumns:
 
     def nbytes(self) -> int:
         return self.ring.nbytes() + self.newest.nbytes() + self.hist.nbytes()
+
+
+def _assign(index: np.ndarray, wanted: np.ndarray, used: int) -> tuple[np.ndarray, int]:
+    """Give the ``wanted`` entries of ``index`` that have none the next numbers, in first-seen order."""
+    if len(wanted) and int(wanted.max()) >= len(index):
+        index = _grown(index, int(wanted.max()) + 1)
+    new = wanted[index[wanted] < 0]
+    if len(new):
+        unique, first = np.unique(new, return_index=True)
+        unique = unique[np.argsort(first)]
+        index[unique] = np.arange(used, used + len(unique))
+        used += len(unique)
+    return index, used
 
 
 def _grown(index: np.ndarray, needed: int) -> np.ndarray:
@@ -317,7 +344,7 @@ class EvidenceMatrix:
     def _write_key(self, key: str, store: _KeyColumns, found: list[tuple[int, float, dict[str, list], bool]]
                    ) -> None:
         buckets = np.array([f[1] for f in found], dtype=np.float64)
-        krows = np.array([store.krow(f[0]) for f in found], dtype=np.int64)
+        krows = store.krows(np.fromiter((f[0] for f in found), dtype=np.int64, count=len(found)))
         kslots = (buckets // self.bucket_s).astype(np.int64) % store.slots
         # the key's ring may be shorter than the batch's span: per slot, only the newest bucket stays
         cell = krows * store.slots + kslots
@@ -333,7 +360,8 @@ class EvidenceMatrix:
             krows, kslots, buckets = krows[keep], kslots[keep], buckets[keep]
         if not found:
             return
-        parts = np.array([f[2][key][:6] for f in found], dtype=np.float64)
+        parts = np.fromiter(itertools.chain.from_iterable(f[2][key][:6] for f in found), dtype=np.float64,
+                            count=6 * len(found)).reshape(len(found), 6)
         store.ring["bucket"][krows, kslots] = buckets
         for pos, (name, _, _) in enumerate(_KeyColumns.PARTS):
             store.ring[name][krows, kslots] = parts[:, pos]
@@ -349,7 +377,7 @@ class EvidenceMatrix:
         picked = [i for i, f in enumerate(found) if f[3]]
         if not picked:
             return
-        hrows = np.array([store.hrow(int(krows[i])) for i in picked], dtype=np.int64)
+        hrows = store.hrows(krows[picked])
         h = store.hist["h"]  # after hrow(): it may have grown the array
         slots = kslots[picked]
         h[hrows, slots] = 0
