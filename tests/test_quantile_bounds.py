@@ -241,3 +241,22 @@ def test_legacy_rows_still_read_and_widen_the_bounds() -> None:
     assert _judge(_criterion("<", 0.3), value, np.ones(1), 0.0, low, high)[0][0] == MET
     assert _judge(_criterion("<", 0.15), value, np.ones(1), 0.0, low, high)[0][0] == FAILED
     assert _judge(_criterion("<", exact), value, np.ones(1), 0.0, low, high)[0][0] == UNKNOWN
+
+
+def test_a_legacy_row_merged_with_new_rounds_keeps_both_and_reads_both() -> None:
+    """The aggregator folds new rounds into an hour first written before the upgrade: nothing is lost."""
+    old_values, new_values = np.linspace(0.020, 0.040, 60), np.linspace(0.100, 0.140, 60)
+    old = hour_summaries("c0", 0, old_values, 1, legacy=True)
+    merged = ValueStats.from_json(old.values[KEY])
+    fresh = ValueStats()
+    for v in new_values.tolist():
+        fresh.add(v, T0 + 10, True)
+    merged.merge(fresh)
+    stored = ValueStats.from_json(merged.to_json())
+    assert sum(stored.legacy.values()) == 60 and sum(stored.hist.values()) == 60 and stored.count == 120
+    matrix = EvidenceMatrix(3600, H, {KEY: KeySpec(H, lambda *a: True, lambda *a: True, (0.15,))})
+    matrix.load([[old._replace(values={KEY: merged.to_json()})]], T0 + 3500)
+    for q in (0.25, 0.75, 0.95):
+        value, low, high = matrix.view(np.arange(1), H, T0 + 3500, 30).quantile_bounds(KEY, q)
+        exact = np.quantile(np.r_[old_values, new_values], q)
+        assert low[0] <= exact <= high[0], q
