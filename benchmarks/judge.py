@@ -177,6 +177,25 @@ def _history(db_path: Path, sites: list, now: float, rng: random.Random) -> None
     store.close()
 
 
+def reset_peak_rss() -> None:
+    """Start a new peak: VmHWM falls back to the current RSS (Linux ``clear_refs`` 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux, or not allowed: the peak then spans the passes before too
+        pass
+
+
+def peak_rss_mib() -> float:
+    """The process's peak RSS since the last reset (VmHWM), else since it started (getrusage)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(db_path: Path, now: float) -> dict:
     """Runs in a fresh process: every pass kind, timed, then peak RSS."""
     store = SQLiteStore(db_path, synchronous="NORMAL")
@@ -188,14 +207,18 @@ def measure(db_path: Path, now: float) -> dict:
     out: dict = {"phases": {}}
 
     def timed(name: str, at: float) -> None:
+        reset_peak_rss()
         started, cpu = time.perf_counter(), time.process_time()
         judge.run_pass(at)
         took, cpu = time.perf_counter() - started, time.process_time() - cpu
+        rss = peak_rss_mib()
+        out.setdefault("rss", {})[name] = max(out.get("rss", {}).get(name, 0.0), rss)
         out.setdefault(name, []).append(took)
         out.setdefault(f"{name}_cpu", []).append(cpu)
         out["phases"][name] = {k: round(v, 3) for k, v in judge.last_stats.seconds.items()}
         out.setdefault("buckets", {})[name] = judge.last_stats.buckets_read
-        progress(f"{name} pass: {took:.2f}s wall, {cpu:.2f}s CPU ({judge.last_stats.buckets_read} buckets read)")
+        progress(f"{name} pass: {took:.2f}s wall, {cpu:.2f}s CPU, peak RSS {rss:.0f} MiB "
+                 f"({judge.last_stats.buckets_read} buckets read)")
 
     current = now // H * H
     timed("cold", now)
@@ -262,15 +285,17 @@ def measure_restart(db_path: Path, at: float) -> dict:
     conn.close()
     judge = Judge(config, StoreEvidence(store), SqlVerdictStore.for_store(store), clock=lambda: at + 90,
                   checkpoint=db_path.with_name("judge-evidence.npz"), checkpoint_interval=1e9)
+    reset_peak_rss()
     started, cpu = time.perf_counter(), time.process_time()
     snapshot = judge.run_pass(at + 90)
+    rss = peak_rss_mib()
     out = {"restart": [time.perf_counter() - started], "restart_cpu": [time.process_time() - cpu],
            "phases": {"restart": {k: round(v, 3) for k, v in judge.last_stats.seconds.items()}},
            "restart_buckets": judge.last_stats.buckets_read,
            "restart_states": {s: int((snapshot.track.state == code).sum())
                               for code, s in enumerate(("unknown", "nc", "c"))},
-           "restart_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    progress(f"restart pass: {out['restart'][0]:.2f}s wall, {out['restart_cpu'][0]:.2f}s CPU "
+           "restart_rss_mb": rss}
+    progress(f"restart pass: {out['restart'][0]:.2f}s wall, {out['restart_cpu'][0]:.2f}s CPU, peak RSS {rss:.0f} MiB "
              f"({out['restart_buckets']} buckets read)")
     return out
 
@@ -336,21 +361,23 @@ def report(sites: int, r: dict) -> None:
     steady = r["steady"]
     print(f"\njudge benchmark: {sites} sites, {CHECKS_PER_SITE} checks each, "
           f"{r['matrix_rows']} checks judged, 35 days of verdict history")
-    cpu = r["steady_cpu"]
-    print(f"  cold pass (first after start, 24h read):   {r['cold'][0]:.2f} s wall, {r['cold_cpu'][0]:.2f} s CPU")
+    cpu, rss = r["steady_cpu"], r["rss"]
+    print(f"  cold pass (first after start, 24h read):   {r['cold'][0]:.2f} s wall, {r['cold_cpu'][0]:.2f} s CPU, "
+          f"peak RSS {rss['cold']:.0f} MiB")
     print(f"  steady pass (median of {len(steady)}, max):       {statistics.median(steady):.2f} s, "
-          f"{max(steady):.2f} s wall; CPU {statistics.median(cpu):.2f} s, {max(cpu):.2f} s")
+          f"{max(steady):.2f} s wall; CPU {statistics.median(cpu):.2f} s, {max(cpu):.2f} s; "
+          f"peak RSS {rss['steady']:.0f} MiB")
     print(f"  hour rollover pass:                        {r['rollover'][0]:.2f} s wall, "
-          f"{r['rollover_cpu'][0]:.2f} s CPU")
+          f"{r['rollover_cpu'][0]:.2f} s CPU, peak RSS {rss['rollover']:.0f} MiB")
     print(f"  backfill pass (500 sites x 20 buckets):    {r['backfill'][0]:.2f} s wall, "
-          f"{r['backfill_cpu'][0]:.2f} s CPU")
+          f"{r['backfill_cpu'][0]:.2f} s CPU, peak RSS {rss['backfill']:.0f} MiB")
     print(f"  restart pass (checkpoint + changes):       {r['restart'][0]:.2f} s wall, "
           f"{r['restart_cpu'][0]:.2f} s CPU, peak RSS {r['restart_rss_mb']:.0f} MiB")
     print(f"  checkpoint: {r['checkpoint_mb']:.0f} MiB, saved in {r['checkpoint_save_s']:.2f} s")
     for name, h in r["handover"].items():
         print(f"  hand-over to the server, {name} message: {h['bytes'] / 2**20:.1f} MiB; child encodes in "
               f"{h['encode_s']:.3f} s, server decodes in {h['decode_s']:.3f} s")
-    print(f"  peak RSS of the judging process:           {r['peak_rss_mb']:.0f} MiB "
+    print(f"  peak RSS of the judging process, all passes: {r['peak_rss_mb']:.0f} MiB "
           f"(evidence matrix {r['matrix_mb']:.0f} MiB)")
     print(f"  verdicts after the cold pass:              {r['states']}")
     print(f"  verdicts after the restart:                {r['restart_states']}")

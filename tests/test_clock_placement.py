@@ -27,6 +27,7 @@ from commune_collector.runtime.app import create_app
 from commune_collector.settings import CollectorSettings
 from commune_collector.sites import Site
 from commune_common.wire import CheckResult, Report, encode_report
+from testsupport.access import operator_headers
 from testsupport.collector import CollectorPeer, make_report
 from testsupport.judge import H, between
 from testsupport.judge import ScriptedSite as Scripted
@@ -43,6 +44,7 @@ def collector(tmp_path: Path) -> Iterator[TestClient]:
         "judge": {"criteria_file": str(DEFAULT_CRITERIA), "interval": "1h", "process": False}})
     app = create_app(settings)
     with TestClient(app) as client:
+        client.headers.update(operator_headers(app.state.collector.store))  # reads need an operator
         yield client
 
 
@@ -154,5 +156,5 @@ def test_a_stalled_collector_places_the_report_when_it_arrived() -> None:
                 os.kill(server, signal.SIGCONT)
             assert response.status_code == 200, response.text
             assert abs(response.json()["clock_offset_s"]) < 0.5  # not the 2.5 s the handler ran late
-            (latest,) = client.get(f"/api/v1/sites/{site.id}").json()["latest"]
+            (latest,) = client.get(f"/api/v1/sites/{site.id}", headers=collector.headers).json()["latest"]
             assert latest["ts"] == pytest.approx(report.results[0].ts, abs=0.5)  # placed where it was taken

@@ -48,11 +48,11 @@ def push(collector: CollectorPeer, token: str, site: str, seq: int, start: float
 
 
 def verdict(collector: CollectorPeer, site: str) -> dict:
-    return httpx.get(f"{collector.url}/api/v1/verdicts/{site}", timeout=10).json()
+    return httpx.get(f"{collector.url}/api/v1/verdicts/{site}", timeout=10, headers=collector.headers).json()
 
 
 def fired(collector: CollectorPeer) -> float:
-    text = httpx.get(f"{collector.url}/metrics", timeout=10).text
+    text = httpx.get(f"{collector.url}/metrics", timeout=10, headers=collector.headers).text
     return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
                 if s.name == "commune_alert_transitions_total" and s.labels == {"transition": "fired"})
 

@@ -61,7 +61,7 @@ def _peak_rss_kib(pid: int) -> int:
 
 
 def _metric(collector: CollectorPeer, name: str) -> float:
-    text = httpx.get(f"{collector.url}/metrics", timeout=10).text
+    text = httpx.get(f"{collector.url}/metrics", timeout=10, headers=collector.headers).text
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     assert match, f"{name} not in /metrics"
     return float(match.group(1))
@@ -214,7 +214,7 @@ def test_a_client_gone_mid_body_is_one_log_line_and_a_counter(collector: Collect
     new_log = collector.log_text()[log_before:]
     assert "Traceback" not in new_log and "ERROR" not in new_log, new_log
     assert len([line for line in new_log.splitlines() if "went away" in line]) == 1, new_log
-    site = httpx.get(f"{collector.url}/api/v1/sites/{SITE.id}", timeout=10).json()
+    site = httpx.get(f"{collector.url}/api/v1/sites/{SITE.id}", timeout=10, headers=collector.headers).json()
     assert site["last_seq"] != 4  # nothing of it stored
     assert httpx.get(f"{collector.url}/healthz", timeout=10).status_code == 200
 

@@ -54,7 +54,7 @@ def test_seq_at_the_bound_is_stored_and_acknowledged(collector: CollectorPeer) -
         assert response.status_code == 200, response.text
         assert response.json()["accepted"] == seq
     assert response.json()["duplicate"] is True
-    site = httpx.get(f"{collector.url}/api/v1/sites/{SITE.id}", timeout=10).json()
+    site = httpx.get(f"{collector.url}/api/v1/sites/{SITE.id}", timeout=10, headers=collector.headers).json()
     assert site["last_seq"] in (MAX_SEQ, MAX_SEQ - 1)
 
 
@@ -72,6 +72,6 @@ def test_an_integer_past_the_bound_is_a_422_naming_the_field(collector: Collecto
 @pytest.mark.parametrize(("path", "param"), [("/api/v1/sites", "limit"), ("/api/v1/sites", "offset"),
                                              ("/api/v1/verdicts", "offset")])
 def test_integer_query_parameters_are_bounded(collector: CollectorPeer, path: str, param: str) -> None:
-    response = httpx.get(f"{collector.url}{path}", params={param: str(2**63)}, timeout=10)
+    response = httpx.get(f"{collector.url}{path}", params={param: str(2**63)}, timeout=10, headers=collector.headers)
     assert response.status_code == 422, response.text
     assert param in response.json()["errors"][0]["field"]

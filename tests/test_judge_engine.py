@@ -245,7 +245,7 @@ def test_matrix_quantiles_match_the_evidence_quantiles() -> None:
     """The vectorised p95 over merged buckets equals collector.evidence.quantile on the same data."""
     rng = random.Random(7)
     key = 'icmp_rtt_seconds{stat="avg"}'
-    matrix = EvidenceMatrix(3600, 86400, {key: KeySpec(86400, lambda *a: True, lambda *a: True)})
+    matrix = EvidenceMatrix(3600, 86400, {key: KeySpec(86400, lambda *a: True, lambda *a: True, (0.03,))})
     rows, stats_by_check = [], {}
     for check in range(20):
         stats_by_check[check] = []

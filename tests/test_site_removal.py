@@ -63,16 +63,16 @@ def test_a_smaller_inventory_removes_the_missing_communes_and_revokes_their_toke
     assert "removed 2 sites" in result.stdout and "2 token(s) revoked" in result.stdout, result.stdout
     for gone in (HOAN_KIEM, TAY_HO):
         _assert_refused(_push(collector, gone.id, 3), gone.id)
-        assert httpx.get(f"{collector.url}/api/v1/sites/{gone.id}", timeout=10).status_code == 404
+        assert httpx.get(f"{collector.url}/api/v1/sites/{gone.id}", timeout=10, headers=collector.headers).status_code == 404
     tokens = collector.cli("token", "list").stdout
     assert [" revoked " in line for line in tokens.splitlines() if HOAN_KIEM.id in line] == [True]
     # the file's province only: Huế, not in the file, keeps its site; Ba Đình goes on reporting
     assert _push(collector, THUAN_HOA.id, 2).status_code == 200
     assert _push(collector, BA_DINH.id, 2).status_code == 200
-    assert httpx.get(f"{collector.url}/api/v1/sites/{HOAN_KIEM.id}", timeout=10).status_code == 404
+    assert httpx.get(f"{collector.url}/api/v1/sites/{HOAN_KIEM.id}", timeout=10, headers=collector.headers).status_code == 404
     # without --remove-missing an import never removes anything
     collector.cli("sites", "import", str(smaller))
-    assert httpx.get(f"{collector.url}/api/v1/sites/{THUAN_HOA.id}", timeout=10).status_code == 200
+    assert httpx.get(f"{collector.url}/api/v1/sites/{THUAN_HOA.id}", timeout=10, headers=collector.headers).status_code == 200
 
 
 def test_sites_remove_revokes_and_refuses(collector: CollectorPeer) -> None:
@@ -98,5 +98,5 @@ def test_a_live_token_of_a_site_missing_from_the_inventory_is_refused(collector:
         db.execute("DELETE FROM sites WHERE id = ?", (TAY_HO.id,))
         assert db.execute("SELECT revoked_at FROM tokens WHERE site = ?", (TAY_HO.id,)).fetchall() == [(None,)]
     _assert_refused(_push(collector, TAY_HO.id, 2), TAY_HO.id)
-    metrics = httpx.get(f"{collector.url}/metrics", timeout=10).text
+    metrics = httpx.get(f"{collector.url}/metrics", timeout=10, headers=collector.headers).text
     assert 'commune_collector_ingest_rejected_requests_total{reason="forbidden"} 1.0' in metrics

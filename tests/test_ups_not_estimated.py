@@ -35,6 +35,7 @@ from commune_collector.runtime.app import create_app
 from commune_collector.settings import CollectorSettings
 from commune_collector.sites import Site
 from commune_common.wire import CheckResult, Report, encode_report
+from testsupport.access import operator_headers
 from testsupport.devices import INTEGER, context, run_probe
 from testsupport.peers.nut import NutPeer
 from testsupport.peers.snmpsim import SnmpsimPeer, prepare_devices, snmprec_variant
@@ -104,6 +105,7 @@ def collector(tmp_path: Path) -> Iterator[TestClient]:
         "judge": {"criteria_file": str(DEFAULT_CRITERIA), "interval": "1h", "process": False}})
     app = create_app(settings)
     with TestClient(app) as client:
+        client.headers.update(operator_headers(app.state.collector.store))  # reads need an operator
         yield client
 
 

@@ -17,8 +17,8 @@ from commune_collector.evidence import (
     CheckSummary,
     ValueStats,
     fold_results,
-    hist_index,
     histogrammed,
+    sketch_index,
 )
 from commune_common.wire import CheckResult, value_key
 
@@ -119,7 +119,7 @@ def fast_bucket(site: str, check: str, probe: str, labels: dict[str, str], bucke
             hist: dict[int, int] = {}
             for _ in range(8):
                 v = max(mean + rng.uniform(-spread, spread), 1e-6)
-                i = hist_index(v)
+                i = sketch_index(v)
                 hist[i] = hist.get(i, 0) + rounds // 8
             stats.hist = hist
         s.values[key] = stats

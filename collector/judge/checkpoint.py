@@ -27,13 +27,13 @@ from commune_collector.judge.criteria import CriteriaConfig
 from commune_collector.judge.matrix import EvidenceMatrix, _Columns
 
 log = logging.getLogger("commune_collector.judge")
-FORMAT = 1
+FORMAT = 2  # 2: sketch bins near thresholds and a legacy flag per cell
 
 
 def fingerprint(config: CriteriaConfig, matrix: EvidenceMatrix) -> str:
     """What the saved arrays depend on: the criteria, the bucket size and every ring's length."""
     parts = {"format": FORMAT, "criteria": config.model_dump(mode="json"), "bucket": matrix.bucket_s,
-             "slots": matrix.slots, "keys": {k: [c.slots, c.with_hist] for k, c in matrix.keys.items()}}
+             "slots": matrix.slots, "keys": {k: [c.slots, c.with_hist, c.bins.size] for k, c in matrix.keys.items()}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -19,6 +19,7 @@ import asyncio
 import gc
 import inspect
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -478,8 +479,10 @@ def _canonical_provinces() -> dict[str, str]:
 def _reason(config: CriteriaConfig, outcome: Outcome, i: int) -> str:
     crit = outcome.criterion
     min_cov = config.min_coverage if crit.min_coverage is None else crit.min_coverage
+    low, high = (math.nan, math.nan) if outcome.low is None or outcome.high is None else (
+        float(outcome.low[i]), float(outcome.high[i]))
     return reason(crit, int(outcome.status[i]), float(outcome.value[i]), int(outcome.why[i]),
-                  float(outcome.coverage[i]), min_cov)
+                  float(outcome.coverage[i]), min_cov, low, high)
 
 
 def _get(track: Track, i: int) -> tuple[int, float, float | None, int]:

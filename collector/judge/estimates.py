@@ -38,4 +38,4 @@ def account(view: WindowView, metric: str | None, measured: Measured) -> tuple[M
     coverage = np.maximum(measured.coverage, view.coverage_of(answered))
     only_not_estimated = np.isnan(measured.value) & (answered > 0)
     evidence_ts = np.where(only_not_estimated, view.value_ts(flag), measured.evidence_ts)
-    return Measured(measured.value, evidence_ts, coverage), only_not_estimated
+    return Measured(measured.value, evidence_ts, coverage, measured.low, measured.high), only_not_estimated

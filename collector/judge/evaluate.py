@@ -5,7 +5,10 @@ statistic for every selected row in one vectorised call, compares with the
 threshold, and reduces to one outcome per site: with ``match: each`` the
 site's worst check decides (any failure fails, else any unknown is unknown);
 with ``match: any`` its best one does. A site with no selected check, no data
-or too little coverage is unknown; never met.
+or too little coverage is unknown; never met. A statistic known only within
+bounds (a quantile from sketches) is met only when both bounds are on the good
+side, failed only when both are on the bad side, and otherwise unknown, "too
+close" to its threshold: never met without proof.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ UNKNOWN, FAILED, MET = -1, 0, 1
 WHY_NONE, WHY_NO_CHECK, WHY_NO_DATA, WHY_LOW_COVERAGE = 0, 1, 2, 3
 WHY_NOT_ESTIMATED = 4  # the rounds answered, but the source estimated no value (estimates.py)
 WHY_AWAITING_AGENT = 5  # site scope: last heard before the judge started, still within restart_grace
+WHY_TOO_CLOSE = 6  # a quantile's proven bounds straddle the threshold
 _COMPARE = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less,
             "==": np.equal, "!=": np.not_equal}
 
@@ -56,6 +60,8 @@ class Outcome:
     coverage: np.ndarray
     row: np.ndarray  # the deciding check's matrix row, -1 when none
     why: np.ndarray  # int8: why unknown
+    low: np.ndarray | None = None  # bounds of the value (NaN: exact or none), for statistics that have them
+    high: np.ndarray | None = None
 
 
 @dataclass
@@ -168,7 +174,8 @@ class Evaluator:
         view = self._view(crit, rows, facts.now)
         measured, not_estimated = estimates.account(view, expr.metric,
                                                     STATISTICS[expr.stat].compute(view, expr.metric))
-        status, why = _judge(crit, measured.value, measured.coverage, self._min_coverage(crit))
+        status, why = _judge(crit, measured.value, measured.coverage, self._min_coverage(crit),
+                             measured.low, measured.high)
         why = np.where(not_estimated, WHY_NOT_ESTIMATED, why).astype(np.int8)
         site = site_of_row[rows]
         pick = _deciding(site, status, measured.value, crit)
@@ -179,6 +186,10 @@ class Evaluator:
         out.coverage[pick[0]] = measured.coverage[chosen]
         out.row[pick[0]] = rows[chosen]
         out.why[pick[0]] = why[chosen]
+        if measured.low is not None and measured.high is not None:
+            out.low, out.high = np.full(n, np.nan), np.full(n, np.nan)
+            out.low[pick[0]] = measured.low[chosen]
+            out.high[pick[0]] = measured.high[chosen]
         return out
 
     def _site_scope(self, crit: Criterion, n: int, facts: SiteFacts) -> Outcome:
@@ -208,16 +219,33 @@ def _empty(crit: Criterion, n: int) -> Outcome:
                    np.zeros(n), np.full(n, -1, dtype=np.int64), np.full(n, WHY_NO_CHECK, dtype=np.int8))
 
 
-def _judge(crit: Criterion, value: np.ndarray, coverage: np.ndarray, min_coverage: float
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: MET/FAILED/UNKNOWN and why unknown."""
+def _judge(crit: Criterion, value: np.ndarray, coverage: np.ndarray, min_coverage: float,
+           lower: np.ndarray | None = None, upper: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: MET/FAILED/UNKNOWN and why unknown; with bounds, met and failed need both on one side."""
     no_data = np.isnan(value)
     low = ~no_data & (coverage < min_coverage)
     with np.errstate(invalid="ignore"):
-        holds = _COMPARE[crit.expr.op](value, crit.expr.threshold)
-    status = np.where(no_data | low, UNKNOWN, np.where(holds, MET, FAILED)).astype(np.int8)
-    why = np.where(no_data, WHY_NO_DATA, np.where(low, WHY_LOW_COVERAGE, WHY_NONE)).astype(np.int8)
+        if lower is None or upper is None:
+            holds = _COMPARE[crit.expr.op](value, crit.expr.threshold)
+            fails = ~holds
+        else:
+            holds, fails = _bounded(crit.expr.op, crit.expr.threshold, lower, upper)
+    close = ~no_data & ~low & ~holds & ~fails
+    status = np.where(no_data | low | close, UNKNOWN, np.where(holds, MET, FAILED)).astype(np.int8)
+    why = np.select([no_data, low, close], [WHY_NO_DATA, WHY_LOW_COVERAGE, WHY_TOO_CLOSE], WHY_NONE).astype(np.int8)
     return status, why
+
+
+def _bounded(op: str, threshold: float, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(proven to hold, proven to fail) for a value known to lie in ``[lower, upper]``."""
+    compare = _COMPARE[op]
+    if op in ("==", "!="):
+        inside = (lower <= threshold) & (threshold <= upper)
+        exact = (lower == threshold) & (upper == threshold)
+        equal, differ = exact, ~inside
+        return (equal, differ) if op == "==" else (differ, equal)
+    low_holds, high_holds = compare(lower, threshold), compare(upper, threshold)
+    return low_holds & high_holds, ~low_holds & ~high_holds
 
 
 def _deciding(site: np.ndarray, status: np.ndarray, value: np.ndarray, crit: Criterion
@@ -257,6 +285,7 @@ def combine(statuses: list[np.ndarray], n: int) -> np.ndarray:
 def key_specs(config: CriteriaConfig, extra: dict[str, KeySpec] | None = None) -> dict[str, KeySpec]:
     """For each value key some criterion names: the checks that need it, its longest window, histograms."""
     found: dict[str, tuple[list[float], list[_Matcher], list[_Matcher]]] = {}
+    thresholds: dict[str, set[float]] = {}
     for crit in config.criteria:
         key = crit.expr.metric
         if key is None or crit.scope != "check":
@@ -266,12 +295,14 @@ def key_specs(config: CriteriaConfig, extra: dict[str, KeySpec] | None = None) -
         matchers.append(_Matcher(crit))
         if crit.expr.statistic.hist:
             hist.append(_Matcher(crit))
-    specs = {key: KeySpec(max(windows), _any_of(matchers), _any_of(hist) if hist else None)
+            thresholds.setdefault(key, set()).add(crit.expr.threshold)
+    specs = {key: KeySpec(max(windows), _any_of(matchers), _any_of(hist) if hist else None,
+                          tuple(sorted(thresholds.get(key, ()))))
              for key, (windows, matchers, hist) in found.items()}
     for key, spec in (extra or {}).items():
         mine = specs.get(key)
         specs[key] = spec if mine is None else KeySpec(
-            max(mine.window, spec.window), _either(mine.wants, spec.wants), mine.hist_wants)
+            max(mine.window, spec.window), _either(mine.wants, spec.wants), mine.hist_wants, mine.thresholds)
     specs.update(estimates.companion_specs(specs))
     return specs
 

@@ -17,6 +17,7 @@ rewrites its old slot and the next pass re-judges it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,14 +27,10 @@ from typing import NamedTuple
 import msgspec
 import numpy as np
 
-from commune_collector.evidence import HIST_BASE, HIST_FLOOR, HIST_ZERO
+from commune_collector.judge.sketchbins import LEGACY_FACTOR, SketchBins
 
-HIST_MIN_INDEX = math.floor(math.log(HIST_FLOOR) / math.log(HIST_BASE))  # values above 1 microsecond
-HIST_MAX_INDEX = math.floor(math.log(2e5) / math.log(HIST_BASE))  # about 55 hours (UPS runtime, ages)
-HIST_BINS = HIST_MAX_INDEX - HIST_MIN_INDEX + 2  # bin 0 holds exact zeros
-_HIST_VALUES = np.array([0.0] + [HIST_BASE ** (i + 0.5) for i in range(HIST_MIN_INDEX, HIST_MAX_INDEX + 1)])
 _GROW = 1024
-_decode_values = msgspec.json.Decoder(dict[str, list]).decode
+_QUANTILE_ROWS = 2048  # rows merged at a time: bounds the gathered (rows, slots, bins) block to tens of MiB
 _decode_labels = msgspec.json.Decoder(dict[str, str]).decode
 Wants = Callable[[str, str, dict[str, str]], bool]  # (probe, check, labels) -> this check needs it
 
@@ -67,12 +64,7 @@ class KeySpec:
     window: float
     wants: Wants
     hist_wants: Wants | None = None
-
-
-def hist_bin(index: int) -> int:
-    if index == HIST_ZERO:
-        return 0
-    return min(max(index, HIST_MIN_INDEX), HIST_MAX_INDEX) - HIST_MIN_INDEX + 1
+    thresholds: tuple[float, ...] = ()  # the quantile criteria's thresholds: where the sketch stays at 1 %
 
 
 class _Columns:
@@ -110,7 +102,7 @@ class _KeyColumns:
     PARTS = (("cnt", np.int32, 0), ("sum", np.float64, 0.0), ("min", np.float64, np.inf),
              ("max", np.float64, -np.inf), ("last", np.float64, np.nan), ("last_ts", np.float64, -np.inf))
 
-    def __init__(self, slots: int, with_hist: bool):
+    def __init__(self, slots: int, with_hist: bool, thresholds: tuple[float, ...] = ()):
         self.slots = slots
         self.index = np.full(0, -1, dtype=np.int64)
         self.used = 0
@@ -125,8 +117,10 @@ class _KeyColumns:
         self.hist_index = np.full(0, -1, dtype=np.int64)  # krow -> histogram row
         self.hist_used = 0
         self.hist = _Columns()
+        self.bins = SketchBins(thresholds)
         if with_hist:
-            self.hist.add("h", np.uint16, 0, (slots, HIST_BINS))
+            self.hist.add("h", np.uint16, 0, (slots, self.bins.size))
+            self.hist.add("legacy", np.bool_, False, (slots,))  # the cell holds a legacy (x 1.19) histogram
 
     def krow(self, row: int) -> int:
         if row >= len(self.index):
@@ -147,6 +141,19 @@ class _KeyColumns:
             self.hist.grow(self.hist_used)
         return int(self.hist_index[krow])
 
+    def krows(self, rows: np.ndarray) -> np.ndarray:
+        """``krow`` of many rows at once (a cold pass assigns hundreds of thousands)."""
+        self.index, self.used = _assign(self.index, rows, self.used)
+        self.ring.grow(self.used)
+        self.newest.grow(self.used)
+        return self.index[rows]
+
+    def hrows(self, krows: np.ndarray) -> np.ndarray:
+        """``hrow`` of many sub-index rows at once."""
+        self.hist_index, self.hist_used = _assign(self.hist_index, krows, self.hist_used)
+        self.hist.grow(self.hist_used)
+        return self.hist_index[krows]
+
     def lookup(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(positions in ``rows`` that have the key, their sub-index rows)."""
         krows = np.full(len(rows), -1, dtype=np.int64)
@@ -157,6 +164,19 @@ class _KeyColumns:
 
     def nbytes(self) -> int:
         return self.ring.nbytes() + self.newest.nbytes() + self.hist.nbytes()
+
+
+def _assign(index: np.ndarray, wanted: np.ndarray, used: int) -> tuple[np.ndarray, int]:
+    """Give the ``wanted`` entries of ``index`` that have none the next numbers, in first-seen order."""
+    if len(wanted) and int(wanted.max()) >= len(index):
+        index = _grown(index, int(wanted.max()) + 1)
+    new = wanted[index[wanted] < 0]
+    if len(new):
+        unique, first = np.unique(new, return_index=True)
+        unique = unique[np.argsort(first)]
+        index[unique] = np.arange(used, used + len(unique))
+        used += len(unique)
+    return index, used
 
 
 def _grown(index: np.ndarray, needed: int) -> np.ndarray:
@@ -173,7 +193,8 @@ class EvidenceMatrix:
         self.slots = self._slots_for(max_window_s)
         self.specs = dict(keys or {})
         self.keys: dict[str, _KeyColumns] = {
-            k: _KeyColumns(self._slots_for(spec.window), spec.hist_wants is not None) for k, spec in self.specs.items()}
+            k: _KeyColumns(self._slots_for(spec.window), spec.hist_wants is not None, spec.thresholds)
+            for k, spec in self.specs.items()}
         self.index: dict[tuple[str, str], int] = {}
         self.site: list[str] = []
         self.check: list[str] = []
@@ -192,6 +213,7 @@ class EvidenceMatrix:
         self.latest.add("ts", np.float64, -np.inf)
         self.latest.add("failed", np.bool_, False)
         self.generation = 0  # bumped when rows are added or relabelled, so selections can be cached
+        self._decode_values = _values_decoder(list(self.specs))
 
     def _slots_for(self, window: float) -> int:
         return int(math.ceil(max(window, self.bucket_s) / self.bucket_s)) + 2
@@ -312,7 +334,7 @@ class EvidenceMatrix:
             raw = values[i]
             if not wanted or not raw:
                 continue
-            decoded = raw if isinstance(raw, dict) else _decode_values(raw)
+            decoded = raw if isinstance(raw, dict) else self._decode_values(raw)
             for key, with_hist in wanted:
                 if key in decoded:
                     per_key.setdefault(key, []).append((row, float(buckets[i]), decoded, with_hist))
@@ -322,7 +344,7 @@ class EvidenceMatrix:
     def _write_key(self, key: str, store: _KeyColumns, found: list[tuple[int, float, dict[str, list], bool]]
                    ) -> None:
         buckets = np.array([f[1] for f in found], dtype=np.float64)
-        krows = np.array([store.krow(f[0]) for f in found], dtype=np.int64)
+        krows = store.krows(np.fromiter((f[0] for f in found), dtype=np.int64, count=len(found)))
         kslots = (buckets // self.bucket_s).astype(np.int64) % store.slots
         # the key's ring may be shorter than the batch's span: per slot, only the newest bucket stays
         cell = krows * store.slots + kslots
@@ -338,7 +360,8 @@ class EvidenceMatrix:
             krows, kslots, buckets = krows[keep], kslots[keep], buckets[keep]
         if not found:
             return
-        parts = np.array([f[2][key][:6] for f in found], dtype=np.float64)
+        parts = np.fromiter(itertools.chain.from_iterable(f[2][key][:6] for f in found), dtype=np.float64,
+                            count=6 * len(found)).reshape(len(found), 6)
         store.ring["bucket"][krows, kslots] = buckets
         for pos, (name, _, _) in enumerate(_KeyColumns.PARTS):
             store.ring[name][krows, kslots] = parts[:, pos]
@@ -354,20 +377,23 @@ class EvidenceMatrix:
         picked = [i for i, f in enumerate(found) if f[3]]
         if not picked:
             return
-        hrows = np.array([store.hrow(int(krows[i])) for i in picked], dtype=np.int64)
+        hrows = store.hrows(krows[picked])
         h = store.hist["h"]  # after hrow(): it may have grown the array
         slots = kslots[picked]
         h[hrows, slots] = 0
-        hists = [(found[i][2][key][6] if len(found[i][2][key]) > 6 else None) or {} for i in picked]
-        sizes = np.fromiter((len(x) for x in hists), dtype=np.int64, count=len(hists))
-        if not sizes.sum():
+        sketches, legacies = [], []
+        for i in picked:
+            parts = found[i][2][key][6:8]
+            sketches.append(next((p for p in parts if isinstance(p, list)), None) or [])
+            legacies.append(next((p for p in parts if isinstance(p, dict)), None) or {})
+        store.hist["legacy"][hrows, slots] = np.array([bool(x) for x in legacies], dtype=bool)
+        cells, counts = _sketch_cells(sketches, store.bins), _legacy_cells(legacies, store.bins)
+        rows = np.r_[np.repeat(hrows, cells[2]), np.repeat(hrows, counts[2])]
+        cols = np.r_[np.repeat(slots, cells[2]), np.repeat(slots, counts[2])]
+        if not len(rows):
             return
-        index = np.fromiter((int(k) for x in hists for k in x), dtype=np.int64, count=int(sizes.sum()))
-        counts = np.fromiter((n for x in hists for n in x.values()), dtype=np.int64, count=int(sizes.sum()))
-        bins = np.where(index == HIST_ZERO, 0,
-                        np.clip(index, HIST_MIN_INDEX, HIST_MAX_INDEX) - HIST_MIN_INDEX + 1)
-        cells = (np.repeat(hrows, sizes), np.repeat(slots, sizes), bins)
-        np.add.at(h, cells, np.minimum(counts, 65535).astype(np.uint16))
+        np.add.at(h, (rows, cols, np.r_[cells[0], counts[0]]),
+                  np.minimum(np.r_[cells[1], counts[1]], 65535).astype(np.uint16))
 
     # -- reading ---------------------------------------------------------------
 
@@ -392,6 +418,43 @@ class EvidenceMatrix:
         value[have] = np.where(seen, store.newest["value"][krows], np.nan)
         when[have] = np.where(seen, ts, np.nan)
         return value, when
+
+
+def _sketch_cells(sketches: list[list[int]], bins: SketchBins) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored sketches (``[i0, c0, gap, c1, ...]``) as (bins, counts, entries per sketch)."""
+    sizes = np.fromiter((len(x) // 2 for x in sketches), dtype=np.int64, count=len(sketches))
+    flat = np.fromiter((v for x in sketches for v in x), dtype=np.int64, count=int(sizes.sum()) * 2)
+    gaps, counts = flat[0::2], flat[1::2]
+    starts = np.cumsum(sizes) - sizes
+    # indices are gap-coded within each sketch: a cumulative sum restarted at each sketch's first entry
+    total = np.cumsum(gaps)
+    base = np.repeat(total[starts[sizes > 0]] - gaps[starts[sizes > 0]], sizes[sizes > 0])
+    return bins.of_sketch(total - base), counts, sizes
+
+
+def _legacy_cells(legacies: list[dict], bins: SketchBins) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Legacy histograms (``{"index": count}``) as (bins, counts, entries per histogram)."""
+    sizes = np.fromiter((len(x) for x in legacies), dtype=np.int64, count=len(legacies))
+    n = int(sizes.sum())
+    index = np.fromiter((int(k) for x in legacies for k in x), dtype=np.int64, count=n)
+    counts = np.fromiter((c for x in legacies for c in x.values()), dtype=np.int64, count=n)
+    return bins.of_legacy(index), counts, sizes
+
+
+def _values_decoder(keys: list[str]) -> Callable[[str | bytes], dict[str, list]]:
+    """A decoder of ``values_json`` that builds only the keys the matrix keeps.
+
+    A summary carries ~8 value keys and the judge keeps one or two of them:
+    the others are left as raw JSON (``msgspec.Raw``, a view, nothing built).
+    """
+    outer = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+    inner = msgspec.json.Decoder(list).decode
+    wanted = frozenset(keys)
+
+    def values(raw: str | bytes) -> dict[str, list]:
+        return {key: inner(v) for key, v in outer(raw).items() if key in wanted}
+
+    return values
 
 
 def _labels_of(labels: dict[str, str] | str) -> dict[str, str]:
@@ -556,21 +619,39 @@ class WindowView:
         return value, when
 
     def quantile(self, key: str, q: float) -> np.ndarray:
-        """The q-quantile of the key's histogram over the window (NaN without data)."""
+        """The q-quantile of the key's sketches over the window (NaN without data)."""
+        return self.quantile_bounds(key, q)[0]
+
+    def quantile_bounds(self, key: str, q: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shown value, lower bound, upper bound) of the q-quantile over the window, NaN without data.
+
+        The exact quantile of the rounds' values (numpy's default method) is
+        proven to lie within the bounds; see ``commune_collector.judge.sketchbins``.
+        """
+        cached = self._keys.get((key, q))
+        if cached is not None:
+            return cached
         have, krows, mask, store = self._key(key)
-        out = np.full(len(self.rows), np.nan)
+        out = tuple(np.full(len(self.rows), np.nan) for _ in range(3))
         if store is None or not store.with_hist or not len(have):
             return out
         hrows = np.full(len(krows), -1, dtype=np.int64)
         inside = krows < len(store.hist_index)
         hrows[inside] = store.hist_index[krows[inside]]
         use = np.flatnonzero(hrows >= 0)
-        if not len(use):
-            return out
-        # one gather, one masked sum in C (a loop over slots is eight times slower at 10,000 sites)
-        merged = store.hist["h"][hrows[use]].sum(axis=1, where=mask[use][:, :, None], dtype=np.int64)
-        total = merged.sum(axis=1)
-        cum = merged.cumsum(axis=1)
-        first = (cum >= (q * total)[:, None]).argmax(axis=1)
-        out[have[use]] = np.where(total > 0, _HIST_VALUES[first], np.nan)
+        for start in range(0, len(use), _QUANTILE_ROWS):
+            part = use[start:start + _QUANTILE_ROWS]
+            # one gather, one masked sum in C (a loop over slots is eight times slower at 10,000 sites)
+            merged = store.hist["h"][hrows[part]].sum(axis=1, where=mask[part][:, :, None], dtype=np.int64)
+            value, low, high = store.bins.quantile(merged, q)
+            legacy = (store.hist["legacy"][hrows[part]] & mask[part]).any(axis=1)
+            for target, got in zip(out, (value, np.where(legacy, low / LEGACY_FACTOR, low),
+                                         np.where(legacy, high * LEGACY_FACTOR, high)), strict=True):
+                target[have[part]] = got
+        value, low, high = out
+        seen = ~np.isnan(value)
+        low = np.where(seen, np.fmax(low, self.minimum(key)), np.nan)  # the window's exact extremes
+        high = np.where(seen, np.fmin(high, self.maximum(key)), np.nan)
+        out = (np.clip(value, low, high), low, high)
+        self._keys[(key, q)] = out
         return out

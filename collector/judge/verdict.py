@@ -25,12 +25,13 @@ from commune_collector.judge.evaluate import (
     WHY_NO_CHECK,
     WHY_NO_DATA,
     WHY_NOT_ESTIMATED,
+    WHY_TOO_CLOSE,
     Outcome,
     SiteIndex,
 )
 from commune_collector.judge.facts import CAUSE_NAMES, CONNECTIVITY_NAMES, Facts
 from commune_collector.judge.hysteresis import STATE_CODES, STATE_NAMES, Track
-from commune_collector.judge.quantity import format_value, format_window
+from commune_collector.judge.quantity import RATIO, SECONDS, format_value, format_window
 from commune_collector.judge.rollup import Rollup
 from commune_common.units import format_duration
 from commune_common.wire import split_key
@@ -59,8 +60,9 @@ def select_text(crit: Criterion) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def reason(crit: Criterion, status: int, value: float, why: int, coverage: float, min_coverage: float) -> str:
-    """The human sentence: ``loss 12.3% over 24h, threshold < 1%``."""
+def reason(crit: Criterion, status: int, value: float, why: int, coverage: float, min_coverage: float,
+           low: float = math.nan, high: float = math.nan) -> str:
+    """The human sentence: ``loss 12.3% over 24h, threshold < 1%``; ``low``/``high``: the value's bounds."""
     expr = crit.expr
     window = expr.window or 0.0
     over = "" if expr.stat in _NO_WINDOW_IN_REASON or not window else f" over {format_window(window)}"
@@ -81,8 +83,26 @@ def reason(crit: Criterion, status: int, value: float, why: int, coverage: float
     if why == WHY_LOW_COVERAGE:
         return (f"evidence covers {coverage * 100:.0f}% of {format_window(window)}, "
                 f"{min_coverage * 100:.0f}% needed")
+    if why == WHY_TOO_CLOSE:
+        return (f"{value_label(crit)} between {format_bound(low, expr.unit)} and {format_bound(high, expr.unit)}"
+                f"{over}, too close to the {format_value(expr.threshold, expr.unit)} threshold")
     return (f"{value_label(crit)} {format_value(value, expr.unit)}{over}, "
             f"threshold {expr.op} {format_value(expr.threshold, expr.unit)}")
+
+
+def format_bound(value: float, unit: str) -> str:
+    """One more digit than ``format_value``, so bounds either side of a threshold read apart."""
+    if unit == SECONDS and 0 < abs(value) < 1:
+        return f"{value * 1000:.4g}ms"
+    if unit == RATIO:
+        return f"{value * 100:.4g}%"
+    return format_value(value, unit)
+
+
+def _bounds(out: Outcome, i: int) -> tuple[float, float]:
+    if out.low is None or out.high is None:
+        return math.nan, math.nan
+    return float(out.low[i]), float(out.high[i])
 
 
 def _num(value: float) -> float | None:
@@ -161,13 +181,16 @@ class Snapshot:
         crit = out.criterion
         status = int(out.status[i])
         min_cov = self.config.min_coverage if crit.min_coverage is None else crit.min_coverage
+        low, high = _bounds(out, i)
         return {
             "id": crit.id, "item": crit.item, "title": {"en": crit.title.en, "vi": crit.title.vi},
             "required": crit.required, "met": True if status == MET else False if status == FAILED else None,
             "value": _num(out.value[i]), "threshold": crit.expr.threshold, "op": crit.expr.op,
             "unit": crit.expr.unit, "expr": crit.expr.text, "window_s": crit.expr.window,
+            "value_low": _num(low), "value_high": _num(high),
             "evidence_ts": _num(out.evidence_ts[i]), "coverage": round(float(out.coverage[i]), 4),
-            "reason": reason(crit, status, float(out.value[i]), int(out.why[i]), float(out.coverage[i]), min_cov),
+            "reason": reason(crit, status, float(out.value[i]), int(out.why[i]), float(out.coverage[i]), min_cov,
+                             low, high),
             "checks": self.checks_of(i, k),
         }
 

@@ -26,6 +26,8 @@ class Measured:
     value: np.ndarray
     evidence_ts: np.ndarray
     coverage: np.ndarray
+    low: np.ndarray | None = None  # bounds the true value is proven to lie within (quantiles from sketches)
+    high: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""p50/p90/p95/p99(metric, window): a latency quantile from the merged bucket histograms.
+"""p50/p90/p95/p99(metric, window): a latency quantile from the merged hourly sketches.
 
-The histograms are log-scale with ~19% wide buckets (``commune_collector.evidence``),
-so a quantile is exact to within about 9%: ample for "p95 RTT under 150 ms".
+The sketches have 1 % buckets (``commune_collector.evidence``); the judge
+computes, besides the shown value, bounds the exact quantile is proven to lie
+within (``commune_collector.judge.sketchbins``), and a criterion is met only
+when both bounds are on its good side.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from commune_collector.judge.stats.base import Measured, Statistic
 
 def compute(q: float, view, metric: str | None) -> Measured:
     assert metric is not None
-    return Measured(view.quantile(metric, q), view.value_ts(metric), view.coverage_of(view.count(metric)))
+    value, low, high = view.quantile_bounds(metric, q)
+    return Measured(value, view.value_ts(metric), view.coverage_of(view.count(metric)), low, high)
 
 
 SPECS = tuple(
