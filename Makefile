@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 	bash scripts/bootstrap.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[collector,test]'
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install the project with its test tools
+setup: $(STAMP)  ## create .venv and install the project (agent + collector) with its test tools
 
 deps:  ## install the Debian packages the tests use (snmpd, NUT, Prometheus, PostgreSQL, Chromium, ...)
 	bash scripts/install-test-deps.sh
