@@ -53,6 +53,21 @@ def cmd_probe_once(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for _, r in results) else 1
 
 
+def cmd_check_collector(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    if cfg.collector is None:
+        print(f"{args.config}: no collector: section, so this agent pushes nothing; add collector: with url "
+              "and token_file to send reports", file=sys.stderr)
+        return 1
+    from commune_agent.checkcollector import CollectorCheck, print_steps
+    print(f"checking that the collector at {cfg.collector.url} hears site {cfg.site.id} ...", file=sys.stderr)
+    steps = CollectorCheck(cfg, timeout=args.timeout).run()
+    print_steps(steps, sys.stdout)
+    return 0 if all(s.ok for s in steps) else 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None:
@@ -92,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"agent YAML file (default {DEFAULT_CONFIG})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_probe_once)
+
+    p = sub.add_parser("check-collector", help="check, step by step, that the collector hears this site; "
+                       "exit 0 only when it does", description=(
+                           "Resolve and reach the collector, verify TLS with collector.ca_file, check the token "
+                           "is accepted for this site, the site is in the inventory, the clock offset, and send "
+                           "one empty report that must come back acknowledged and visible."))
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"agent YAML file (default {DEFAULT_CONFIG})")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="per step (default: collector.timeout, at most 10)")
+    p.set_defaults(func=cmd_check_collector)
 
     p = sub.add_parser("run", help="probe forever, serve /metrics, push to the collector")
     p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"agent YAML file (default {DEFAULT_CONFIG})")
