@@ -45,6 +45,20 @@ class Step:
     action: str = ""
 
 
+def read_token(settings: CollectorSettings) -> tuple[str, str]:
+    """(the token, "") or ("", what is wrong with its file or variable); the token is never in the message."""
+    if settings.token_file is not None:
+        try:
+            token = settings.token_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return "", f"{settings.token_file}: no such file"
+        except (OSError, UnicodeDecodeError) as exc:
+            return "", f"{settings.token_file}: cannot read: {exc}"
+        return (token, "") if token else ("", f"{settings.token_file} is empty")
+    token = os.environ.get(str(settings.token_env), "").strip()
+    return (token, "") if token else ("", f"the environment variable {settings.token_env} is not set or empty")
+
+
 class _Stop(Exception):
     """An earlier step failed; the later ones cannot be checked."""
 
@@ -169,20 +183,10 @@ class CollectorCheck:
         return context
 
     def _read_token(self) -> str:
-        s = self.settings
-        if s.token_file is not None:
-            try:
-                token = s.token_file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                self._fail("token", f"cannot read collector.token_file {s.token_file}: {exc}",
-                           "put the token issued for this site in that file (mode 600)")
-            where = f"collector.token_file {s.token_file}"
-        else:
-            token = os.environ.get(str(s.token_env), "").strip()
-            where = f"the environment variable {s.token_env}"
-        if not token:
-            self._fail("token", f"{where} is empty",
-                       f"ask the province for this site's token (commune-collector token issue {self.cfg.site.id})")
+        token, problem = read_token(self.settings)
+        if problem:
+            self._fail("token", problem, f"put the token issued for this site in it (ask the province: "
+                                         f"commune-collector token issue {self.cfg.site.id})")
         return token
 
     def _get(self, client: Any, path: str, step: str) -> Any:

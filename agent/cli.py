@@ -31,10 +31,34 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args.file)
     if cfg is None:
         return 1
+    if cfg.collector is not None and not args.without_token:
+        problem = _token_problem(cfg, args.file)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            print(f"{args.file}: 1 error(s)", file=sys.stderr)
+            return 1
     from commune_agent.checks import build_checks
+    push = f"pushes to {cfg.collector.url}" if cfg.collector else "pushes nothing (no collector: section)"
     print(f"{args.file}: OK, site {cfg.site.id} ({cfg.site.commune}, {cfg.site.province}), "
-          f"{len(build_checks(cfg))} checks")
+          f"{len(build_checks(cfg))} checks, {push}")
     return 0
+
+
+def _token_problem(cfg: AgentConfig, path: str) -> str | None:
+    """What `run` would stop on: the collector's token missing or empty, located at its key."""
+    from commune_agent.checkcollector import read_token
+    from commune_common.yamlconf import load_yaml
+
+    assert cfg.collector is not None
+    _, problem = read_token(cfg.collector)
+    if not problem:
+        return None
+    key = "token_file" if cfg.collector.token_file is not None else "token_env"
+    with open(path, encoding="utf-8") as f:
+        line = load_yaml(f.read(), path)[1].line_for(("collector", key))
+    return (f"{path}:{line} collector.{key}: {problem}: without the site's token nothing is pushed and "
+            "`run` stops; put the token issued for this site there (mode 600), or check only the config "
+            "with --without-token")
 
 
 def cmd_probe_once(args: argparse.Namespace) -> int:
@@ -101,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a config file; exit 1 with file:line messages if invalid")
     p.add_argument("file", help="agent YAML file")
+    p.add_argument("--without-token", action="store_true",
+                   help="do not require collector.token_file to hold a token yet (installers that put the "
+                        "token in place after the config)")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("probe-once", help="run every check once and print what the agent sees")
