@@ -103,16 +103,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from commune_agent.app import Agent
     if args.listen:
         cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"listen": args.listen})})
+    from commune_agent.narrator import PushNarrator, start_lines
     agent = Agent(cfg)
     agent.serve_metrics()
     extra = []
-    if cfg.collector is not None and not args.no_push:
-        from commune_agent.push import PushSetupError, start_pusher
+    push = "off-config" if cfg.collector is None else "off-flag" if args.no_push else "on"
+    for line in start_lines(cfg, agent.checks, push):
+        logging.getLogger("commune_agent").info("%s", line)
+    if push == "on":
+        from commune_agent.push import PushSetupError, build_pusher
         try:
-            extra.append(start_pusher(agent))
+            pusher = build_pusher(agent)
         except PushSetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        extra += [pusher.run, PushNarrator(pusher).run]
     asyncio.run(agent.run(extra_tasks=extra))
     return 0
 
