@@ -30,14 +30,26 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 # -- shared helpers (other subcommands use them too) ------------------------------------
 
 
+DEFAULT_CONFIG = Path("/etc/commune-collector/collector.yaml")
+
+
+class NoConfig(Exception):
+    """No --config and no installed config: which store to open is unknown, so nothing is created."""
+
+
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="FILE",
-                        help="collector YAML (default: built-in defaults, data in .state/collector)")
+                        help=f"collector YAML (default: {DEFAULT_CONFIG} when it exists)")
 
 
 def settings_from(args: argparse.Namespace) -> CollectorSettings:
-    """The settings named by --config, or the defaults; ConfigError on a bad file."""
-    return load_settings(args.config) if getattr(args, "config", None) else CollectorSettings()
+    """The settings named by --config, else the installed config; never a store made up in the cwd."""
+    if getattr(args, "config", None):
+        return load_settings(args.config)
+    if DEFAULT_CONFIG.exists():
+        return load_settings(DEFAULT_CONFIG)
+    raise NoConfig(f"no --config given and no {DEFAULT_CONFIG}: say which collector config to use "
+                   "(its data_dir or database.dsn says where the store is), e.g. --config config/collector.yaml")
 
 
 def open_store_from(args: argparse.Namespace) -> Store:
@@ -71,8 +83,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     where = settings.database.dsn and "PostgreSQL" or f"SQLite {settings.data_dir / settings.database.sqlite_file}"
     print(f"commune-collector {__version__}: {scheme}://{host}:{port}/ (store: {where})", file=sys.stderr,
           flush=True)
-    uvicorn.Server(uvicorn_config(create_app(settings, settle=True), settings)).run()
-    return 0
+    if settings.database.dsn:
+        from commune_collector.dbreach import ping
+        ping(settings.database.dsn)  # unreachable: one line from main(), not the lifespan's traceback
+    server = uvicorn.Server(uvicorn_config(create_app(settings, settle=True), settings))
+    server.run()
+    return 0 if server.started else 1  # uvicorn returns quietly when the app's startup failed
 
 
 def uvicorn_config(app: Any, settings: CollectorSettings) -> uvicorn.Config:
@@ -343,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configured_dsn(args: argparse.Namespace) -> str | None:
+    try:
+        return settings_from(args).database.dsn
+    except Exception:  # only for naming the host in an error message
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -353,8 +376,18 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except NoConfig as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from commune_collector.dbreach import unreachable_message
+        message = unreachable_message(exc, _configured_dsn(args), getattr(args, "config", None))
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
