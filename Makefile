@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup deps demo test test-fast lint clean bench
+.PHONY: help setup deps demo test test-fast lint clean bench deb
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,5 +42,9 @@ bench: setup deps  ## run every benchmark against its peer (figures go to docs/b
 	$(PY) benchmarks/judge.py --sites 10000
 	$(PY) benchmarks/status_page.py --repeat 20
 
+deb: setup  ## build the agent's .deb for Debian 12 and 13 (amd64) into dist/deb (root; fetches wheels once)
+	bash scripts/build-deb.sh bookworm
+	bash scripts/build-deb.sh trixie
+
 clean:
-	rm -rf $(VENV) .state .pytest_cache
+	rm -rf $(VENV) .state .pytest_cache dist

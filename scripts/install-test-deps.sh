@@ -35,6 +35,7 @@ PACKAGES=(
   docker-compose                   # validates deploy/docker/compose.yaml offline (no engine needed)
   shellcheck                       # lints deploy/install-agent.sh and scripts/
   libatomic1                       # Playwright's bundled node needs it; a minimal Debian lacks it
+  debootstrap                      # bare Debian 12/13 roots: build and install-test the agent's .deb
 )
 # chromium is installed with its Recommends (fonts etc.) so pages render.
 WITH_RECOMMENDS=(chromium)
