@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup deps demo test test-fast lint clean bench deb
+.PHONY: help setup deps demo test test-deb test-fast lint clean bench deb
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,12 +25,15 @@ deps:  ## install the Debian packages the tests use (snmpd, NUT, Prometheus, Pos
 demo: setup  ## run the main job on the embedded default (SQLite) and print its URLs
 	bash scripts/demo.sh
 
-test: setup deps  ## install everything, lint, and run the whole test suite
+test: setup deps  ## install everything, lint, and run the whole test suite (the .deb tests: make test-deb)
 	$(VENV)/bin/ruff check agent collector common tests benchmarks
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not deb" $(PYTEST_ARGS)
+
+test-deb: setup deps  ## build the .deb for Debian 12 and 13 and install-test it in bare roots (~15 min, root)
+	$(PY) -m pytest -q -p no:cacheprovider -m deb $(PYTEST_ARGS)
 
 test-fast: setup  ## unit tests only (no real peers)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not deb" $(PYTEST_ARGS)
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check agent collector common tests benchmarks

@@ -10,7 +10,8 @@ reports while the collector is down; an upgrade to a newer package keeps the
 spool, and the new version delivers it to a real collector process (running
 in the same namespace); `remove` keeps config, token and spool, `purge`
 deletes them. Slow (a build and an install per release): bounded by the
-timeouts below, marked `slow`. COMMUNE_DEB_DIR=dist/deb tests packages built
+timeouts below, marked `slow` and `deb`: `make test-deb` runs them, `make test`
+does not (they add about 15 minutes on a shared 2-core machine). COMMUNE_DEB_DIR=dist/deb tests packages built
 by `make deb` instead of building them again.
 """
 
@@ -30,7 +31,7 @@ import pytest
 from tests.collector_support import CLI, http_get, in_netns
 from tests.peers._base import require_binary, require_root, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.slow, pytest.mark.deb, pytest.mark.timeout(1500)]
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = "ha-noi-ba-dinh"
