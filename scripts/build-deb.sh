@@ -37,7 +37,8 @@ case "$ARCH" in
   *) echo "build-deb: unknown architecture $ARCH (amd64 or arm64)" >&2; exit 2 ;;
 esac
 DEB_VERSION="$VERSION-$REVISION~deb$DEBIAN_VERSION"
-ROOT_CACHE=/var/tmp/commune-deb-root-$SUITE${ARCH/amd64/}
+ROOT_CACHE=/var/tmp/commune-deb-root-$SUITE
+[ "$ARCH" = amd64 ] || ROOT_CACHE="$ROOT_CACHE-$ARCH"
 log() { echo "build-deb[$SUITE/$ARCH]: $*" >&2; }
 
 [ "$(id -u)" = 0 ] || { log "must run as root (it builds inside a chroot)"; exit 1; }
