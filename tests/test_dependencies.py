@@ -124,3 +124,14 @@ def test_the_walk_sees_lazy_imports(name):
     assert modules, name
     if name == "commune_agent":
         assert "httpx" in modules and "pysnmp" in modules
+
+
+def test_the_collector_launcher_checks_modules_of_the_collector_extra():
+    """`commune-collector` on an agent-only install names the extra; its probe list must stay true."""
+    from commune_collector.launcher import COLLECTOR_MODULES, missing_module
+
+    _, collector = declared()
+    providers = packages_distributions()
+    for module in COLLECTOR_MODULES:
+        assert {normalize(d) for d in providers[module]} & collector, module
+    assert missing_module() is None  # this environment has the extra (make setup installs it)
