@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup deps demo test test-fast lint clean bench
+.PHONY: help setup deps demo test test-deb test-fast lint clean bench deb
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 	bash scripts/bootstrap.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[collector,test]'
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install the project with its test tools
+setup: $(STAMP)  ## create .venv and install the project (agent + collector) with its test tools
 
 deps:  ## install the Debian packages the tests use (snmpd, NUT, Prometheus, PostgreSQL, Chromium, ...)
 	bash scripts/install-test-deps.sh
@@ -25,13 +25,16 @@ deps:  ## install the Debian packages the tests use (snmpd, NUT, Prometheus, Pos
 demo: setup  ## run the main job on the embedded default (SQLite) and print its URLs
 	bash scripts/demo.sh
 
-test: setup deps  ## install everything, lint, check the import contracts, and run the whole test suite
+test: setup deps  ## install everything, lint, check the import contracts, run the whole test suite (the .deb tests: make test-deb)
 	$(VENV)/bin/ruff check agent collector common testsupport tests benchmarks
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not deb" $(PYTEST_ARGS)
+
+test-deb: setup deps  ## build the .deb for Debian 12 and 13 and install-test it in bare roots (~15 min, root)
+	$(PY) -m pytest -q -p no:cacheprovider -m deb $(PYTEST_ARGS)
 
 test-fast: setup  ## unit tests only (no real peers)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not deb" $(PYTEST_ARGS)
 
 lint: setup  ## ruff and the import contracts (pyproject.toml [tool.importlinter])
 	$(VENV)/bin/ruff check agent collector common testsupport tests benchmarks
@@ -44,5 +47,9 @@ bench: setup deps  ## run every benchmark against its peer (figures go to docs/b
 	$(PY) benchmarks/judge.py --sites 10000
 	$(PY) benchmarks/status_page.py --repeat 20
 
+deb: setup  ## build the agent's .deb for Debian 12 and 13 (amd64) into dist/deb (root; fetches wheels once)
+	bash scripts/build-deb.sh bookworm
+	bash scripts/build-deb.sh trixie
+
 clean:
-	rm -rf $(VENV) .state .pytest_cache
+	rm -rf $(VENV) .state .pytest_cache dist

@@ -8,6 +8,7 @@ from the probe registry, so a new probe needs no edit here.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -15,13 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from commune_agent.devices import Device, device_issues
 from commune_agent.power.section import PowerSource, power_issues
+from commune_agent.probes.base import check_interval
 from commune_agent.probes.host import HostConfig
 from commune_agent.registry import PROBES
+from commune_common.provinces import nearest_provinces, province_names, slugify
 from commune_common.units import ByteSize, Duration
 from commune_common.wire import MAX_CHECK_ID, MAX_LABEL_VALUE
 from commune_common.yamlconf import Loc, LocatedChecks, load_model
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
+MIN_PUSH_INTERVAL_S = 1.0
+MIN_SPOOL_BYTES = 1024 * 1024  # a full batch (max_batch_results 5000) compresses to well under this
 
 
 class Strict(BaseModel):
@@ -39,10 +44,31 @@ LinkTarget = _union_for("link")
 
 
 class SiteInfo(Strict):
-    id: str = Field(pattern=SLUG, description="unique site id, lower-case letters, digits and dashes")
-    province: str = Field(pattern=SLUG, description="province slug, as in provinces.csv")
+    id: str = Field(description="unique site id, lower-case letters, digits and dashes")
+    province: str = Field(description="province slug, as in provinces.csv")
     commune: str = Field(min_length=1, description="commune or ward name, diacritics welcome")
     name: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _site_id(cls, value: str) -> str:
+        if re.match(SLUG, value):
+            return value
+        hint = slugify(value)[:63]
+        raise ValueError("is not a site id: an id has only lower-case letters a-z, digits and dashes, starts "
+                         "with a letter or digit and is at most 63 characters long"
+                         + (f" (did you mean {hint}?)" if re.match(SLUG, hint) else " (e.g. ha-noi-ba-dinh)"))
+
+    @field_validator("province")
+    @classmethod
+    def _province(cls, value: str) -> str:
+        names = province_names()
+        if value in names:
+            return value
+        near = nearest_provinces(value)
+        listed = ", ".join(f"{slug} ({names[slug]})" for slug in near)
+        raise ValueError("is not one of the 34 province slugs"
+                         + (f"; nearest: {listed}" if near else f"; the slugs: {', '.join(names)}"))
 
 
 class AgentSettings(Strict):
@@ -76,6 +102,11 @@ class Defaults(Strict):
         if value <= 0:
             raise ValueError("must be longer than 0s")
         return value
+
+    @field_validator("interval")
+    @classmethod
+    def _not_too_often(cls, value: float) -> float:
+        return check_interval(value)  # type: ignore[return-value]
 
 
 class Link(Strict):
@@ -121,6 +152,22 @@ class PushSettings(Strict):
     spool_max_age: Duration = 7 * 86400.0
     replay_bytes_per_push: ByteSize = 1024 * 1024
     backoff_max: Duration = Field(default=300.0, ge=1, description="longest wait between retries")
+
+    @field_validator("push_interval")
+    @classmethod
+    def _push_not_too_often(cls, value: float) -> float:
+        if value < MIN_PUSH_INTERVAL_S:
+            raise ValueError(f"is too short: each push is a request and a spool write (at least "
+                             f"{MIN_PUSH_INTERVAL_S:g}s; 30s is usual)")
+        return value
+
+    @field_validator("spool_max_bytes")
+    @classmethod
+    def _spool_holds_a_batch(cls, value: int) -> int:
+        if value < MIN_SPOOL_BYTES:
+            raise ValueError(f"is too small: a spool smaller than one batch drops every batch, the newest too "
+                             f"(at least {MIN_SPOOL_BYTES // 2**20}MiB; 256MiB is usual)")
+        return value
 
     @model_validator(mode="after")
     def _one_token_source(self) -> PushSettings:

@@ -20,7 +20,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from commune_agent.probes.base import TargetConfig
+from commune_agent.probes.base import TargetConfig, check_interval
 from commune_agent.probes.icmp import IcmpConfig
 from commune_agent.probes.printer import PrinterConfig
 from commune_agent.probes.snmp_get import OidMetric, SnmpGetConfig
@@ -44,6 +44,11 @@ class DeviceBase(_Strict):
     required: bool = Field(default=True, description="false: the site counts as equipped without it")
     interval: Duration | None = Field(default=None, description="defaults to defaults.interval")
     timeout: Duration | None = Field(default=None, description="defaults to defaults.timeout")
+
+    @field_validator("interval")
+    @classmethod
+    def _not_too_often(cls, value: float | None) -> float | None:
+        return check_interval(value)
 
     def labels(self) -> dict[str, str]:
         kind = getattr(self, "kind", "device")

@@ -239,7 +239,8 @@ class Spool:
         for reason, batches, results in dropped:
             if batches:
                 self.drops.add(reason, batches, results)
-                log.warning("spool: dropped %d batch(es), %d result(s), reason %s", batches, results, reason)
+                # debug: `commune-agent run` logs drops once per change, with counts (agent/narrator.py)
+                log.debug("spool: dropped %d batch(es), %d result(s), reason %s", batches, results, reason)
         self._refresh_stats()
 
     # -- sending ---------------------------------------------------------------

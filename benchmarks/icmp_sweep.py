@@ -132,7 +132,7 @@ def reap(proc: subprocess.Popen, rss: PeakRss) -> tuple[float, float]:
 
 def write_agent_config(directory: Path, hosts: list[str], count: int, period_ms: int, timeout_ms: int) -> Path:
     """500 icmp targets and otherwise defaults (agent.concurrency included: icmp rounds take no slot)."""
-    lines = ["site: {id: bench, province: bench, commune: Bench}",
+    lines = ["site: {id: bench, province: ha-noi, commune: Bench}",
              f"agent: {{state_dir: {directory / 'state'}}}",
              "host: {enabled: false}",
              "links:", "  - name: lo", "    targets:"]

@@ -105,13 +105,40 @@ def load_yaml(text: str, filename: str = "<string>") -> tuple[Any, LineMap]:
     except ConfigError as exc:
         raise ConfigError([ConfigIssue(filename, i.line, i.path, i.message) for i in exc.issues]) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise ConfigError([ConfigIssue(filename, line, "", f"invalid YAML: {exc.problem or exc}")]) from None
+        line, message = explain_yaml_error(exc)
+        raise ConfigError([ConfigIssue(filename, line, "", message)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigIssue(filename, None, "", f"invalid YAML: {exc}")]) from None
     finally:
         loader.dispose()
+
+
+#: (words in the parser's context or problem, whether the context's line is the one to fix, the hint)
+_YAML_HINTS: tuple[tuple[tuple[str, ...], bool, str], ...] = (
+    (("'\\t'",), False, "a tab character: YAML indents with spaces only; replace the tab with spaces"),
+    (("quoted scalar",), True, "a quoted value is not closed: add the closing quote on this line"),
+    (("flow sequence",), True, "a '[' opened on this line is not closed with ']'"),
+    (("flow mapping",), True, "a '{' opened on this line is not closed with '}'"),
+    (("could not find expected ':'",), True,
+     "a line without its ':' (write key: value, with a space after the colon)"),
+    (("expected <block end>",), False,
+     "this line is not indented like the lines above it: the keys of one section start in the same "
+     "column, and a list's items start with '- ' in the same column (spaces, never tabs)"),
+    (("mapping values are not allowed",), False,
+     "a ': ' where none can be: put a value that contains ': ' in quotes (\"...\"); otherwise check "
+     "this line's indentation and that the line above has its ':'"),
+)
+
+
+def explain_yaml_error(exc: yaml.MarkedYAMLError) -> tuple[int | None, str]:
+    """The line to fix and a plain hint for PyYAML's syntax errors (which speak of tokens and block ends)."""
+    said = f"{exc.context or ''} {exc.problem or ''}"
+    for words, at_context, hint in _YAML_HINTS:
+        if any(w in said for w in words):
+            mark = (exc.context_mark if at_context else None) or exc.problem_mark or exc.context_mark
+            return (mark.line + 1 if mark else None), f"invalid YAML: {hint}"
+    mark = exc.problem_mark or exc.context_mark
+    return (mark.line + 1 if mark else None), f"invalid YAML: {exc.problem or exc}"
 
 
 def _render_loc(loc: Loc) -> str:

@@ -126,7 +126,12 @@ AGENT="$R$PREFIX/bin/commune-agent"
 
 # -- 3. check the config before it goes anywhere ---------------------------------------
 say "checking $CONFIG"
-"$AGENT" check-config "$CONFIG" || die "$CONFIG does not validate; nothing was changed in $R$ETC"
+CHECKED=$("$AGENT" check-config --without-token "$CONFIG") || die "$CONFIG does not validate; nothing was changed in $R$ETC"
+echo "$CHECKED"
+PUSHES=0; case "$CHECKED" in *"pushes to "*) PUSHES=1 ;; esac
+if [ "$PUSHES" = 1 ] && [ -z "$TOKEN_FILE" ] && [ ! -s "$R$ETC/token" ]; then
+  die "$CONFIG pushes to a collector but no token is installed: give --token-file FILE (or - to read it from stdin); nothing was changed in $R$ETC"
+fi
 
 # -- 4. config and token -----------------------------------------------------------------
 say "installing $R$ETC/agent.yaml"
@@ -143,8 +148,8 @@ if [ -n "$TOKEN_FILE" ]; then
   chmod 0600 "$R$ETC/token.new"
   own "$UID_GID" "$R$ETC/token.new"
   mv -f "$R$ETC/token.new" "$R$ETC/token"
-elif [ ! -e "$R$ETC/token" ]; then
-  say "no --token-file given: push stays off until $ETC/token holds the site's token (mode 0600)"
+elif [ "$PUSHES" = 0 ]; then
+  say "the config has no collector: section: this agent serves /metrics and pushes nothing"
 fi
 install -d -m 0750 "$R$STATE"
 own "$UID_GID" "$R$STATE"

@@ -8,7 +8,7 @@ DEMO=${DEMO_DIR:-.state/demo}
 AGENT_EXAMPLE=${CONFIG:-config/agent.example.yaml}
 PORT=${COLLECTOR_PORT:-8470}
 URL="http://127.0.0.1:$PORT"
-SITE=$(sed -n 's/^  id: *\([a-z0-9-]*\).*/\1/p' "$AGENT_EXAMPLE" | head -1)
+SITE=$(sed -n 's/^  id: *\([a-z0-9-]*\).*/\1/p;T;q' "$AGENT_EXAMPLE")  # the first id; no pipeline to fail
 mkdir -p "$DEMO"
 
 cat > "$DEMO/collector.yaml" <<YAML

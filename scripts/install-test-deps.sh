@@ -9,6 +9,12 @@
 # daemons that still came up on their default ports are then stopped.
 #
 # Env: EXTRA_PACKAGES="a b" adds packages; APT_SIMULATE=1 passes -s to apt-get.
+#
+# Under errexit + pipefail a pipeline whose filter finds nothing (grep with no
+# match, a tool that is absent or fails) stops the script. On a fresh machine
+# "nothing found" is the normal case, so every lookup that may legitimately
+# find nothing captures its command's output first and parses it without a
+# pipeline (tests/test_scripts.py runs them on a machine where nothing listens).
 set -euo pipefail
 
 PACKAGES=(
@@ -27,7 +33,9 @@ PACKAGES=(
   chromium                         # web page screenshots
   systemd                          # systemd-analyze verify/security, systemctl --root (deploy/ tests)
   docker-compose                   # validates deploy/docker/compose.yaml offline (no engine needed)
-  shellcheck                       # lints deploy/install-agent.sh
+  shellcheck                       # lints deploy/install-agent.sh and scripts/
+  libatomic1                       # Playwright's bundled node needs it; a minimal Debian lacks it
+  debootstrap                      # bare Debian 12/13 roots: build and install-test the agent's .deb
   nginx                            # the single-sign-on reverse proxy in front of the collector (deploy/nginx)
 )
 # chromium is installed with its Recommends (fonts etc.) so pages render.
@@ -81,24 +89,33 @@ apt_install() {
   fi
 }
 
-# PID of whatever listens on a local port ("tcp"/"udp"), empty if none.
+# PID of whatever listens on a local port ("tcp"/"udp"), empty if none (status 0 either way).
 listener_pid() {
+  local out
   command -v ss >/dev/null || return 0
-  ss -Hlnp "--$1" "sport = :$2" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2
+  out=$(ss -Hlnp "--$1" "sport = :$2" 2>/dev/null) || return 0
+  if [[ $out =~ pid=([0-9]+) ]]; then echo "${BASH_REMATCH[1]}"; fi
+  return 0
+}
+
+# "version name status" of each PostgreSQL cluster, nothing when there is none.
+pg_clusters() {
+  local out
+  command -v pg_lsclusters >/dev/null || return 0
+  out=$(pg_lsclusters -h 2>/dev/null) || return 0
+  awk '{print $1, $2, $4}' <<<"$out"
 }
 
 stop_default_port_daemons() {
   # The packages' own clusters/daemons, on their default ports only: test
   # peers use random high ports and are never touched.
-  if command -v pg_lsclusters >/dev/null; then
-    pg_lsclusters -h 2>/dev/null | while read -r ver name _port status _rest; do
-      if [[ "$status" == online ]]; then
-        log "stopping PostgreSQL cluster $ver/$name left running by the install"
-        pg_ctlcluster "$ver" "$name" stop || true
-      fi
-    done
-  fi
-  local spec proto port pid
+  local ver name status spec proto port pid
+  while read -r ver name status; do
+    if [[ "$status" == online ]]; then
+      log "stopping PostgreSQL cluster $ver/$name left running by the install"
+      pg_ctlcluster "$ver" "$name" stop || true
+    fi
+  done < <(pg_clusters)
   for spec in udp:161 tcp:199 tcp:3493 tcp:5432 tcp:9090 tcp:9093 tcp:9094 tcp:9100 \
               tcp:9115 tcp:9116 tcp:80; do
     proto=${spec%%:*} port=${spec##*:}
@@ -145,4 +162,5 @@ main() {
   log "done"
 }
 
-main "$@"
+# Sourced (by tests/test_scripts.py) it only defines the functions.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi

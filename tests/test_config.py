@@ -46,7 +46,41 @@ INVALID: dict[str, list[str]] = {
         "invalid-icmp-round-too-long.yaml:11 links[0].targets[0].count: 20 echoes need up to 21s but the timeout "
         "is 10s; raise timeout or lower count, packet_interval or echo_timeout"],
     "invalid-yaml-syntax.yaml": [
-        "invalid-yaml-syntax.yaml:9: invalid YAML: expected ',' or ']', but got '<stream end>'"],
+        "invalid-yaml-syntax.yaml:8: invalid YAML: a '[' opened on this line is not closed with ']'"],
+    # YAML syntax in an installer's words, at the line to fix
+    "invalid-yaml-tab.yaml": [
+        "invalid-yaml-tab.yaml:4: invalid YAML: a tab character: YAML indents with spaces only; "
+        "replace the tab with spaces"],
+    "invalid-yaml-indent.yaml": [
+        "invalid-yaml-indent.yaml:5: invalid YAML: this line is not indented like the lines above it: the keys "
+        "of one section start in the same column, and a list's items start with '- ' in the same column "
+        "(spaces, never tabs)"],
+    "invalid-yaml-list-indent.yaml": [
+        "invalid-yaml-list-indent.yaml:8: invalid YAML: this line is not indented like the lines above it: the "
+        "keys of one section start in the same column, and a list's items start with '- ' in the same column "
+        "(spaces, never tabs)"],
+    "invalid-yaml-colon-in-value.yaml": [
+        "invalid-yaml-colon-in-value.yaml:5: invalid YAML: a ': ' where none can be: put a value that contains "
+        "': ' in quotes (\"...\"); otherwise check this line's indentation and that the line above has its ':'"],
+    "invalid-yaml-unclosed-quote.yaml": [
+        "invalid-yaml-unclosed-quote.yaml:5: invalid YAML: a quoted value is not closed: add the closing quote "
+        "on this line"],
+    "invalid-unknown-province.yaml": [
+        "invalid-unknown-province.yaml:4 site.province: 'Hanoi' is not one of the 34 province slugs; nearest: "
+        "ha-noi (Hà Nội), thanh-hoa (Thanh Hóa), khanh-hoa (Khánh Hòa)"],
+    "invalid-bad-site-id.yaml": [
+        "invalid-bad-site-id.yaml:3 site.id: 'Ba_Đình' is not a site id: an id has only lower-case letters a-z, "
+        "digits and dashes, starts with a letter or digit and is at most 63 characters long (did you mean "
+        "ba-dinh?)"],
+    "invalid-interval-1ms.yaml": [
+        "invalid-interval-1ms.yaml:9 links[0].targets[0].interval: '1ms' is too short: a check runs at most "
+        "once a second (interval at least 1s; 30s is usual)"],
+    "invalid-push-interval.yaml": [
+        "invalid-push-interval.yaml:9 collector.push_interval: '1ms' is too short: each push is a request and "
+        "a spool write (at least 1s; 30s is usual)"],
+    "invalid-spool-too-small.yaml": [
+        "invalid-spool-too-small.yaml:9 collector.spool_max_bytes: 0 is too small: a spool smaller than one "
+        "batch drops every batch, the newest too (at least 1MiB; 256MiB is usual)"],
     "invalid-listen-address.yaml": [
         "invalid-listen-address.yaml:7 agent.listen: 'localhost' is not host:port (e.g. 127.0.0.1:9469 or [::]:9469)"],
     "invalid-body-regex.yaml": [
@@ -195,3 +229,52 @@ def _env() -> dict[str, str]:
     import os
 
     return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+# -- check-config is the installer's pre-flight for `run`: the token must be there -------------------------
+
+
+def _pushing_config(tmp_path: Path, token_file: Path) -> Path:
+    config = tmp_path / "agent.yaml"
+    config.write_text("site: {id: ha-noi-ba-dinh, province: ha-noi, commune: Phường Ba Đình}\n"
+                      "collector:\n  url: https://collector.example\n"
+                      f"  token_file: {token_file}\n", encoding="utf-8")
+    return config
+
+
+@pytest.mark.parametrize("content", [None, "", "  \n"])
+def test_check_config_refuses_a_missing_or_empty_token_file(tmp_path: Path, content: str | None) -> None:
+    token = tmp_path / "token"
+    if content is not None:
+        token.write_text(content)
+    config = _pushing_config(tmp_path, token)
+    out = subprocess.run([*AGENT, "check-config", str(config)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    problem = "no such file" if content is None else "is empty"
+    assert f"{config}:4 collector.token_file: {token}" in out.stderr and problem in out.stderr
+    assert "nothing is pushed" in out.stderr
+    # an installer that puts the token in place after the config checks the config alone
+    alone = subprocess.run([*AGENT, "check-config", "--without-token", str(config)], capture_output=True,
+                           text=True, timeout=60)
+    assert alone.returncode == 0, alone.stderr
+
+
+def test_check_config_with_its_token_says_where_it_pushes(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("cm_0123456789ab_" + "x" * 43 + "\n")
+    out = subprocess.run([*AGENT, "check-config", str(_pushing_config(tmp_path, token))], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "pushes to https://collector.example" in out.stdout
+    assert "x" * 43 not in out.stdout + out.stderr
+
+
+def test_check_config_without_collector_says_nothing_is_pushed() -> None:
+    out = subprocess.run([*AGENT, "check-config", str(ROOT / "config" / "agent.example.yaml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "pushes nothing (no collector: section)" in out.stdout
+
+
+def test_the_agents_province_list_is_the_collectors() -> None:
+    assert (ROOT / "common" / "provinces.csv").read_bytes() == \
+        (ROOT / "collector" / "data" / "provinces.csv").read_bytes()

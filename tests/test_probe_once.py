@@ -109,7 +109,7 @@ def test_invalid_config_exits_2_with_messages(tmp_path: Path) -> None:
     proc = _run("-c", str(path))
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr.startswith(f"error: {path}:2 site.id: 'Bad Id': String should match pattern")
+    assert proc.stderr.startswith(f"error: {path}:2 site.id: 'Bad Id' is not a site id: an id has only lower-case")
     assert "Traceback" not in proc.stderr
 
 

@@ -24,6 +24,17 @@ class ProbeError(Exception):
     """A failure the probe understood; its message is the reason shown to users."""
 
 
+MIN_INTERVAL_S = 1.0
+
+
+def check_interval(value: float | None) -> float | None:
+    """Refuse check intervals under a second: rounds that often measure the agent, not the link."""
+    if value is not None and 0 < value < MIN_INTERVAL_S:
+        raise ValueError(f"is too short: a check runs at most once a second (interval at least "
+                         f"{MIN_INTERVAL_S:g}s; 30s is usual)")
+    return value
+
+
 class TargetConfig(BaseModel):
     """Fields every check has, whatever its kind. Probe configs subclass it."""
 
@@ -40,6 +51,11 @@ class TargetConfig(BaseModel):
         if value is not None and value <= 0:
             raise ValueError("must be longer than 0s")  # 0s would spin the scheduler or time out at once
         return value
+
+    @field_validator("interval")
+    @classmethod
+    def _not_too_often(cls, value: float | None) -> float | None:
+        return check_interval(value)
 
     def display_name(self) -> str:
         """The target label when ``name`` is not given."""

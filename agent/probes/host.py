@@ -49,13 +49,25 @@ def _interface_samples(ps: Any, wanted: list[str] | None) -> list[Sample]:
     return out
 
 
+def _sensor(ps: Any, name: str) -> Any:
+    """A psutil sensor reading, None when the OS has no such sensor or no /sys to read it from.
+
+    psutil raises FileNotFoundError where /sys/class/power_supply is missing
+    (a chroot, some containers) instead of answering None.
+    """
+    try:
+        return getattr(ps, name)() if hasattr(ps, name) else None
+    except OSError:
+        return None
+
+
 def _sensor_samples(ps: Any) -> list[Sample]:
     out = []
-    battery = ps.sensors_battery() if hasattr(ps, "sensors_battery") else None
+    battery = _sensor(ps, "sensors_battery")
     if battery is not None:
         out += [sample("host_battery_charge_ratio", battery.percent / 100.0),
                 sample("host_on_battery", 0.0 if battery.power_plugged else 1.0)]
-    temps = ps.sensors_temperatures() if hasattr(ps, "sensors_temperatures") else {}
+    temps = _sensor(ps, "sensors_temperatures")
     for chip, readings in (temps or {}).items():
         for i, r in enumerate(readings):
             out.append(sample("host_temperature_celsius", r.current, sensor=f"{chip}/{r.label or i}"))

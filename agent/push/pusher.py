@@ -261,7 +261,8 @@ class Pusher:
 
     def _recovered(self) -> None:
         if self._failing:
-            log.warning("collector reachable again after %d failed attempts; %d batches to replay",
+            log.info("push works again: the collector acknowledged a report after %d failed attempts; "
+                     "%d batches to replay",
                         self._failing, self.spool.stats.reports)
         self._failing = 0
         self.backoff.reset()

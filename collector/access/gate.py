@@ -28,7 +28,8 @@ from commune_collector.store.base import StoreUnavailable
 
 log = logging.getLogger("commune_collector.access")
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/reports", "/login", "/logout"})
+# /api/v1/whoami authenticates the site token itself (commune-agent check-collector)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/reports", "/api/v1/whoami", "/login", "/logout"})
 COOKIE = "commune_operator"  # collector.web.login: an operator token kept by the browser
 OPEN_PREFIXES = ("/static/",)
 PUBLIC_PREFIX = "/public"

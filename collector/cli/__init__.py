@@ -23,7 +23,7 @@ from commune_collector.cli import (
     sites,
     token,
 )
-from commune_collector.cli.common import Register, print_config_error
+from commune_collector.cli.common import NoConfig, Register, configured_dsn, print_config_error
 from commune_collector.store.base import StoreError
 from commune_common.yamlconf import ConfigError
 
@@ -54,8 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except NoConfig as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from commune_collector.dbreach import unreachable_message
+        message = unreachable_message(exc, configured_dsn(args), getattr(args, "config", None))
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from commune_collector.settings import CollectorSettings, load_settings
 from commune_collector.store import open_store
@@ -15,14 +16,34 @@ from commune_common.yamlconf import ConfigError
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
+DEFAULT_CONFIG = Path("/etc/commune-collector/collector.yaml")
+
+
+class NoConfig(Exception):
+    """No --config and no installed config: which store to open is unknown, so nothing is created."""
+
+
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="FILE",
-                        help="collector YAML (default: built-in defaults, data in .state/collector)")
+                        help=f"collector YAML (default: {DEFAULT_CONFIG} when it exists)")
 
 
 def settings_from(args: argparse.Namespace) -> CollectorSettings:
-    """The settings named by --config, or the defaults; ConfigError on a bad file."""
-    return load_settings(args.config) if getattr(args, "config", None) else CollectorSettings()
+    """The settings named by --config, else the installed config; never a store made up in the cwd."""
+    if getattr(args, "config", None):
+        return load_settings(args.config)
+    if DEFAULT_CONFIG.exists():
+        return load_settings(DEFAULT_CONFIG)
+    raise NoConfig(f"no --config given and no {DEFAULT_CONFIG}: say which collector config to use "
+                   "(its data_dir or database.dsn says where the store is), e.g. --config config/collector.yaml")
+
+
+def configured_dsn(args: argparse.Namespace) -> str | None:
+    """The DSN the arguments name, only for naming its host in an error message."""
+    try:
+        return settings_from(args).database.dsn
+    except Exception:
+        return None
 
 
 def open_store_from(args: argparse.Namespace) -> Store:

@@ -33,8 +33,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     where = settings.database.dsn and "PostgreSQL" or f"SQLite {settings.data_dir / settings.database.sqlite_file}"
     print(f"commune-collector {__version__}: {scheme}://{host}:{port}/ (store: {where})", file=sys.stderr,
           flush=True)
-    uvicorn.Server(uvicorn_config(create_app(settings, settle=True), settings)).run()
-    return 0
+    if settings.database.dsn:
+        from commune_collector.dbreach import ping
+        ping(settings.database.dsn)  # unreachable: one line from main(), not the lifespan's traceback
+    server = uvicorn.Server(uvicorn_config(create_app(settings, settle=True), settings))
+    server.run()
+    return 0 if server.started else 1  # uvicorn returns quietly when the app's startup failed
 
 
 def uvicorn_config(app: Any, settings: CollectorSettings) -> uvicorn.Config:

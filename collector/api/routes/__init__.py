@@ -13,10 +13,11 @@ from commune_collector.api.routes import (
                             reports,
                             sites,
                             verdicts,
+                            whoami,
 )
 
 ROUTERS: list[APIRouter] = [health.router, reports.router, sites.router, metrics.router,
                             verdicts.router, provinces.router, history.router,
-                            access.router]
+                            access.router, whoami.router]
 # schemas referenced by hand-written request bodies, merged into /openapi.json
 COMPONENTS: dict[str, dict] = {**reports.SCHEMA_COMPONENTS}
