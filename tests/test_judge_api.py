@@ -137,7 +137,12 @@ def test_provinces_and_national_table(running: Running) -> None:
     assert len(doc["provinces"]) == 34 and doc["national"]["provinces_total"] == 34
     hanoi = next(p for p in doc["provinces"] if p["slug"] == "ha-noi")
     assert (hanoi["name"], hanoi["total"], hanoi["completed"], hanoi["not_completed"]) == ("Hà Nội", 2, 1, 1)
-    assert hanoi["per_item"]["power"] == {"completed": 2, "total": 2, "share": 1.0, "done": True}
+    power = hanoi["per_item"]["power"]
+    assert {k: power[k] for k in ("completed", "total", "share", "done")} == {
+        "completed": 2, "total": 2, "share": 1.0, "done": True}
+    assert power["status_counts"]["completed"] == 2 and sum(power["status_counts"].values()) == 2
+    assert hanoi["status_counts"]["completed"] == 1 and hanoi["status_counts"]["not_completed"] == 1
+    assert sum(doc["national"]["status_counts"].values()) == doc["national"]["sites_total"]
     assert hanoi["done_items"] == ["power"]
     assert doc["national"]["per_item"]["power"]["label"] == "1/34"
     assert doc["national"]["per_item"]["network"]["label"] == "0/34"
@@ -147,8 +152,11 @@ def test_provinces_and_national_table(running: Running) -> None:
     assert [(f["id"], f["reason"]) for f in communes["hn-hoan-kiem"]["failing"]] == [
         ("primary-loss", "loss 12% over 1h, threshold < 1%")]
     hue = running.client.get("/api/v1/provinces/hue").json()
-    assert {f["id"] for f in hue["communes"][0]["failing"]} == {"primary-availability", "primary-loss",
-                                                                "mains-power"}
+    silent = hue["communes"][0]
+    assert (silent["status"], silent["state"], silent["failing"]) == ("never_reported", "unknown", []), \
+        "a site that never reported is one fact, not a list of every criterion"
+    verdict = running.client.get(f"/api/v1/verdicts/{silent['site']}").json()
+    assert {c["reason_code"] for c in verdict["criteria"]} <= {"never_reported", "no_check", "no_evidence"}
 
 
 def test_history_and_metrics(running: Running) -> None:

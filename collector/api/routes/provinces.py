@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from commune_collector.api.problems import Problem, ProblemDetail
-from commune_collector.api.routes.verdicts import NOT_READY, SLUG, SnapshotDep
+from commune_collector.api.routes.verdicts import NOT_READY, SLUG, ReasonLang, SnapshotDep
 from commune_collector.judge.api import ProvinceDetail, ProvincesDoc, province_detail
+from commune_collector.reasons import localize
 
 router = APIRouter(prefix="/api/v1", tags=["verdicts"])
 
@@ -21,9 +22,9 @@ def list_provinces(snapshot: SnapshotDep) -> dict:
 
 @router.get("/provinces/{slug}", response_model=ProvinceDetail,
             responses={404: {"model": ProblemDetail}, **NOT_READY})
-def get_province(snapshot: SnapshotDep, slug: Annotated[str, Path(pattern=SLUG)]) -> dict:
+def get_province(snapshot: SnapshotDep, lang: ReasonLang, slug: Annotated[str, Path(pattern=SLUG)]) -> dict:
     """One province's roll-up and its communes, each with the criteria it fails and why."""
     detail = province_detail(snapshot, slug)
     if detail is None:
         raise Problem(404, "Not Found", f"no province {slug!r}")
-    return detail
+    return localize(detail, lang)
