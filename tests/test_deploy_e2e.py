@@ -368,6 +368,10 @@ def test_history_replayed_through_remote_write_is_kept(stack):
     assert stack.prometheus.query_value('commune_collector_remote_write_samples_total{outcome="sent"}') > 0
 
 
-def test_the_deadline_is_exposed_for_the_days_left_panel(stack):
-    """criteria.yaml's deadline (2025-07-01) at midnight in Vietnam: 2025-06-30 17:00 UTC."""
-    assert stack.prometheus.query_value("max(commune_deadline_timestamp_seconds)") == 1751302800.0
+def test_the_target_date_is_exposed_with_its_kind(stack):
+    """criteria.yaml's go-live milestone (2025-07-01) at midnight in Vietnam: 2025-06-30 17:00 UTC.
+
+    A milestone is no deadline: commune_deadline_timestamp_seconds stays absent, so no panel counts
+    the days since go-live as overdue.
+    """
+    assert stack.prometheus.query_value('max(commune_target_timestamp_seconds{kind="milestone"})') == 1751302800.0

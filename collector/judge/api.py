@@ -130,9 +130,17 @@ class ItemInfo(_Doc):
     done_share: float
 
 
+class Target(_Doc):
+    date: str
+    kind: Literal["deadline", "milestone"] = Field(description="deadline: days left are counted; milestone: a date "
+                                                               "with a meaning, never counted as overdue")
+    title: Title
+
+
 class ProvincesDoc(_Doc):
     evaluated_at: float
     deadline: str | None
+    target: Target | None = None
     items: list[ItemInfo]
     provinces: list[ProvinceEntry]
     national: National
@@ -141,6 +149,7 @@ class ProvincesDoc(_Doc):
 class Failing(_Doc):
     id: str
     item: str
+    title: Title | None = None
     met: bool | None
     reason: str
     reason_code: str
@@ -187,6 +196,29 @@ def verdict_page(snapshot: Snapshot, province: str | None, state: str | None, it
     page = chosen[offset:offset + limit]
     return {"total": int(len(chosen)), "limit": limit, "offset": offset,
             "items": [snapshot.render(int(i)) for i in page]}
+
+
+def failing_now(snapshot: Snapshot, province: str | None = None) -> list[dict]:
+    """Communes not completed now (a criterion fails), each with its province and failing criteria."""
+    rows = []
+    for i in snapshot.select(province=province, status="not_completed"):
+        row = snapshot.commune_row(int(i))
+        row["province"] = snapshot.sites.provinces[int(i)]
+        rows.append(row)
+    return rows
+
+
+def regressions_since(snapshot: Snapshot, since: float) -> list[dict]:
+    """Regressions recorded at or after ``since``, newest first, with the site's name and province."""
+    out = []
+    for site, shown in snapshot.regressions.items():
+        i = snapshot.index_of(site)
+        for r in shown:
+            if r.get("at", 0) >= since:
+                out.append({**r, "site": site, "name": snapshot.sites.names[i] if i is not None else site,
+                            "province": snapshot.sites.provinces[i] if i is not None else r.get("province", ""),
+                            "status": snapshot.status_of(i) if i is not None else None})
+    return sorted(out, key=lambda r: -r["at"])
 
 
 def province_detail(snapshot: Snapshot, slug: str) -> dict | None:

@@ -46,13 +46,15 @@ class Rollup:
     items: list[dict]
     provinces: list[ProvinceRollup]
     national: dict
+    target: dict | None = None
 
     def province(self, slug: str) -> ProvinceRollup | None:
         return next((p for p in self.provinces if p.slug == slug), None)
 
     def to_json(self) -> dict:
         return {"evaluated_at": self.evaluated_at, "deadline": self.deadline, "items": self.items,
-                "provinces": [p.to_json() for p in self.provinces], "national": self.national}
+                "provinces": [p.to_json() for p in self.provinces], "national": self.national,
+                "target": self.target}
 
 
 def roll_up(config: CriteriaConfig, province_of_site: np.ndarray, province_slugs: list[str],
@@ -82,8 +84,9 @@ def roll_up(config: CriteriaConfig, province_of_site: np.ndarray, province_slugs
                               "done": bool(total and share >= config.items[item].done_share - 1e-12)}
         provinces.append(ProvinceRollup(slug, province_names.get(slug, slug), total, int(by_state[S_COMPLETED][p]),
                                         int(by_state[S_NOT_COMPLETED][p]), int(by_state[S_UNKNOWN][p]), per_item))
-    rollup = Rollup(now, config.deadline.isoformat() if config.deadline else None, _items(config), provinces,
-                    _national(config, provinces, site_state))
+    due = config.due_date
+    rollup = Rollup(now, due.isoformat() if due else None, _items(config), provinces,
+                    _national(config, provinces, site_state), _target(config))
     if site_status is not None:
         add_status_counts(rollup, province_of_site, site_status, item_status or {})
     return rollup
@@ -113,6 +116,14 @@ def add_status_counts(rollup: Rollup, province_of_site: np.ndarray, site_status:
         if item in national["per_item"]:
             national["per_item"][item]["status_counts"] = dict(zip(STATUS_NAMES, map(int, table.sum(axis=0)),
                                                                     strict=True))
+
+
+def _target(config: CriteriaConfig) -> dict | None:
+    target = config.target
+    if target is None:
+        return None
+    return {"date": target.date.isoformat(), "kind": target.kind,
+            "title": {"en": target.title.en, "vi": target.title.vi}}
 
 
 def _items(config: CriteriaConfig) -> list[dict]:

@@ -175,7 +175,8 @@ class Snapshot:
             status = int(out.status[i])
             if status == FAILED or (status != MET and out.criterion.required):
                 crit = self.criterion(i, k)
-                rows.append({"id": crit["id"], "item": crit["item"], "met": crit["met"], "reason": crit["reason"],
+                rows.append({"id": crit["id"], "item": crit["item"], "title": crit["title"], "met": crit["met"],
+                             "reason": crit["reason"],
                              "reason_code": crit["reason_code"], "reason_params": crit["reason_params"]})
         return rows
 
