@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta, timezone
 
-from commune_collector.judge.quantity import RATIO, SECONDS
-
+RATIO, SECONDS, BOOL = "ratio", "seconds", "bool"  # the judge's units (judge.quantity); not imported: the judge imports this
 LANGS = ("vi", "en")
 VIETNAM = timezone(timedelta(hours=7), "ICT")
 ZONE_NAME = {"vi": "giờ Việt Nam, UTC+7", "en": "Vietnam time, UTC+7"}
+_YES_NO = {"vi": ("không", "có"), "en": ("no", "yes")}
 _SEPARATORS = {"vi": (".", ","), "en": (",", ".")}  # thousands, decimal
 _UNITS = {"vi": {"d": " ngày", "h": " giờ", "m": " phút", "s": " giây", "ms": " ms", "join": " "},
           "en": {"d": "d", "h": "h", "m": "m", "s": "s", "ms": "ms", "join": ""}}
@@ -62,12 +62,26 @@ def duration(seconds: float, lang: str) -> str:
     return units["join"].join(parts) or f"0{units['s']}"
 
 
+def age(seconds: float, lang: str) -> str:
+    """How long something has lasted, to the precision a reader cares for: ``2 ngày 3 giờ``, ``1h48m``."""
+    seconds = max(0.0, seconds)
+    if seconds >= 86400:
+        seconds -= seconds % 3600
+    elif seconds >= 3600:
+        seconds -= seconds % 60
+    elif seconds >= 90:
+        seconds = round(seconds / 60) * 60
+    return duration(seconds, lang) if seconds >= 1 else duration(0, lang)
+
+
 def quantity(value: float | None, unit: str, lang: str) -> str:
     """A measured value in its unit: ``12,3%``, ``150 ms``, ``3``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if unit == RATIO:
         return decimal(value * 100, lang) + "%"
+    if unit == BOOL and value in (0, 1):
+        return _YES_NO[lang][int(value)]
     if unit == SECONDS:
         if 0 < value < 1:
             return decimal(value * 1000, lang) + _UNITS[lang]["ms"]

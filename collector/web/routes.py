@@ -147,7 +147,7 @@ class Page:
         return {"n": lambda v, d=0: l10n.number(v or 0, lang, d), "pct": lambda s: l10n.percent(s, lang),
                 "share": lambda part, whole: l10n.percent(part / whole, lang) if whole else "–",
                 "when": lambda ts: l10n.local_time(ts, lang), "zone": l10n.ZONE_NAME[lang],
-                "day": lambda ts: l10n.local_date(ts, lang), "dur": lambda s: l10n.duration(max(s, 0), lang),
+                "day": lambda ts: l10n.local_date(ts, lang), "dur": lambda s: l10n.duration(max(s, 0), lang), "age": lambda s: l10n.age(s, lang),
                 "q": lambda v, unit: l10n.quantity(v, unit, lang),
                 "reason": lambda r: _reason_text(r, lang),
                 "statuses": STATUS_NAMES, "worst_first": WORST_FIRST}
@@ -206,9 +206,8 @@ def _deadline_view(data: dict[str, Any], completed: int, total: int, points: lis
             view["pace"] = t("pace_done")
         elif days > 0:
             view["pace"] = t("pace_needed", rate=l10n.number(math.ceil(remaining / days), lang))
-    elif target:
-        view["days"] = t("milestone_since", days=l10n.number((today - day).days, lang)) if day <= today else \
-            t("milestone_in", days=l10n.number((day - today).days, lang))
+    elif target and day > today:
+        view["days"] = t("milestone_in", days=l10n.number((day - today).days, lang))
     recent = [p for p in points if (today - p.day).days <= 7]
     if len(recent) >= 2 and remaining > 0:
         span = (recent[-1].day - recent[0].day).days or 1
