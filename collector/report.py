@@ -1,11 +1,12 @@
 """``commune-collector report``: the readiness table for a meeting, or one province's communes and why.
 
 Without ``--province``: the national table as the readiness meetings read it
-(readiness item | provinces done "29/34" | communes completed). With it: one
-row per commune of that province, its state and the criteria it fails with
-their reasons. Formats: an aligned table (default), CSV, JSON (the API's
-documents) and XLSX (a sheet per table, for the spreadsheet the meeting
-already uses).
+(readiness item | provinces done of 34 | communes completed, and by status).
+With it: one row per commune of that province, its status and the criteria it
+fails with their reasons. Formats: an aligned table (default), CSV for
+programs, JSON (the API's documents) and XLSX for the meeting (typed numbers,
+shares and dates, an as-of line, a sheet per province on request); Vietnamese
+by default (``--lang en``). The sheets are built in ``commune_collector.export``.
 
 Verdicts come from a running collector (``--url``) or, by default, from the
 store itself: the judge runs one read-only pass over the evidence (nothing
@@ -15,32 +16,22 @@ is written), starting from the verdict states the collector persisted.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as dt
 import io
 import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from commune_collector import export
+
 FORMATS = ("table", "csv", "json", "xlsx")
-STATE_TEXT = {"en": {"completed": "completed", "not_completed": "not completed", "unknown": "unknown"},
-              "vi": {"completed": "hoàn thành", "not_completed": "chưa hoàn thành", "unknown": "chưa rõ"}}
-HEADERS = {
-    "en": {"item": "readiness item", "provinces": "provinces done", "communes": "communes completed",
-           "overall": "all criteria (overall)", "site": "site", "commune": "commune", "state": "state",
-           "since": "since", "failing": "failing criteria and why"},
-    "vi": {"item": "hạng mục", "provinces": "số tỉnh hoàn thành", "communes": "số xã hoàn thành",
-           "overall": "tất cả tiêu chí (tổng)", "site": "mã điểm", "commune": "xã/phường", "state": "trạng thái",
-           "since": "từ", "failing": "tiêu chí chưa đạt và lý do"},
-}
 
 
 # -- getting the documents ------------------------------------------------------------
 
 
-def documents_from_url(url: str, province: str | None, timeout: float = 30.0) -> dict:
-    """The API documents from a running collector."""
+def documents_from_url(url: str, province: str | None, timeout: float = 30.0, per_province: bool = False) -> dict:
+    """The API documents from a running collector (``per_province``: every province's communes too)."""
     import httpx
 
     base = url.rstrip("/")
@@ -48,9 +39,11 @@ def documents_from_url(url: str, province: str | None, timeout: float = 30.0) ->
         with httpx.Client(timeout=timeout) as client:
             provinces = _get(client, f"{base}/api/v1/provinces")
             detail = _get(client, f"{base}/api/v1/provinces/{province}") if province else None
+            details = [_get(client, f"{base}/api/v1/provinces/{p['slug']}") for p in provinces["provinces"]
+                       if p["total"]] if per_province and not province else []
     except httpx.HTTPError as exc:
         raise ReportError(f"cannot reach the collector at {base}: {exc}") from None
-    return {"provinces": provinces, "province": detail}
+    return {"provinces": provinces, "province": detail, "details": details}
 
 
 def _get(client: Any, url: str) -> dict:
@@ -64,7 +57,8 @@ def _get(client: Any, url: str) -> dict:
     return response.json()
 
 
-def documents_from_store(settings: Any, province: str | None, progress: TextIO | None = sys.stderr) -> dict:
+def documents_from_store(settings: Any, province: str | None, progress: TextIO | None = sys.stderr,
+                         per_province: bool = False) -> dict:
     """Judge once, read-only, from the configured store and return the API documents."""
     from commune_collector.judge.api import province_detail
     from commune_collector.judge.engine import Judge
@@ -90,56 +84,15 @@ def documents_from_store(settings: Any, province: str | None, progress: TextIO |
         detail = province_detail(snapshot, province) if province else None
         if province and detail is None:
             raise ReportError(f"no province {province!r}")
-        return {"provinces": snapshot.rollup.to_json(), "province": detail}
+        details = [province_detail(snapshot, p.slug) for p in snapshot.rollup.provinces
+                   if p.total] if per_province and not province else []
+        return {"provinces": snapshot.rollup.to_json(), "province": detail, "details": details}
     finally:
         store.close()
 
 
 class ReportError(Exception):
     """The report cannot be made (unknown province, collector unreachable); the message says why."""
-
-
-# -- rows -------------------------------------------------------------------------------
-
-
-def national_rows(doc: dict, lang: str = "en") -> list[list[str]]:
-    """item | provinces done | communes completed, the way the meetings count."""
-    h = HEADERS[lang]
-    rows = [[h["item"], h["provinces"], h["communes"]]]
-    national = doc["national"]
-    for item in doc["items"]:
-        per = national["per_item"][item["id"]]
-        completed = sum(p["per_item"][item["id"]]["completed"] for p in doc["provinces"])
-        rows.append([item["title"][lang], per["label"], f"{completed}/{national['sites_total']}"])
-    rows.append([h["overall"], f"{sum(1 for p in doc['provinces'] if _all_done(p))}/{national['provinces_total']}",
-                 f"{national['sites_completed']}/{national['sites_total']}"])
-    return rows
-
-
-def _all_done(province: dict) -> bool:
-    return province["total"] > 0 and province["completed"] == province["total"]
-
-
-def province_table_rows(doc: dict, lang: str = "en") -> list[list[str]]:
-    """Per province: communes completed per item (the XLSX's second sheet)."""
-    items = [i["id"] for i in doc["items"]]
-    titles = {i["id"]: i["title"][lang] for i in doc["items"]}
-    rows = [["province", "communes", "completed", *[titles[i] for i in items]]]
-    for p in doc["provinces"]:
-        rows.append([p["name"], str(p["total"]), str(p["completed"]),
-                     *[f"{p['per_item'][i]['completed']}/{p['total']}" + (" ✓" if p["per_item"][i]["done"] else "")
-                       for i in items]])
-    return rows
-
-
-def commune_rows(detail: dict, lang: str = "en") -> list[list[str]]:
-    h = HEADERS[lang]
-    rows = [[h["site"], h["commune"], h["state"], h["since"], h["failing"]]]
-    for c in detail["communes"]:
-        since = dt.datetime.fromtimestamp(c["since"], dt.UTC).strftime("%Y-%m-%d %H:%M")
-        failing = "; ".join(f"{f['id']}: {f['reason']}" for f in c["failing"])
-        rows.append([c["site"], c["commune"], STATE_TEXT[lang][c["state"]], since, failing])
-    return rows
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -154,43 +107,21 @@ def render_table(rows: list[list[str]], out: TextIO) -> None:
             out.write("  ".join("-" * w for w in widths) + "  " + "-" * len(row[-1]) + "\n")
 
 
-def render_csv(rows: list[list[str]], out: TextIO) -> None:
-    csv.writer(out, lineterminator="\n").writerows(rows)
-
-
-def write_xlsx(sheets: list[tuple[str, list[list[str]]]], path: Path) -> None:
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-
-    book = Workbook()
-    book.remove(book.active)
-    for title, rows in sheets:
-        sheet = book.create_sheet(title[:31])
-        for row in rows:
-            sheet.append(row)
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        for column in sheet.columns:
-            width = max(len(str(c.value or "")) for c in column)
-            sheet.column_dimensions[column[0].column_letter].width = min(max(width + 2, 10), 80)
-        sheet.freeze_panes = "A2"
-    book.save(path)
-
-
-def produce(docs: dict, province: str | None, fmt: str, lang: str, out: TextIO, output: Path | None) -> None:
+def produce(docs: dict, province: str | None, fmt: str, lang: str, out: TextIO, output: Path | None,
+            per_province: bool = False) -> None:
     if fmt == "json":
         json.dump(docs["province"] if province else docs["provinces"], out, ensure_ascii=False, indent=2)
         out.write("\n")
         return
-    rows = commune_rows(docs["province"], lang) if province else national_rows(docs["provinces"], lang)
+    sheets = export.build(docs, province, lang, per_province)
     if fmt == "xlsx":
         assert output is not None
-        sheets = [(docs["province"]["name"] if province else "national", rows)]
-        if not province:
-            sheets.append(("provinces", province_table_rows(docs["provinces"], lang)))
-        write_xlsx(sheets, output)
-        return
-    (render_csv if fmt == "csv" else render_table)(rows, out)
+        export.write_xlsx(sheets, output, lang)
+    elif fmt == "csv":
+        export.write_csv(sheets[0], out)
+    else:
+        out.write(export.as_of_line(sheets[0], lang) + "\n\n")
+        render_table(export.text_rows(sheets[0], lang), out)
 
 
 # -- the subcommand -----------------------------------------------------------------------
@@ -205,18 +136,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.url:
-            docs = documents_from_url(args.url, args.province)
+            docs = documents_from_url(args.url, args.province, per_province=args.sheet_per_province)
         else:
-            docs = documents_from_store(settings_from(args), args.province)
+            docs = documents_from_store(settings_from(args), args.province, per_province=args.sheet_per_province)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.output is not None and fmt != "xlsx":
         with open(args.output, "w", encoding="utf-8", newline="") as out:
-            produce(docs, args.province, fmt, args.lang, out, args.output)
+            produce(docs, args.province, fmt, args.lang, out, args.output, args.sheet_per_province)
     else:
         buffer = io.StringIO()
-        produce(docs, args.province, fmt, args.lang, buffer, args.output)
+        produce(docs, args.province, fmt, args.lang, buffer, args.output, args.sheet_per_province)
         sys.stdout.write(buffer.getvalue())
     if args.output is not None:
         print(f"wrote {args.output}", file=sys.stderr)
@@ -243,7 +174,10 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--province", metavar="SLUG", help="one province: a row per commune with its failing reasons")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE (required for xlsx)")
-    p.add_argument("--lang", choices=("en", "vi"), default="en", help="language of titles and headers")
+    p.add_argument("--lang", choices=("vi", "en"), default="vi",
+                   help="language of sheet names, headers, statuses and reasons (default: vi)")
+    p.add_argument("--sheet-per-province", action="store_true",
+                   help="xlsx: add a sheet per province listing its communes, their status and why")
     p.add_argument("--url", metavar="URL", help="ask a running collector (http://host:port) instead of the store")
     p.set_defaults(func=cmd_report)
     c = sub.add_parser("check-criteria", help="validate a criteria file (exit 1 with file:line messages)",
