@@ -24,6 +24,7 @@ from commune_collector.api import problems
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
 from commune_collector.judge.service import build_judge_for_server, run_judge
+from commune_collector.host_metrics import host_metrics
 from commune_collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
 from commune_collector.remote_write import RemoteWriter
 from commune_collector.settings import CollectorSettings
@@ -94,7 +95,8 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
             state = _build_state(settings, active, registry, own_store)
             collector = CollectorMetrics(active, state.ingest_stats, state.aggregator.stats if state.aggregator
                                          else AggregatorStats(),
-                                         extra=[state.remote_writer.metrics] if state.remote_writer else [])
+                                         extra=([state.remote_writer.metrics] if state.remote_writer else [])
+                                         + [host_metrics(settings, active)])
             registry.register(collector)
             app.state.collector = state
             tasks = [asyncio.create_task(run(state), name=run.__name__) for run in BACKGROUND]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from commune_collector import l10n
-from commune_collector.reasons import pick, render_any
+from commune_collector.reasons import criterion_line, pick, render_any
 
 STATUSES = ("completed", "not_completed", "stabilising", "insufficient_evidence", "never_reported")
 TEXT = {
@@ -132,15 +132,9 @@ def communes_sheet(detail: dict, as_of: float, lang: str) -> Sheet:
     return sheet
 
 
-_NAMES_ITS_VALUE = {"measured", "measured_now", "no_value"}  # these reasons already say what was measured
-
-
 def failing_line(row: dict, lang: str) -> str:
     """``criterion: reason``, without naming the criterion twice."""
-    reason = failing_reason(row, lang)
-    if row.get("reason_code") in _NAMES_ITS_VALUE:
-        return reason
-    return f"{pick(row.get('title'), lang) or row['id']}: {reason}"
+    return criterion_line(row, lang)
 
 
 def failing_reason(row: dict, lang: str) -> str:

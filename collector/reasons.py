@@ -91,6 +91,19 @@ def render_any(reason: Any, lang: str) -> str:
     return pick(reason, lang)
 
 
+SELF_NAMING = frozenset({"measured", "measured_now", "no_value", "flag"})  # these name what they measured
+
+
+def criterion_line(row: Mapping[str, Any], lang: str) -> str:
+    """``title: reason`` for a criterion (API row with reason_code/params, or legacy text), named once."""
+    code = row.get("reason_code")
+    reason = render(str(code), row.get("reason_params"), lang) if code else str(row.get("reason") or "")
+    if code in SELF_NAMING:
+        return reason
+    title = pick(row.get("title"), lang) or str(row.get("id", ""))
+    return f"{title}: {reason}" if reason else title
+
+
 def placeholders(text: str) -> set[tuple[str, str]]:
     """``{(name, spec)}`` used by a text (the test compares the two languages with it)."""
     return {(name, spec or "") for _, name, spec, _ in string.Formatter().parse(text) if name is not None}

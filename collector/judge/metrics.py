@@ -53,6 +53,13 @@ class JudgeMetrics(Collector):
         for site, province, code in zip(sites, provinces, snap.status.tolist(), strict=True):
             status.add_sample(status.name, {"site": site, "province": province, "status": STATUS_NAMES[code]}, 1.0)
         yield status
+        info = _family("site_info", "1 per inventory site with its names, for dashboards and alerts to join on "
+                                    "(names never appear as labels of other families).")
+        names, communes, province_names = snap.sites.names, snap.sites.communes, snap.province_names
+        for site, province, name, commune in zip(sites, provinces, names, communes, strict=True):
+            info.add_sample(info.name, {"site": site, "province": province, "name": name, "commune": commune,
+                                        "province_name": province_names.get(province, province)}, 1.0)
+        yield info
         met = _family("site_criterion_met", "1 when the criterion holds at the site, 0 when not; absent when unknown.")
         for outcome in snap.outcomes:
             crit = outcome.criterion

@@ -76,6 +76,8 @@ def criterion_reason(crit: Criterion, value: float, why: int, coverage: float, m
                                        "window_s": window})
     params = {"what": what(crit), "value": float(value), "unit": expr.unit, "op": expr.op,
               "threshold": float(expr.threshold)}
+    if expr.unit == "bool" and expr.op == "==":
+        return Reason("flag", params)
     if expr.stat in _NO_WINDOW_IN_REASON or not window:
         return Reason("measured_now", params)
     return Reason("measured", {**params, "window_s": window})
