@@ -23,8 +23,8 @@ from commune_collector.alerting import run_alerting
 from commune_collector.api import problems
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
-from commune_collector.judge.service import build_judge_for_server, run_judge
 from commune_collector.host_metrics import host_metrics
+from commune_collector.judge.service import build_judge_for_server, run_judge
 from commune_collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
 from commune_collector.remote_write import RemoteWriter
 from commune_collector.settings import CollectorSettings
