@@ -320,6 +320,23 @@ def dashboards() -> dict[str, dict]:
     return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))}
 
 
+def test_dashboards_speak_vietnamese_name_communes_and_drill_down_to_the_status_page():
+    boards = dashboards()
+    english = re.compile(r"^(Communes|Provinces|Readiness|Share|Days|Progress|Reports|Sites|Alerts|Verdict|Criteria|"
+                         r"Links|Round|Packet|Jitter|Power|Devices|Battery|Mains|UPS|Interface|Probe|Agent)\b")
+    for name, board in boards.items():
+        for panel in board["panels"]:
+            assert not english.match(panel["title"]), f"{name}: English title {panel['title']!r}"
+        for variable in board["templating"]["list"]:
+            if variable["name"] in ("province", "site"):
+                assert "commune_site_info" in variable["query"]["query"] and "(?<text>" in variable["regex"], \
+                    f"{name}: ${variable['name']} shows names, not slugs"
+    links = json.dumps(boards["national-overview.json"]) + json.dumps(boards["province.json"])
+    assert "/d/commune-province?var-province=" in links and "/d/commune-site?var-province=" in links
+    assert "${status_url}/s/${__value.raw}" in links
+    assert any(link.get("url") == "${status_url}/s/${site}" for link in boards["site.json"]["links"])
+
+
 def test_grafana_provisioning_points_at_the_dashboards_and_one_datasource():
     provisioning = DEPLOY / "grafana" / "provisioning"
     datasource = yaml.safe_load((provisioning / "datasources" / "commune-prometheus.yml").read_text())["datasources"][0]
@@ -332,8 +349,11 @@ def test_grafana_provisioning_points_at_the_dashboards_and_one_datasource():
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids)), name
         variables = {v["name"] for v in board["templating"]["list"]}
+        chooser = next(v for v in board["templating"]["list"] if v["name"] == "datasource")
+        assert (chooser["type"], chooser["query"]) == ("datasource", "prometheus"), name
         for panel in (p for p in board["panels"] if p["type"] != "row"):
-            assert panel["datasource"]["uid"] == datasource["uid"], f"{name}: {panel['title']}"
+            assert panel["datasource"]["uid"] == "${datasource}", f"{name}: {panel['title']}"
+            assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"] if "datasource" in t)
             assert panel["targets"], f"{name}: {panel['title']} has no query"
             for target in panel["targets"]:
                 assert set(re.findall(r"\$(\w+)", target["expr"])) - {"__rate_interval"} <= variables
