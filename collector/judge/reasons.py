@@ -51,7 +51,8 @@ def value_label(crit: Criterion) -> str:
 
 
 def select_text(crit: Criterion) -> str:
-    return ", ".join(f"{k}={'|'.join(v) if isinstance(v, list) else v}" for k, v in crit.select.items())
+    parts = [f"{k}={'|'.join(v) if isinstance(v, list) else v}" for k, v in crit.select.items()]
+    return "{" + ", ".join(parts) + "}"
 
 
 def what(crit: Criterion) -> dict[str, str]:
