@@ -228,7 +228,7 @@ def _chart(history: dict[str, Any], today: date, t: Translator, lang: str) -> di
     labels = ChartLabels(t("history_chart_label", first=_date_text(points[0].day, lang),
                            last=_date_text(points[-1].day, lang)),
                          t("chart_completed"), t("chart_total"), t("chart_needed"), t("chart_deadline"),
-                         t("chart_today"))
+                         t("chart_today"), "." if lang == "vi" else ",")
     svg = burnup_svg(points, date.fromisoformat(deadline) if deadline else None, today, labels)
     return {"svg": svg, "points": points, "label": labels.title}
 
