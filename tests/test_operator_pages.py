@@ -261,3 +261,25 @@ def test_pages_in_chromium(served, browser, shots, lang, width):
         assert page.url.endswith("/s/hn-lossy") or "/s/hn-lossy?" in page.url
     finally:
         context.close()
+
+
+def test_metrics_count_by_status_and_name_every_site(nation):
+    from prometheus_client import CollectorRegistry
+
+    from commune_collector.judge.metrics import JudgeMetrics
+
+    registry = CollectorRegistry()
+    registry.register(JudgeMetrics(nation.judge))
+    for site, status in EXPECTED_STATUS.items():
+        province = {"hn": "ha-noi", "hue": "hue", "dn": "da-nang"}[site.split("-")[0]]
+        assert registry.get_sample_value("commune_site_status",
+                                         {"site": site, "province": province, "status": status}) == 1
+    assert registry.get_sample_value("commune_site_info", {"site": "hue-silent", "province": "hue", "name": "Xã A Lưới",
+                                                           "commune": "A Lưới", "province_name": "Huế"}) == 1
+    for status, count in expected_counts().items():
+        assert registry.get_sample_value("commune_national_sites_by_status",
+                                         {"item": "overall", "status": status}) == count
+    assert registry.get_sample_value("commune_province_sites_by_status",
+                                     {"province": "hue", "status": "never_reported"}) == 1
+    assert registry.get_sample_value("commune_target_timestamp_seconds", {"kind": "milestone"}) == 1751302800.0
+    assert registry.get_sample_value("commune_deadline_timestamp_seconds") is None, "a milestone is no deadline"
