@@ -14,38 +14,25 @@ is written), starting from the verdict states the collector persisted.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from commune_collector.cells import set_cell, write_csv
-from commune_collector.judge.documents import province_detail
-from commune_collector.judge.engine import Judge
-from commune_collector.judge.persist import ReadOnlyVerdicts
-from commune_collector.store import open_store
-from commune_collector.store.judge_evidence import StoreEvidence
-from commune_collector.store.verdicts import SqlVerdictStore
+from commune_collector import sheets
 
 FORMATS = ("table", "csv", "json", "xlsx")
-STATE_TEXT = {"en": {"completed": "completed", "not_completed": "not completed", "unknown": "unknown"},
-              "vi": {"completed": "hoàn thành", "not_completed": "chưa hoàn thành", "unknown": "chưa rõ"}}
-HEADERS = {
-    "en": {"item": "readiness item", "provinces": "provinces done", "communes": "communes completed",
-           "overall": "all criteria (overall)", "site": "site", "commune": "commune", "state": "state",
-           "since": "since", "failing": "failing criteria and why"},
-    "vi": {"item": "hạng mục", "provinces": "số tỉnh hoàn thành", "communes": "số xã hoàn thành",
-           "overall": "tất cả tiêu chí (tổng)", "site": "mã điểm", "commune": "xã/phường", "state": "trạng thái",
-           "since": "từ", "failing": "tiêu chí chưa đạt và lý do"},
-}
 
 
 # -- getting the documents ------------------------------------------------------------
 
 
-def documents_from_url(url: str, province: str | None, timeout: float = 30.0, token: str | None = None) -> dict:
-    """The API documents from a running collector, read with an operator's token (cut to its scope)."""
+def documents_from_url(url: str, province: str | None, timeout: float = 30.0, per_province: bool = False,
+                       token: str | None = None) -> dict:
+    """The API documents from a running collector, read with an operator's token (cut to its scope).
+
+    ``per_province``: every province's communes too.
+    """
     import httpx  # start-up: only `report --url` talks HTTP; every other subcommand skips ~0.25 s and 29 MB
 
     base = url.rstrip("/")
@@ -54,9 +41,11 @@ def documents_from_url(url: str, province: str | None, timeout: float = 30.0, to
         with httpx.Client(timeout=timeout, headers=headers) as client:
             provinces = _get(client, f"{base}/api/v1/provinces")
             detail = _get(client, f"{base}/api/v1/provinces/{province}") if province else None
+            details = [_get(client, f"{base}/api/v1/provinces/{p['slug']}") for p in provinces["provinces"]
+                       if p["total"]] if per_province and not province else []
     except httpx.HTTPError as exc:
         raise ExportError(f"cannot reach the collector at {base}: {exc}") from None
-    return {"provinces": provinces, "province": detail}
+    return {"provinces": provinces, "province": detail, "details": details}
 
 
 def _get(client: Any, url: str) -> dict:
@@ -70,8 +59,16 @@ def _get(client: Any, url: str) -> dict:
     return response.json()
 
 
-def documents_from_store(settings: Any, province: str | None, progress: TextIO | None = sys.stderr) -> dict:
+def documents_from_store(settings: Any, province: str | None, progress: TextIO | None = sys.stderr,
+                         per_province: bool = False) -> dict:
     """Judge once, read-only, from the configured store and return the API documents."""
+    from commune_collector.judge.documents import province_detail
+    from commune_collector.judge.engine import Judge
+    from commune_collector.judge.persist import ReadOnlyVerdicts
+    from commune_collector.store import open_store
+    from commune_collector.store.judge_evidence import StoreEvidence
+    from commune_collector.store.verdicts import SqlVerdictStore
+
     store = open_store(settings)
     try:
         store.migrate()
@@ -89,56 +86,15 @@ def documents_from_store(settings: Any, province: str | None, progress: TextIO |
         detail = province_detail(snapshot, province) if province else None
         if province and detail is None:
             raise ExportError(f"no province {province!r}")
-        return {"provinces": snapshot.rollup.to_json(), "province": detail}
+        details = [province_detail(snapshot, p.slug) for p in snapshot.rollup.provinces
+                   if p.total] if per_province and not province else []
+        return {"provinces": snapshot.rollup.to_json(), "province": detail, "details": details}
     finally:
         store.close()
 
 
 class ExportError(Exception):
     """The report cannot be made (unknown province, collector unreachable); the message says why."""
-
-
-# -- rows -------------------------------------------------------------------------------
-
-
-def national_rows(doc: dict, lang: str = "en") -> list[list[str]]:
-    """item | provinces done | communes completed, the way the meetings count."""
-    h = HEADERS[lang]
-    rows = [[h["item"], h["provinces"], h["communes"]]]
-    national = doc["national"]
-    for item in doc["items"]:
-        per = national["per_item"][item["id"]]
-        completed = sum(p["per_item"][item["id"]]["completed"] for p in doc["provinces"])
-        rows.append([item["title"][lang], per["label"], f"{completed}/{national['sites_total']}"])
-    rows.append([h["overall"], f"{sum(1 for p in doc['provinces'] if _all_done(p))}/{national['provinces_total']}",
-                 f"{national['sites_completed']}/{national['sites_total']}"])
-    return rows
-
-
-def _all_done(province: dict) -> bool:
-    return province["total"] > 0 and province["completed"] == province["total"]
-
-
-def province_table_rows(doc: dict, lang: str = "en") -> list[list[str]]:
-    """Per province: communes completed per item (the XLSX's second sheet)."""
-    items = [i["id"] for i in doc["items"]]
-    titles = {i["id"]: i["title"][lang] for i in doc["items"]}
-    rows = [["province", "communes", "completed", *[titles[i] for i in items]]]
-    for p in doc["provinces"]:
-        rows.append([p["name"], str(p["total"]), str(p["completed"]),
-                     *[f"{p['per_item'][i]['completed']}/{p['total']}" + (" ✓" if p["per_item"][i]["done"] else "")
-                       for i in items]])
-    return rows
-
-
-def commune_rows(detail: dict, lang: str = "en") -> list[list[str]]:
-    h = HEADERS[lang]
-    rows = [[h["site"], h["commune"], h["state"], h["since"], h["failing"]]]
-    for c in detail["communes"]:
-        since = dt.datetime.fromtimestamp(c["since"], dt.UTC).strftime("%Y-%m-%d %H:%M")
-        failing = "; ".join(f"{f['id']}: {f['reason']}" for f in c["failing"])
-        rows.append([c["site"], c["commune"], STATE_TEXT[lang][c["state"]], since, failing])
-    return rows
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -153,42 +109,18 @@ def render_table(rows: list[list[str]], out: TextIO) -> None:
             out.write("  ".join("-" * w for w in widths) + "  " + "-" * len(row[-1]) + "\n")
 
 
-def render_csv(rows: list[list[str]], out: TextIO) -> None:
-    write_csv(rows, out)  # no cell a spreadsheet would run as a formula (commune names come from provinces)
-
-
-def write_xlsx(sheets: list[tuple[str, list[list[str]]]], path: Path) -> None:
-    # start-up: openpyxl costs ~0.7 s and 37 MB, paid only when an XLSX is written
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-
-    book = Workbook()
-    book.remove(book.active)
-    for title, rows in sheets:
-        sheet = book.create_sheet(title[:31])
-        for r, row in enumerate(rows, start=1):
-            for c, value in enumerate(row, start=1):
-                set_cell(sheet, r, c, value)  # text stays text, numbers are numbers
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        for column in sheet.columns:
-            width = max(len(str(c.value or "")) for c in column)
-            sheet.column_dimensions[column[0].column_letter].width = min(max(width + 2, 10), 80)
-        sheet.freeze_panes = "A2"
-    book.save(path)
-
-
-def produce(docs: dict, province: str | None, fmt: str, lang: str, out: TextIO, output: Path | None) -> None:
+def produce(docs: dict, province: str | None, fmt: str, lang: str, out: TextIO, output: Path | None,
+            per_province: bool = False) -> None:
     if fmt == "json":
         json.dump(docs["province"] if province else docs["provinces"], out, ensure_ascii=False, indent=2)
         out.write("\n")
         return
-    rows = commune_rows(docs["province"], lang) if province else national_rows(docs["provinces"], lang)
+    built = sheets.build(docs, province, lang, per_province)
     if fmt == "xlsx":
         assert output is not None
-        sheets = [(docs["province"]["name"] if province else "national", rows)]
-        if not province:
-            sheets.append(("provinces", province_table_rows(docs["provinces"], lang)))
-        write_xlsx(sheets, output)
-        return
-    (render_csv if fmt == "csv" else render_table)(rows, out)
+        sheets.write_xlsx(built, output, lang)
+    elif fmt == "csv":
+        sheets.write_csv(built[0], out)
+    else:
+        out.write(sheets.as_of_line(built[0], lang) + "\n\n")
+        render_table(sheets.text_rows(built[0], lang), out)

@@ -246,7 +246,7 @@ class FakeAlertmanager:
 
 
 def notifier_with(fake: FakeAlertmanager, **overrides) -> AlertmanagerNotifier:
-    settings = AlertingSettings(alertmanager_url="http://am.test:9093", external_url=EXTERNAL, **overrides)
+    settings = AlertingSettings(hold_down=False, alertmanager_url="http://am.test:9093", external_url=EXTERNAL, **overrides)
     return AlertmanagerNotifier(settings, clock=lambda: T0, transport=httpx.MockTransport(fake))
 
 
@@ -289,7 +289,7 @@ def test_a_full_queue_drops_the_oldest_batch_and_never_blocks_the_judge():
 
 def test_resend_batch_carries_every_firing_alert_with_a_fresh_end():
     times = iter([T0, T0 + 600])
-    settings = AlertingSettings(alertmanager_url="http://am.test:9093", resend_interval="1m")
+    settings = AlertingSettings(hold_down=False, alertmanager_url="http://am.test:9093", resend_interval="1m")
     notifier = AlertmanagerNotifier(settings, clock=lambda: next(times))
     notifier([Change("s1", "ha-noi", "regression")],
              [verdict("s1", "not_completed", [LOSS_BAD], regressions=[REGRESSION])])
@@ -318,7 +318,7 @@ def test_real_judge_passes_fire_and_resolve_alerts():
 
     scenario = Scenario()
     fake = FakeAlertmanager()
-    notifier = AlertmanagerNotifier(AlertingSettings(alertmanager_url="http://am.test:9093"),
+    notifier = AlertmanagerNotifier(AlertingSettings(hold_down=False, alertmanager_url="http://am.test:9093"),
                                     clock=lambda: scenario.now, transport=httpx.MockTransport(fake))
     scenario.judge.add_listener(notifier)
     scenario.settle()
@@ -326,7 +326,8 @@ def test_real_judge_passes_fire_and_resolve_alerts():
     (battery,) = [a for a in notifier.book.firing.values() if a.labels["alertname"] == "CommuneOnBattery"]
     assert battery.labels["site"] == "hue-battery" and battery.labels["criterion"] == "mains-power"
     assert battery.labels["item"] == "power" and battery.labels["province"] == "hue"
-    assert "on battery 1, threshold == 0" in battery.annotations["description"]
+    assert "on battery yes, expected no" in battery.annotations["description"]
+    assert battery.annotations["what_vi"].startswith("Đang dùng điện lưới: giá trị có, cần không")
 
     scenario.break_site("hn-ok-1")
     scenario.advance(3 * H)
@@ -367,7 +368,7 @@ def wait_for(condition, what: str, timeout: float = 20.0):
 @pytest.mark.slow
 def test_alert_fires_is_seen_in_alertmanager_and_resolves(alertmanager):
     base_url = alertmanager.url
-    settings = AlertingSettings(alertmanager_url=base_url, external_url=EXTERNAL, resend_interval="1m")
+    settings = AlertingSettings(hold_down=False, alertmanager_url=base_url, external_url=EXTERNAL, resend_interval="1m")
     notifier = AlertmanagerNotifier(settings).start()
     try:
         site = f"am-{threading.get_ident()}"
@@ -433,7 +434,7 @@ def test_a_real_collector_alerts_on_battery_and_resolves_on_mains(alertmanager, 
         assert response.status_code == 200, response.text
 
     settings = {"aggregator": {"interval": "1s"}, "judge": {"interval": "1s"},
-                "alerting": {"alertmanager_url": alertmanager.url, "resend_interval": "5s",
+                "alerting": {"hold_down": False, "alertmanager_url": alertmanager.url, "resend_interval": "5s",
                              "external_url": "http://status.example.test"}}
     with CollectorPeer(sites=[site], settings=settings) as collector:
         token = collector.issue_token(site.id)

@@ -128,24 +128,55 @@ def test_alerts_route_per_province_and_severity(labels, receiver):
 
 
 def test_notification_template_names_site_evidence_and_runbook(tmp_path):
+    """Vietnamese by default, names not slugs, Vietnam time with its zone, the commune's page; English too."""
+    base = {"status": "firing", "fingerprint": "1", "endsAt": "0001-01-01T00:00:00Z"}
     data = {"receiver": "ha-noi-oncall-critical", "status": "firing", "externalURL": "http://am",
             "groupLabels": {"province": "ha-noi", "site": "ha-noi-ba-dinh"}, "commonAnnotations": {},
-            "commonLabels": {"alertname": "CommuneLinkDown", "site": "ha-noi-ba-dinh", "province": "ha-noi"},
-            "alerts": [{"status": "firing", "fingerprint": "1", "generatorURL": "http://prom/graph",
-                        "startsAt": "2025-07-01T08:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "commonLabels": {"site": "ha-noi-ba-dinh", "province": "ha-noi"},
+            "alerts": [{**base, "generatorURL": "http://status.test/s/ha-noi-ba-dinh",
+                        "startsAt": "2025-07-01T20:00:00Z",
+                        "labels": {"alertname": "CommuneSiteRegressed", "site": "ha-noi-ba-dinh",
+                                   "province": "ha-noi", "severity": "critical", "item": "overall"},
+                        "annotations": {"summary": "Phường Ba Đình (ha-noi) fell back from completed",
+                                        "site_name": "Phường Ba Đình", "province_name": "Hà Nội",
+                                        "page_url": "http://status.test/s/ha-noi-ba-dinh",
+                                        "what_vi": "Tỷ lệ mất gói: đo được 12,3% trong 24 giờ, ngưỡng < 1%",
+                                        "what_en": "loss 12.3% over 24h, threshold < 1%"}},
+                       {**base, "fingerprint": "2", "generatorURL": "http://prom/graph",
+                        "startsAt": "2025-07-01T08:00:00Z",
                         "labels": {"alertname": "CommuneLinkDown", "site": "ha-noi-ba-dinh", "province": "ha-noi",
-                                   "severity": "critical", "item": "network", "link": "fiber"},
+                                   "severity": "critical", "item": "network", "link": "fiber", "role": "primary"},
                         "annotations": {"summary": "ha-noi-ba-dinh (ha-noi): primary link fiber is down",
                                         "description": "No target of link fiber has answered for 5 minutes.",
                                         "runbook": "1. Call the carrier.\n"}}]}
     (tmp_path / "data.json").write_text(json.dumps(data))
-    text = ok(run([require_binary("amtool"), "template", "render", f"--template.glob={AM}/templates/*.tmpl",
-                   f"--template.data={tmp_path / 'data.json'}",
-                   "--template.text", '{{ template "commune.email.subject" . }}\n{{ template "commune.text" . }}']))
-    assert text.startswith("[FIRING:1] ha-noi-ba-dinh (ha-noi)")
-    for part in ("CommuneLinkDown [critical] item network", "primary link fiber is down", "site: ha-noi-ba-dinh",
-                 "since: 2025-07-01 08:00:00 UTC", "1. Call the carrier.", "source: http://prom/graph"):
-        assert part in text
+
+    def render(text: str) -> str:
+        return ok(run([require_binary("amtool"), "template", "render", f"--template.glob={AM}/templates/*.tmpl",
+                       f"--template.data={tmp_path / 'data.json'}", "--template.text", text]))
+
+    vi = render('{{ template "commune.email.subject" . }}\n{{ template "commune.text" . }}')
+    assert vi.startswith("[CẢNH BÁO:2] Phường Ba Đình (Hà Nội): Xã không còn đạt trạng thái hoàn thành")
+    for part in ("Chi tiết: Tỷ lệ mất gói: đo được 12,3% trong 24 giờ, ngưỡng < 1%",
+                 "Từ lúc: 03:00 02/07/2025 (giờ Việt Nam, UTC+7)",  # 20:00 UTC is 03:00 the next day
+                 "Trang của xã: http://status.test/s/ha-noi-ba-dinh", "Mất đường truyền chính (fiber)",
+                 "Từ lúc: 15:00 01/07/2025 (giờ Việt Nam, UTC+7)", "[NGHIÊM TRỌNG]"):
+        assert part in vi, part
+    for english in ("fell back", "FIRING", "UTC\n", "since:", "link fiber is down"):
+        assert english not in vi, english
+    en = render('{{ template "commune.email.subject.en" . }}\n{{ template "commune.text.en" . }}')
+    assert en.startswith("[FIRING:2] Phường Ba Đình (Hà Nội): ")
+    for part in ("what failed: loss 12.3% over 24h, threshold < 1%", "since: 15:00 01/07/2025 (Vietnam time, UTC+7)",
+                 "commune page: http://status.test/s/ha-noi-ba-dinh", "1. Call the carrier."):
+        assert part in en, part
+
+
+def test_every_shipped_alert_has_vietnamese_words_in_the_template():
+    """An alert without its Vietnamese phrase would show its code name to the on-call."""
+    template = (AM / "templates" / "commune.tmpl").read_text(encoding="utf-8")
+    alerts = {r["alert"] for g in rule_groups() for r in g["rules"] if "alert" in r}
+    missing = {name for name in alerts if f'eq $n "{name}"' not in template}
+    assert not missing, f"alerts without a Vietnamese phrase in commune.tmpl: {missing}"
 
 
 # -- systemd ---------------------------------------------------------------------------------
@@ -293,6 +324,23 @@ def dashboards() -> dict[str, dict]:
     return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))}
 
 
+def test_dashboards_speak_vietnamese_name_communes_and_drill_down_to_the_status_page():
+    boards = dashboards()
+    english = re.compile(r"^(Communes|Provinces|Readiness|Share|Days|Progress|Reports|Sites|Alerts|Verdict|Criteria|"
+                         r"Links|Round|Packet|Jitter|Power|Devices|Battery|Mains|UPS|Interface|Probe|Agent)\b")
+    for name, board in boards.items():
+        for panel in board["panels"]:
+            assert not english.match(panel["title"]), f"{name}: English title {panel['title']!r}"
+        for variable in board["templating"]["list"]:
+            if variable["name"] in ("province", "site"):
+                assert "commune_site_info" in variable["query"]["query"] and "(?<text>" in variable["regex"], \
+                    f"{name}: ${variable['name']} shows names, not slugs"
+    links = json.dumps(boards["national-overview.json"]) + json.dumps(boards["province.json"])
+    assert "/d/commune-province?var-province=" in links and "/d/commune-site?var-province=" in links
+    assert "${status_url}/s/${__value.raw}" in links
+    assert any(link.get("url") == "${status_url}/s/${site}" for link in boards["site.json"]["links"])
+
+
 def test_grafana_provisioning_points_at_the_dashboards_and_one_datasource():
     provisioning = DEPLOY / "grafana" / "provisioning"
     datasource = yaml.safe_load((provisioning / "datasources" / "commune-prometheus.yml").read_text())["datasources"][0]
@@ -305,8 +353,11 @@ def test_grafana_provisioning_points_at_the_dashboards_and_one_datasource():
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids)), name
         variables = {v["name"] for v in board["templating"]["list"]}
+        chooser = next(v for v in board["templating"]["list"] if v["name"] == "datasource")
+        assert (chooser["type"], chooser["query"]) == ("datasource", "prometheus"), name
         for panel in (p for p in board["panels"] if p["type"] != "row"):
-            assert panel["datasource"]["uid"] == datasource["uid"], f"{name}: {panel['title']}"
+            assert panel["datasource"]["uid"] == "${datasource}", f"{name}: {panel['title']}"
+            assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"] if "datasource" in t)
             assert panel["targets"], f"{name}: {panel['title']} has no query"
             for target in panel["targets"]:
                 assert set(re.findall(r"\$(\w+)", target["expr"])) - {"__rate_interval"} <= variables

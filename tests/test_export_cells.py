@@ -92,11 +92,11 @@ def test_report_xlsx_has_no_formula(config: Path, tmp_path: Path, province: str 
     cells = [cell for sheet in book.worksheets for row in sheet.iter_rows() for cell in row]
     assert cells and not [c.coordinate for c in cells if c.data_type == "f"]
     if province:
-        communes = {row[0].value: row[1] for row in book.worksheets[0].iter_rows(min_row=2)}
+        communes = {row[0].value: row[1] for row in book.worksheets[0].iter_rows(min_row=3)}  # as-of, header
         assert {site: cell.value for site, cell in communes.items()} == {**STORED, "hn-neg": -3.5}
         assert communes["hn-link"].data_type == "s" and communes["hn-link"].quotePrefix
         assert communes["hn-neg"].data_type == "n"
     else:
-        provinces = [[c.value for c in row] for row in book["provinces"].iter_rows()]
+        provinces = [[c.value for c in row] for row in book["Các tỉnh"].iter_rows(min_row=3)]
         hanoi = next(row for row in provinces if row[0] == "Hà Nội")
         assert hanoi[1:3] == [len(EVIL), 0]  # counts are numbers in the spreadsheet

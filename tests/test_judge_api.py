@@ -141,7 +141,12 @@ def test_provinces_and_national_table(running: Running) -> None:
     assert len(doc["provinces"]) == 34 and doc["national"]["provinces_total"] == 34
     hanoi = next(p for p in doc["provinces"] if p["slug"] == "ha-noi")
     assert (hanoi["name"], hanoi["total"], hanoi["completed"], hanoi["not_completed"]) == ("Hà Nội", 2, 1, 1)
-    assert hanoi["per_item"]["power"] == {"completed": 2, "total": 2, "share": 1.0, "done": True}
+    power = hanoi["per_item"]["power"]
+    assert {k: power[k] for k in ("completed", "total", "share", "done")} == {
+        "completed": 2, "total": 2, "share": 1.0, "done": True}
+    assert power["status_counts"]["completed"] == 2 and sum(power["status_counts"].values()) == 2
+    assert hanoi["status_counts"]["completed"] == 1 and hanoi["status_counts"]["not_completed"] == 1
+    assert sum(doc["national"]["status_counts"].values()) == doc["national"]["sites_total"]
     assert hanoi["done_items"] == ["power"]
     assert doc["national"]["per_item"]["power"]["label"] == "1/34"
     assert doc["national"]["per_item"]["network"]["label"] == "0/34"
@@ -151,8 +156,11 @@ def test_provinces_and_national_table(running: Running) -> None:
     assert [(f["id"], f["reason"]) for f in communes["hn-hoan-kiem"]["failing"]] == [
         ("primary-loss", "loss 12% over 1h, threshold < 1%")]
     hue = running.client.get("/api/v1/provinces/hue").json()
-    assert {f["id"] for f in hue["communes"][0]["failing"]} == {"primary-availability", "primary-loss",
-                                                                "mains-power"}
+    silent = hue["communes"][0]
+    assert (silent["status"], silent["state"], silent["failing"]) == ("never_reported", "unknown", []), \
+        "a site that never reported is one fact, not a list of every criterion"
+    verdict = running.client.get(f"/api/v1/verdicts/{silent['site']}").json()
+    assert {c["reason_code"] for c in verdict["criteria"]} <= {"never_reported", "no_check", "no_evidence"}
 
 
 def test_history_and_metrics(running: Running) -> None:
@@ -226,42 +234,69 @@ def report(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_report_national_table_csv_json(stored: Path) -> None:
-    table = report(stored)
+    table = report(stored, "--lang", "en")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["readiness", "item", "provinces", "done", "communes", "completed"]
-    assert [line.split()[-2:] for line in lines[2:]] == [["0/34", "1/3"], ["1/34", "2/3"], ["0/34", "1/3"]]
-    rows = list(csv.reader(io.StringIO(report(stored, "--format", "csv", "--lang", "vi").stdout)))
-    assert rows[0] == ["hạng mục", "số tỉnh hoàn thành", "số xã hoàn thành"]
-    assert rows[2] == ["Nguồn điện", "1/34", "2/3"]
+    assert lines[0].startswith("As of ") and lines[0].endswith("(Vietnam time, UTC+7)")
+    assert lines[2].split()[:4] == ["Readiness", "item", "Provinces", "done"]
+    assert [line.split()[-10:-5] for line in lines[4:7]] == [["0", "34", "1", "3", "33.3%"],
+                                                              ["1", "34", "2", "3", "66.6%"],
+                                                              ["0", "34", "1", "3", "33.3%"]]
+    vi_table = report(stored).stdout.splitlines()
+    assert vi_table[0].startswith("Số liệu lúc ") and "Hạng mục" in vi_table[2], "Vietnamese by default"
+    rows = list(csv.reader(io.StringIO(report(stored, "--format", "csv").stdout)))
+    assert rows[0][:6] == ["Hạng mục", "Số tỉnh hoàn thành", "Tổng số tỉnh", "Số xã hoàn thành", "Tổng số xã",
+                           "Tỉ lệ hoàn thành"] and rows[0][-1] == "as_of"
+    assert rows[2][:6] == ["Nguồn điện", "1", "34", "2", "3", "0.666667"]
+    assert rows[2][-1].endswith("+07:00"), "times in CSV carry their offset"
     doc = json.loads(report(stored, "--format", "json").stdout)
     assert doc["national"]["per_item"]["power"]["label"] == "1/34"
 
 
 def test_report_one_province_with_reasons(stored: Path) -> None:
-    rows = list(csv.reader(io.StringIO(report(stored, "--province", "ha-noi", "--format", "csv").stdout)))
-    assert rows[0] == ["site", "commune", "state", "since", "failing criteria and why"]
+    rows = list(csv.reader(io.StringIO(report(stored, "--province", "ha-noi", "--format", "csv",
+                                              "--lang", "en").stdout)))
+    assert rows[0][:3] == ["Site", "Commune", "Status"] and rows[0][3] == "Since (Vietnam time, UTC+7)"
     by_site = {r[0]: r for r in rows[1:]}
-    assert by_site["hn-hoan-kiem"][1:3] == ["Phường Hoàn Kiếm", "not completed"]
-    assert by_site["hn-hoan-kiem"][4] == "primary-loss: loss 12% over 1h, threshold < 1%"
-    assert by_site["hn-ba-dinh"][4] == ""
+    assert by_site["hn-hoan-kiem"][1:3] == ["Phường Hoàn Kiếm", "Not completed"]
+    assert by_site["hn-hoan-kiem"][5] == "loss 12% over 1h, threshold < 1%"
+    assert by_site["hn-hoan-kiem"][3].endswith("+07:00")
+    assert by_site["hn-ba-dinh"][5] == ""
+    vi = list(csv.reader(io.StringIO(report(stored, "--province", "ha-noi", "--format", "csv").stdout)))
+    assert {r[0]: r for r in vi[1:]}["hn-hoan-kiem"][2] == "Chưa hoàn thành"
     missing = report(stored, "--province", "atlantis")
     assert missing.returncode == 1 and "no province 'atlantis'" in missing.stderr
 
 
-def test_report_xlsx(stored: Path, tmp_path: Path) -> None:
+def test_report_xlsx_cells_are_numbers_and_dates(stored: Path, tmp_path: Path) -> None:
+    from datetime import datetime
+
     from openpyxl import load_workbook
 
     assert report(stored, "--format", "xlsx").returncode == 2, "xlsx needs --output"
     out = tmp_path / "readiness.xlsx"
-    result = report(stored, "--format", "xlsx", "--output", str(out), "--lang", "vi")
+    result = report(stored, "--format", "xlsx", "--output", str(out), "--sheet-per-province")
     assert result.returncode == 0, result.stderr
     book = load_workbook(out)
-    national = [[c.value for c in row] for row in book["national"].iter_rows()]
-    assert national[0] == ["hạng mục", "số tỉnh hoàn thành", "số xã hoàn thành"]
-    assert national[1] == ["Mạng", "0/34", "1/3"]
-    provinces = [[c.value for c in row] for row in book["provinces"].iter_rows()]
-    assert provinces[1][:3] == ["Hà Nội", 2, 1]  # counts are numbers (commune_collector.cells)
+    assert book.sheetnames == ["Toàn quốc", "Các tỉnh", "Hà Nội", "Huế"], "names in Vietnamese, a sheet a province"
+    national = book["Toàn quốc"]
+    assert str(national["A1"].value).startswith("Số liệu lúc ") and "UTC+7" in national["A1"].value
+    assert [c.value for c in national[2]][:3] == ["Hạng mục", "Số tỉnh hoàn thành", "Tổng số tỉnh"]
+    first = [c for c in national[3]]
+    assert first[0].value == "Mạng" and (first[1].value, first[2].value, first[3].value) == (0, 34, 1)
+    assert all(isinstance(c.value, int) for c in first[1:5]), "counts are numbers, not text"
+    assert isinstance(first[5].value, float) and first[5].number_format == "0.0%"
+    assert first[5].value == pytest.approx(1 / 3)
+    assert national.column_dimensions["A"].width >= len("Tất cả tiêu chí (tổng)")
+    provinces = book["Các tỉnh"]
+    hanoi = next(row for row in provinces.iter_rows(min_row=3) if row[0].value == "Hà Nội")
+    assert (hanoi[1].value, hanoi[2].value) == (2, 1) and hanoi[1].number_format == "#,##0"
+    communes = book["Hà Nội"]
+    since = [row[3] for row in communes.iter_rows(min_row=3)]
+    assert all(isinstance(c.value, datetime) and c.number_format == "dd/mm/yyyy hh:mm" for c in since)
+    assert communes["D2"].value == "Từ lúc (giờ Việt Nam, UTC+7)"
+    english = report(stored, "--format", "xlsx", "--output", str(tmp_path / "en.xlsx"), "--lang", "en")
+    assert english.returncode == 0 and load_workbook(tmp_path / "en.xlsx").sheetnames == ["National", "Provinces"]
 
 
 def test_report_from_a_running_collector(tmp_path: Path) -> None:

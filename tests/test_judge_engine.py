@@ -46,7 +46,12 @@ def test_province_and_national_roll_up() -> None:
     rollup = world.judge.snapshot.rollup
     hanoi, hue, danang = (rollup.province(p) for p in ("ha-noi", "hue", "da-nang"))
     assert (hanoi.total, hanoi.completed, hanoi.not_completed, hanoi.unknown) == (3, 2, 1, 0)
-    assert hanoi.per_item["network"] == {"completed": 3, "total": 3, "share": 1.0, "done": True}
+    network = dict(hanoi.per_item["network"])
+    assert network.pop("status_counts")["completed"] == 3
+    assert network == {"completed": 3, "total": 3, "share": 1.0, "done": True}
+    assert hanoi.status_counts == {"completed": 2, "not_completed": 1, "stabilising": 0,
+                                   "insufficient_evidence": 0, "never_reported": 0}
+    assert hue.status_counts["never_reported"] == 1, "the site without an agent never reported"
     assert hanoi.per_item["power"]["completed"] == 2 and not hanoi.per_item["power"]["done"]
     assert hanoi.done_items == ["network"]
     assert (hue.total, hue.completed, hue.unknown) == (2, 1, 1), "the site without an agent is in the total"
@@ -54,7 +59,9 @@ def test_province_and_national_roll_up() -> None:
     assert (danang.total, danang.per_item["network"]["done"]) == (0, False), "no sites is not done"
     national = rollup.national
     assert national["provinces_total"] == 3
-    assert national["per_item"]["network"] == {"provinces_done": 1, "provinces_total": 3, "label": "1/3"}
+    assert {k: v for k, v in national["per_item"]["network"].items() if k != "status_counts"} == {
+        "provinces_done": 1, "provinces_total": 3, "label": "1/3"}
+    assert national["status_counts"]["never_reported"] == 1 and national["status_counts"]["completed"] == 3
     assert national["per_item"]["power"]["label"] == "0/3"
     assert (national["sites_total"], national["sites_completed"]) == (5, 3)
     assert [p["slug"] for p in rollup.to_json()["provinces"]] == ["ha-noi", "hue", "da-nang"]

@@ -61,7 +61,8 @@ class AlertmanagerNotifier:
         self.url = f"{settings.alertmanager_url}/api/v2/alerts"
         self.clock = clock
         external_url = (settings.external_url or default_external_url).rstrip("/")
-        self.book = AlertBook(external_url, runbook=lambda name: settings.runbook_for(name, external_url))
+        self.book = AlertBook(external_url, runbook=lambda name: settings.runbook_for(name, external_url),
+                              hold_down=settings.hold_down)
         self.hold_s = HOLD_INTERVALS * settings.resend_interval
         self._transport = transport
         self._queue: queue.Queue[Batch] = queue.Queue(maxsize=settings.queue_size)

@@ -37,17 +37,23 @@ class AlertRule:
     clears_on: str  # the event kind that resolves it
     per_subject: bool  # one alert per criterion/check, or one per site
     summary: str
+    hold_s: float = 0.0  # the rule's for: in deploy/prometheus/rules/commune-alerts.yml (a test keeps them equal)
+    summary_vi: str = ""
 
 
 RULES: dict[str, AlertRule] = {
     "regression": AlertRule("CommuneSiteRegressed", "critical", "overall", "recovered", False,
-                            "{name} ({province}) fell back from completed"),
+                            "{name} ({province}) fell back from completed", 300.0,
+                            "{name} ({province}) không còn đạt trạng thái hoàn thành"),
     "site_silent": AlertRule("CommuneSiteSilent", "warning", "reporting", "site_reporting", True,
-                             "{name} ({province}) has stopped reporting"),
+                             "{name} ({province}) has stopped reporting", 600.0,
+                             "{name} ({province}) đã ngừng gửi báo cáo"),
     "on_battery": AlertRule("CommuneOnBattery", "warning", "power", "on_mains", True,
-                            "{name} ({province}) is running on UPS battery"),
+                            "{name} ({province}) is running on UPS battery", 900.0,
+                            "{name} ({province}) đang chạy bằng pin UPS (mất điện lưới)"),
     "device_down": AlertRule("CommuneDeviceDown", "warning", "devices", "device_up", True,
-                             "{name} ({province}): a required device is down"),
+                             "{name} ({province}): a required device is down", 600.0,
+                             "{name} ({province}): một thiết bị bắt buộc không phản hồi"),
 }
 CLEARING: dict[str, str] = {rule.clears_on: kind for kind, rule in RULES.items()}
 
@@ -118,6 +124,8 @@ class Alert:
     runbook_url: str = ""
     criterion: str | None = None
     ends_at: float | None = None
+    names: dict[str, str] = field(default_factory=dict)  # site_name, province_name, page_url, summary_vi
+    what: dict[str, str] = field(default_factory=dict)  # what failed in words: {"vi": ..., "en": ...}
 
     @property
     def key(self) -> AlertKey:
@@ -127,8 +135,11 @@ class Alert:
     def annotations(self) -> dict[str, str]:
         parts = [self.detail] if self.detail and self.detail not in self.evidence else []
         description = "; ".join(parts + ([self.evidence] if self.evidence else []))
-        return {"summary": self.summary, "description": description or self.summary,
-                "runbook_url": self.runbook_url}
+        out = {"summary": self.summary, "description": description or self.summary,
+               "runbook_url": self.runbook_url, **self.names}
+        if self.what:
+            out["what_vi"], out["what_en"] = self.what.get("vi", ""), self.what.get("en", "")
+        return out
 
     def payload(self, now: float, hold_s: float) -> dict[str, Any]:
         """The v2 JSON body entry; a firing alert is held ``hold_s`` past now."""
@@ -145,6 +156,8 @@ class AlertBook:
     runbook: Any = None  # callable alertname -> url; default: the status page's help
     firing: dict[AlertKey, Alert] = field(default_factory=dict)
     seeded: bool = False
+    hold_down: bool = False  # wait each rule's hold_s (its Prometheus for:) before an alert is sent
+    pending: dict[AlertKey, Alert] = field(default_factory=dict)
 
     def apply(self, changes: Iterable[Any], snapshot: Any, now: float) -> list[Alert]:
         """Fold one pass in; return the alerts whose state changed (fired or resolved)."""
@@ -160,8 +173,20 @@ class AlertBook:
             elif kind in CLEARING:
                 self._clear_by_event(CLEARING[kind], change, now, changed)
         self._clear_by_snapshot(sites, now, changed)
+        self._promote(now, changed)
         self._refresh_evidence(sites)
         return list(changed.values())
+
+    def _hold_of(self, alert: Alert) -> float:
+        return RULES[alert.kind].hold_s if self.hold_down else 0.0
+
+    def _promote(self, now: float, changed: dict[AlertKey, Alert]) -> None:
+        """Pending alerts whose cause has lasted the rule's hold-down start firing (startsAt: when it began)."""
+        for key, alert in list(self.pending.items()):
+            if now - alert.starts_at >= self._hold_of(alert):
+                del self.pending[key]
+                self.firing[key] = alert
+                changed[key] = alert
 
     # -- firing ---------------------------------------------------------------
 
@@ -190,11 +215,12 @@ class AlertBook:
                       detail=str(field_of(change, "detail") or ""),
                       runbook_url=self._runbook(rule.alertname),
                       criterion=str(criterion) if criterion else None)
-        if alert.key in self.firing:
-            return  # already firing: the periodic re-send keeps it alive
+        if alert.key in self.firing or alert.key in self.pending:
+            return  # already firing (the periodic re-send keeps it alive) or waiting out its hold-down
         alert.evidence = _evidence(alert, verdict)
-        self.firing[alert.key] = alert
-        changed[alert.key] = alert
+        alert.names = _names(rule, verdict, site, labels["province"], self.external_url)
+        alert.what = _what(alert, verdict)
+        self.pending[alert.key] = alert
 
     def _seed_regressions(self, sites: Snapshot, now: float,
                           changed: dict[AlertKey, Alert]) -> None:
@@ -226,21 +252,27 @@ class AlertBook:
         site = str(field_of(change, "site"))
         criterion = field_of(change, "criterion")
         check = field_of(change, "check")
-        for alert in list(self.firing.values()):
+        for alert in list(self.firing.values()) + list(self.pending.values()):
             if alert.kind != kind or alert.labels["site"] != site:
                 continue
             if criterion and alert.labels.get("criterion") not in (None, str(criterion)):
                 continue
             if check and alert.labels.get("check") not in (None, str(check)):
                 continue
-            self._resolve(alert, now, changed)
+            self._settle(alert, now, changed)
+
+    def _settle(self, alert: Alert, now: float, changed: dict[AlertKey, Alert]) -> None:
+        """The cause is gone: a firing alert resolves, a pending one is forgotten (never sent)."""
+        if self.pending.pop(alert.key, None) is not None:
+            return
+        self._resolve(alert, now, changed)
 
     def _clear_by_snapshot(self, sites: Snapshot, now: float,
                            changed: dict[AlertKey, Alert]) -> None:
-        for alert in list(self.firing.values()):
+        for alert in list(self.firing.values()) + list(self.pending.values()):
             verdict = sites.get(alert.labels["site"])
             if verdict is None or _cause_cleared(alert, verdict):
-                self._resolve(alert, now, changed)
+                self._settle(alert, now, changed)
 
     # -- annotations ----------------------------------------------------------
 
@@ -255,6 +287,7 @@ class AlertBook:
             verdict = sites.get(alert.labels["site"])
             if verdict is not None:
                 alert.evidence = _evidence(alert, verdict) or alert.evidence
+                alert.what = _what(alert, verdict) or alert.what
 
 
 def _criterion(verdict: Mapping[str, Any], criterion: Any) -> Mapping[str, Any] | None:
@@ -297,3 +330,42 @@ def _describe(crit: Mapping[str, Any]) -> str:
     if crit.get("evidence_ts"):
         parts.append(f"evidence at {iso(float(crit['evidence_ts']))}")
     return " | ".join(parts)
+
+
+def _province_name(slug: str) -> str:
+    from commune_collector.provinces import provinces  # the shipped 34 provinces
+
+    found = provinces().get(slug)
+    return found.name if found is not None else slug
+
+
+def _names(rule: AlertRule, verdict: Mapping[str, Any], site: str, province: str, external_url: str
+           ) -> dict[str, str]:
+    """Names and links a person reads in a notification (labels keep the slugs Alertmanager routes on)."""
+    name = str(verdict.get("name") or site)
+    province_name = _province_name(province) if province else ""
+    return {"site_name": name, "province_name": province_name, "page_url": f"{external_url}/s/{site}",
+            "summary_vi": rule.summary_vi.format(name=name, province=province_name or province)}
+
+
+def _alert_criteria(alert: Alert, verdict: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    if alert.kind == "regression":
+        regressions = verdict.get("regressions") or []
+        causes = set(regressions[-1].get("cause") or []) if regressions else set()
+        return [c for c in verdict.get("criteria") or [] if c.get("id") in causes or
+                (not causes and c.get("required") and c.get("met") is False)]
+    crit = _criterion(verdict, alert.criterion)
+    return [crit] if crit else []
+
+
+def _what(alert: Alert, verdict: Mapping[str, Any]) -> dict[str, str]:
+    """What failed, in words, in Vietnamese and English: each criterion's title and its reason."""
+    from commune_collector.reasons import criterion_line, render_any
+
+    out = {}
+    for lang in ("vi", "en"):
+        lines = [criterion_line(crit, lang) for crit in _alert_criteria(alert, verdict)]
+        if alert.kind == "device_down" and alert.labels.get("check"):
+            lines.append(render_any({"code": "device_down", "params": {"check": alert.labels["check"]}}, lang))
+        out[lang] = "; ".join(lines)
+    return out if any(out.values()) else {}

@@ -28,6 +28,9 @@ class AlertingSettings(BaseModel):
     timeout: Duration = Field(default=5.0, description="one POST to Alertmanager")
     queue_size: int = Field(default=256, ge=1, description="batches waiting to be sent before the oldest is dropped")
     max_attempts: int = Field(default=5, ge=1, description="tries per batch before it is dropped")
+    hold_down: bool = Field(
+        default=True, description="send an alert only once its cause has lasted the same for: as the Prometheus "
+                                  "rule of that name (one hold-down per alert, whichever side sends it)")
 
     @field_validator("alertmanager_url", "external_url")
     @classmethod

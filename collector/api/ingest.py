@@ -47,17 +47,19 @@ _MISSING = re.compile(r"missing required field `([^`]+)`|unknown field `([^`]+)`
 
 
 # the same rules as validate(), for the OpenAPI document (clients and fuzzers see them)
+NO_NUL = "^[^\u0000]*$"  # text fields refuse NUL (see _text_problem); stated in the schema too
 SCHEMA_RULES: dict[str, dict[str, dict[str, object]]] = {
     "Report": {
         "site": {"pattern": _SLUG.pattern}, "instance": {"pattern": _INSTANCE.pattern},
         "seq": {"minimum": 0, "maximum": MAX_SEQ}, "sent_at": {"minimum": 0, "maximum": LATEST_TS},
-        "agent_version": {"maxLength": 64}, "results": {"maxItems": MAX_RESULTS_PER_REPORT},
+        "agent_version": {"maxLength": 64, "pattern": NO_NUL}, "results": {"maxItems": MAX_RESULTS_PER_REPORT},
         "wire_version": {"enum": [WIRE_VERSION]}},
     "CheckResult": {
-        "check": {"minLength": 1, "maxLength": MAX_CHECK_ID}, "probe": {"pattern": _PROBE.pattern},
+        "check": {"minLength": 1, "maxLength": MAX_CHECK_ID, "pattern": NO_NUL}, "probe": {"pattern": _PROBE.pattern},
         "ts": {"minimum": 0, "maximum": LATEST_TS}, "duration_s": {"minimum": 0, "maximum": 86400},
-        "reason": {"maxLength": MAX_REASON},
-        "labels": {"maxProperties": MAX_LABELS, "propertyNames": {"pattern": _LABEL.pattern}},
+        "reason": {"maxLength": MAX_REASON, "pattern": NO_NUL},
+        "labels": {"maxProperties": MAX_LABELS, "propertyNames": {"pattern": _LABEL.pattern},
+                   "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE, "pattern": NO_NUL}},
         "values": {"maxProperties": MAX_VALUES, "propertyNames": {"pattern": KEY_PATTERN}}},
 }
 

@@ -26,18 +26,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.url:
-            docs = documents_from_url(args.url, args.province, token=_operator_token(args))
+            docs = documents_from_url(args.url, args.province, per_province=args.sheet_per_province,
+                                      token=_operator_token(args))
         else:
-            docs = documents_from_store(settings_from(args), args.province)
+            docs = documents_from_store(settings_from(args), args.province, per_province=args.sheet_per_province)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.output is not None and fmt != "xlsx":
         with open(args.output, "w", encoding="utf-8", newline="") as out:
-            produce(docs, args.province, fmt, args.lang, out, args.output)
+            produce(docs, args.province, fmt, args.lang, out, args.output, args.sheet_per_province)
     else:
         buffer = io.StringIO()
-        produce(docs, args.province, fmt, args.lang, buffer, args.output)
+        produce(docs, args.province, fmt, args.lang, buffer, args.output, args.sheet_per_province)
         sys.stdout.write(buffer.getvalue())
     if args.output is not None:
         print(f"wrote {args.output}", file=sys.stderr)
@@ -63,7 +64,10 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--province", metavar="SLUG", help="one province: a row per commune with its failing reasons")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE (required for xlsx)")
-    p.add_argument("--lang", choices=("en", "vi"), default="en", help="language of titles and headers")
+    p.add_argument("--lang", choices=("vi", "en"), default="vi",
+                   help="language of sheet names, headers, statuses and reasons (default: vi)")
+    p.add_argument("--sheet-per-province", action="store_true",
+                   help="xlsx: add a sheet per province listing its communes, their status and why")
     p.add_argument("--url", metavar="URL", help="ask a running collector (http://host:port) instead of the store")
     p.add_argument("--token-file", metavar="FILE", help="with --url: a file holding an operator token "
                                                         "(default: $COMMUNE_OPERATOR_TOKEN)")

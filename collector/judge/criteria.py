@@ -72,6 +72,20 @@ class Item(Strict):
     done_share: Ratio = Field(default=1.0, description="share of its communes completed for a province to count as done")
 
 
+class Target(Strict):
+    """A date the meetings measure progress against, and what it means.
+
+    ``deadline``: every site should be completed by then; pages count the days
+    left (or overdue) and the pace needed. ``milestone``: a date that already
+    means something (the go-live of the two-level local government); pages
+    show it as a date with its meaning, never as a debt growing every day.
+    """
+
+    date: dt.date
+    kind: Literal["deadline", "milestone"] = "deadline"
+    title: Title = Field(description="what the date means, shown beside it")
+
+
 class Criterion(Strict):
     id: str = Field(pattern=SLUG, description="stable id, used in the API, metrics and alerts")
     item: str = Field(description="the readiness item it decides (a key of items:)")
@@ -122,6 +136,8 @@ class CriteriaConfig(LocatedChecks, Strict):
                                    "(backoff_max, 5m) plus one push interval, since they back off while the "
                                    "collector is down")
     deadline: dt.date | None = Field(default=None, description="the date every site should be completed by")
+    target: Target | None = Field(default=None, description="the date shown on the pages, with its meaning; "
+                                                           "kind: deadline also sets deadline")
     history_retention: Duration = Field(default=35 * 86400.0, description="how long daily verdict history is kept")
     items: dict[str, Item] = Field(min_length=1)
     criteria: list[Criterion] = Field(min_length=1)
@@ -142,6 +158,8 @@ class CriteriaConfig(LocatedChecks, Strict):
             issues.append((("stable_period",), "must not be negative"))
         if self.history_retention < 86400:
             issues.append((("history_retention",), "must be at least 1d (history is kept per day)"))
+        if self.target is not None and self.target.kind == "deadline" and self.deadline not in (None, self.target.date):
+            issues.append((("target", "date"), f"differs from deadline ({self.deadline}); give one of them"))
         if self.expected_interval <= 0:
             issues.append((("expected_interval",), "must be longer than 0s"))
         return issues
@@ -163,6 +181,13 @@ class CriteriaConfig(LocatedChecks, Strict):
         return issues
 
     # -- derived ---------------------------------------------------------------
+
+    @property
+    def due_date(self) -> dt.date | None:
+        """The date sites should be completed by: ``deadline``, or a ``target`` of kind deadline."""
+        if self.deadline is not None:
+            return self.deadline
+        return self.target.date if self.target is not None and self.target.kind == "deadline" else None
 
     @property
     def max_window(self) -> float:

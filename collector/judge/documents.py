@@ -7,13 +7,16 @@ docs/architecture.md, "Judge").
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from commune_collector.judge.verdict import Snapshot
 
 State = Literal["completed", "not_completed", "unknown"]
+Status = Literal["completed", "not_completed", "stabilising", "insufficient_evidence", "never_reported"]
+STATUS_HELP = ("completed; not_completed (a criterion fails now); stabilising (all criteria hold since "
+               "candidate_since, completed at completed_at); insufficient_evidence; never_reported")
 
 
 class _Doc(BaseModel):
@@ -39,7 +42,10 @@ class CriterionResult(_Doc):
     window_s: float | None
     evidence_ts: float | None = Field(description="time of the newest evidence behind the value")
     coverage: float = Field(description="share of the window's expected rounds seen (0-1)")
-    reason: str = Field(description="e.g. 'loss 12.3% over 24h, threshold < 1%'")
+    reason: str = Field(description="reason_code rendered in the requested language (lang= or Accept-Language; "
+                                     "English by default), e.g. 'loss 12.3% over 24h, threshold < 1%'")
+    reason_code: str = Field(description="the reason as data: a code of the reason catalogue (data/reasons.yaml)")
+    reason_params: dict[str, Any] = Field(description="the code's parameters, numbers in base units")
     checks: list[str]
 
 
@@ -57,8 +63,10 @@ class SiteVerdict(_Doc):
     province: str
     commune: str
     state: State
+    status: Status = Field(description=STATUS_HELP)
     since: float
     candidate_since: float | None = Field(description="criteria holding since (completed after the stable period)")
+    completed_at: float | None = Field(description="stabilising: when it becomes completed if the criteria keep holding")
     evaluated_at: float
     stable_period_s: float
     connectivity: Literal["primary", "backup_only", "down", "unknown"]
@@ -66,6 +74,7 @@ class SiteVerdict(_Doc):
     on_battery: bool | None
     last_report_at: float | None
     items: dict[str, State]
+    item_status: dict[str, Status]
     criteria: list[CriterionResult]
     regressions: list[Regression]
 
@@ -77,11 +86,15 @@ class VerdictPage(_Doc):
     items: list[SiteVerdict]
 
 
+StatusCounts = dict[str, int]
+
+
 class ItemCount(_Doc):
     completed: int
     total: int
     share: float
     done: bool
+    status_counts: StatusCounts = Field(default_factory=dict, description="communes per status for this item")
 
 
 class ProvinceEntry(_Doc):
@@ -93,12 +106,14 @@ class ProvinceEntry(_Doc):
     unknown: int
     per_item: dict[str, ItemCount]
     done_items: list[str]
+    status_counts: StatusCounts = Field(default_factory=dict, description="communes per status")
 
 
 class NationalItem(_Doc):
     provinces_done: int
     provinces_total: int
     label: str = Field(description='"29/34"')
+    status_counts: StatusCounts = Field(default_factory=dict, description="communes per status for this item")
 
 
 class National(_Doc):
@@ -106,6 +121,7 @@ class National(_Doc):
     per_item: dict[str, NationalItem]
     sites_total: int
     sites_completed: int
+    status_counts: StatusCounts = Field(default_factory=dict, description="communes per status, nationally")
 
 
 class ItemInfo(_Doc):
@@ -114,9 +130,17 @@ class ItemInfo(_Doc):
     done_share: float
 
 
+class Target(_Doc):
+    date: str
+    kind: Literal["deadline", "milestone"] = Field(description="deadline: days left are counted; milestone: a date "
+                                                               "with a meaning, never counted as overdue")
+    title: Title
+
+
 class ProvincesDoc(_Doc):
     evaluated_at: float
     deadline: str | None
+    target: Target | None = None
     items: list[ItemInfo]
     provinces: list[ProvinceEntry]
     national: National
@@ -125,8 +149,11 @@ class ProvincesDoc(_Doc):
 class Failing(_Doc):
     id: str
     item: str
+    title: Title | None = None
     met: bool | None
     reason: str
+    reason_code: str
+    reason_params: dict[str, Any]
 
 
 class Commune(_Doc):
@@ -134,8 +161,10 @@ class Commune(_Doc):
     name: str
     commune: str
     state: State
+    status: Status
     since: float
-    failing: list[Failing]
+    completed_at: float | None
+    failing: list[Failing] = Field(description="empty for a site that never reported: that is its one reason")
 
 
 class ProvinceDetail(ProvinceEntry):
@@ -162,11 +191,34 @@ class HistoryDoc(_Doc):
 
 
 def verdict_page(snapshot: Snapshot, province: str | None, state: str | None, item: str | None, limit: int,
-                 offset: int) -> dict:
-    chosen = snapshot.select(province=province, state=state, item=item)
+                 offset: int, status: str | None = None) -> dict:
+    chosen = snapshot.select(province=province, state=state, item=item, status=status)
     page = chosen[offset:offset + limit]
     return {"total": int(len(chosen)), "limit": limit, "offset": offset,
             "items": [snapshot.render(int(i)) for i in page]}
+
+
+def failing_now(snapshot: Snapshot, province: str | None = None) -> list[dict]:
+    """Communes not completed now (a criterion fails), each with its province and failing criteria."""
+    rows = []
+    for i in snapshot.select(province=province, status="not_completed"):
+        row = snapshot.commune_row(int(i))
+        row["province"] = snapshot.sites.provinces[int(i)]
+        rows.append(row)
+    return rows
+
+
+def regressions_since(snapshot: Snapshot, since: float) -> list[dict]:
+    """Regressions recorded at or after ``since``, newest first, with the site's name and province."""
+    out = []
+    for site, shown in snapshot.regressions.items():
+        i = snapshot.index_of(site)
+        for r in shown:
+            if r.get("at", 0) >= since:
+                out.append({**r, "site": site, "name": snapshot.sites.names[i] if i is not None else site,
+                            "province": snapshot.sites.provinces[i] if i is not None else r.get("province", ""),
+                            "status": snapshot.status_of(i) if i is not None else None})
+    return sorted(out, key=lambda r: -r["at"])
 
 
 def province_detail(snapshot: Snapshot, slug: str) -> dict | None:

@@ -57,6 +57,7 @@ from commune_collector.judge.persist import MemoryVerdictStore, StateRow, Transi
 from commune_collector.judge.reads import VerdictReads
 from commune_collector.judge.rollup import history_rows, roll_up
 from commune_collector.judge.source import ROUNDS, SKIP, VALUES, EvidenceSource, SiteRecord
+from commune_collector.judge.status import statuses
 from commune_collector.judge.verdict import Snapshot, reason
 from commune_collector.provinces import provinces
 
@@ -313,11 +314,12 @@ class Judge(VerdictReads):
         assert self._track is not None
         n = len(sites)
         before, before_items = self._track, self._item_tracks
-        site_step = step(before, combine([o.status for o in outcomes if o.criterion.required], n), now,
-                         self.config.stable_period)
-        item_steps = {item: step(before_items[item],
-                                 combine([o.status for o in outcomes if o.criterion.item == item], n), now,
-                                 self.config.stable_period) for item in self.config.items}
+        raw = combine([o.status for o in outcomes if o.criterion.required], n)
+        item_raw = {item: combine([o.status for o in outcomes if o.criterion.item == item], n)
+                    for item in self.config.items}
+        site_step = step(before, raw, now, self.config.stable_period)
+        item_steps = {item: step(before_items[item], item_raw[item], now, self.config.stable_period)
+                      for item in self.config.items}
         timer.lap("hysteresis")
         freshness = max(3 * self.config.expected_interval, self.config.silence_threshold)
         site_of_row = self.evaluator.site_of_row(sites)
@@ -331,13 +333,15 @@ class Judge(VerdictReads):
         self._persist(sites, before, before_items, site_step, changes, now)
         timer.lap("persist")
         rollup = roll_up(self.config, *self._province_index(sites), self.province_names, self._track.state,
-                         {item: t.state for item, t in self._item_tracks.items()}, now)
+                         {item: t.state for item, t in self._item_tracks.items()}, now,
+                         statuses(self._track.state, raw, report_at),
+                         {item: statuses(t.state, item_raw[item], report_at) for item, t in self._item_tracks.items()})
         self._save_history(rollup, now)
         timer.lap("rollup")
         snapshot = Snapshot(now, self.config, sites, outcomes, self._track, self._item_tracks, found, report_at,
                             self.matrix.check, [self.evaluator.rows_of(k) for k in range(len(outcomes))],
                             site_of_row, dict(self._regressions), dict(self._regression_counts), rollup,
-                            self.province_names)
+                            self.province_names, raw, item_raw)
         return changes, snapshot
 
     def _province_index(self, sites: SiteIndex) -> tuple[np.ndarray, list[str]]:

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from commune_collector.judge.evaluate import FAILED, MET
 from commune_collector.judge.hysteresis import S_COMPLETED, STATE_NAMES
+from commune_collector.judge.status import STATUS_NAMES
 
 PREFIX = "commune_"
 
@@ -47,6 +48,18 @@ class JudgeMetrics(Collector):
         for site, province, state in zip(sites, provinces, snap.track.state.tolist(), strict=True):
             verdict.add_sample(verdict.name, {"site": site, "province": province, "state": STATE_NAMES[state]}, 1.0)
         yield verdict
+        status = _family("site_status", "1 for the site's status: completed, not_completed, stabilising, "
+                                        "insufficient_evidence or never_reported.")
+        for site, province, code in zip(sites, provinces, snap.status.tolist(), strict=True):
+            status.add_sample(status.name, {"site": site, "province": province, "status": STATUS_NAMES[code]}, 1.0)
+        yield status
+        info = _family("site_info", "1 per inventory site with its names, for dashboards and alerts to join on "
+                                    "(names never appear as labels of other families).")
+        names, communes, province_names = snap.sites.names, snap.sites.communes, snap.province_names
+        for site, province, name, commune in zip(sites, provinces, names, communes, strict=True):
+            info.add_sample(info.name, {"site": site, "province": province, "name": name, "commune": commune,
+                                        "province_name": province_names.get(province, province)}, 1.0)
+        yield info
         met = _family("site_criterion_met", "1 when the criterion holds at the site, 0 when not; absent when unknown.")
         for outcome in snap.outcomes:
             crit = outcome.criterion
@@ -81,8 +94,25 @@ class JudgeMetrics(Collector):
         national_total.add_sample(national_total.name, {}, float(rollup.national["provinces_total"]))
         sites_completed = _family("national_sites_completed", "Communes completed nationally.")
         sites_completed.add_sample(sites_completed.name, {}, float((snap.track.state == S_COMPLETED).sum()))
-        yield from (completed, total, done, national, national_total, sites_completed)
+        by_status = _family("province_sites_by_status", "Communes per province and status (overall).")
+        for p in rollup.provinces:
+            for name, count in p.status_counts.items():
+                by_status.add_sample(by_status.name, {"province": p.slug, "status": name}, float(count))
+        national_status = _family("national_sites_by_status", "Communes per status nationally, overall and per item.")
+        for name, count in rollup.national.get("status_counts", {}).items():
+            national_status.add_sample(national_status.name, {"item": "overall", "status": name}, float(count))
+        for item, row in rollup.national["per_item"].items():
+            for name, count in row.get("status_counts", {}).items():
+                national_status.add_sample(national_status.name, {"item": item, "status": name}, float(count))
+        yield from (completed, total, done, national, national_total, sites_completed, by_status, national_status)
         yield from self._deadline(rollup.deadline)
+        target = _family("target_timestamp_seconds", "The criteria's target date (midnight, judge's time zone) "
+                                                     "by kind: deadline or milestone.")
+        if rollup.target:
+            tz = getattr(self.judge, "tz", None)
+            moment = dt.datetime.combine(dt.date.fromisoformat(rollup.target["date"]), dt.time(), tzinfo=tz or dt.UTC)
+            target.add_sample(target.name, {"kind": rollup.target["kind"]}, moment.timestamp())
+        yield target
 
     def _deadline(self, deadline: str | None) -> Iterator[Metric]:
         """The criteria's deadline as unix time (its midnight in the judge's time zone), for "days left" panels."""

@@ -36,5 +36,5 @@ class VerdictReads:
             series.append({"date": day, "completed": counts["completed"], "not_completed": counts["not_completed"],
                            "unknown": counts["unknown"], "total": counts["total"], "provinces_done": done,
                            "items_completed": {k: int(v.get("completed", 0)) for k, v in items.items()}})
-        deadline = self.config.deadline.isoformat() if self.config.deadline else None
+        deadline = self.config.due_date.isoformat() if self.config.due_date else None
         return {"deadline": deadline, "province": province, "series": series}

@@ -15,6 +15,7 @@ import numpy as np
 
 from commune_collector.judge.criteria import CriteriaConfig
 from commune_collector.judge.hysteresis import S_COMPLETED, S_NOT_COMPLETED, S_UNKNOWN
+from commune_collector.judge.status import STATUS_NAMES
 
 
 @dataclass
@@ -26,6 +27,7 @@ class ProvinceRollup:
     not_completed: int
     unknown: int
     per_item: dict[str, dict] = field(default_factory=dict)
+    status_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def done_items(self) -> list[str]:
@@ -34,7 +36,7 @@ class ProvinceRollup:
     def to_json(self) -> dict:
         return {"slug": self.slug, "name": self.name, "total": self.total, "completed": self.completed,
                 "not_completed": self.not_completed, "unknown": self.unknown, "per_item": self.per_item,
-                "done_items": self.done_items}
+                "done_items": self.done_items, "status_counts": self.status_counts}
 
 
 @dataclass
@@ -44,19 +46,25 @@ class Rollup:
     items: list[dict]
     provinces: list[ProvinceRollup]
     national: dict
+    target: dict | None = None
 
     def province(self, slug: str) -> ProvinceRollup | None:
         return next((p for p in self.provinces if p.slug == slug), None)
 
     def to_json(self) -> dict:
         return {"evaluated_at": self.evaluated_at, "deadline": self.deadline, "items": self.items,
-                "provinces": [p.to_json() for p in self.provinces], "national": self.national}
+                "provinces": [p.to_json() for p in self.provinces], "national": self.national,
+                "target": self.target}
 
 
 def roll_up(config: CriteriaConfig, province_of_site: np.ndarray, province_slugs: list[str],
             province_names: dict[str, str], site_state: np.ndarray, item_states: dict[str, np.ndarray],
-            now: float) -> Rollup:
-    """Count per province (``province_of_site`` indexes ``province_slugs``) and nationally."""
+            now: float, site_status: np.ndarray | None = None,
+            item_status: dict[str, np.ndarray] | None = None) -> Rollup:
+    """Count per province (``province_of_site`` indexes ``province_slugs``) and nationally.
+
+    ``site_status``/``item_status`` (``judge.status`` codes) add the counts by status.
+    """
     n = len(province_slugs)
 
     def count(mask: np.ndarray) -> np.ndarray:
@@ -76,8 +84,46 @@ def roll_up(config: CriteriaConfig, province_of_site: np.ndarray, province_slugs
                               "done": bool(total and share >= config.items[item].done_share - 1e-12)}
         provinces.append(ProvinceRollup(slug, province_names.get(slug, slug), total, int(by_state[S_COMPLETED][p]),
                                         int(by_state[S_NOT_COMPLETED][p]), int(by_state[S_UNKNOWN][p]), per_item))
-    return Rollup(now, config.deadline.isoformat() if config.deadline else None, _items(config), provinces,
-                  _national(config, provinces, site_state))
+    due = config.due_date
+    rollup = Rollup(now, due.isoformat() if due else None, _items(config), provinces,
+                    _national(config, provinces, site_state), _target(config))
+    if site_status is not None:
+        add_status_counts(rollup, province_of_site, site_status, item_status or {})
+    return rollup
+
+
+def _status_table(province_of_site: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
+    """(province, status) counts."""
+    table = np.zeros((n, len(STATUS_NAMES)), dtype=np.int64)
+    np.add.at(table, (province_of_site, codes.astype(np.int64)), 1)
+    return table
+
+
+def add_status_counts(rollup: Rollup, province_of_site: np.ndarray, site_status: np.ndarray,
+                      item_status: dict[str, np.ndarray]) -> None:
+    """Counts by status per province, per (province, item), nationally and per item nationally."""
+    n = len(rollup.provinces)
+    site_table = _status_table(province_of_site, site_status, n)
+    item_tables = {item: _status_table(province_of_site, codes, n) for item, codes in item_status.items()}
+    for p, province in enumerate(rollup.provinces):
+        province.status_counts = dict(zip(STATUS_NAMES, map(int, site_table[p]), strict=True))
+        for item, table in item_tables.items():
+            if item in province.per_item:
+                province.per_item[item]["status_counts"] = dict(zip(STATUS_NAMES, map(int, table[p]), strict=True))
+    national = rollup.national
+    national["status_counts"] = dict(zip(STATUS_NAMES, map(int, site_table.sum(axis=0)), strict=True))
+    for item, table in item_tables.items():
+        if item in national["per_item"]:
+            national["per_item"][item]["status_counts"] = dict(zip(STATUS_NAMES, map(int, table.sum(axis=0)),
+                                                                    strict=True))
+
+
+def _target(config: CriteriaConfig) -> dict | None:
+    target = config.target
+    if target is None:
+        return None
+    return {"date": target.date.isoformat(), "kind": target.kind,
+            "title": {"en": target.title.en, "vi": target.title.vi}}
 
 
 def _items(config: CriteriaConfig) -> list[dict]:

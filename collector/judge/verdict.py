@@ -20,74 +20,24 @@ from commune_collector.judge.criteria import CriteriaConfig, Criterion
 from commune_collector.judge.evaluate import (
     FAILED,
     MET,
-    WHY_AWAITING_AGENT,
-    WHY_LOW_COVERAGE,
-    WHY_NO_CHECK,
-    WHY_NO_DATA,
-    WHY_NOT_ESTIMATED,
-    WHY_TOO_CLOSE,
     Outcome,
     SiteIndex,
 )
 from commune_collector.judge.facts import CAUSE_NAMES, CONNECTIVITY_NAMES, Facts
 from commune_collector.judge.hysteresis import STATE_CODES, STATE_NAMES, Track
-from commune_collector.judge.quantity import RATIO, SECONDS, format_value, format_window
+from commune_collector.judge.quantity import RATIO, SECONDS, format_value
+from commune_collector.judge.reasons import criterion_reason
 from commune_collector.judge.rollup import Rollup
+from commune_collector.judge.status import STATUS_CODES, STATUS_NAMES, raw_from_state, statuses
+from commune_collector.reasons import render as render_reason
 from commune_common.units import format_duration
-from commune_common.wire import split_key
-
-_NO_WINDOW_IN_REASON = {"last", "last_ok_age", "report_age"}
-
-
-def metric_label(key: str | None) -> str:
-    """``icmp_rtt_seconds{stat="avg"}`` -> ``icmp rtt (avg)``."""
-    if not key:
-        return ""
-    name, labels = split_key(key)
-    for suffix in ("_seconds", "_ratio"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    text = name.replace("_", " ")
-    return f"{text} ({labels['stat']})" if "stat" in labels else text
-
-
-def value_label(crit: Criterion) -> str:
-    return crit.label or crit.expr.statistic.describe.format(metric=metric_label(crit.expr.metric))
-
-
-def select_text(crit: Criterion) -> str:
-    parts = [f"{k}={'|'.join(v) if isinstance(v, list) else v}" for k, v in crit.select.items()]
-    return "{" + ", ".join(parts) + "}"
 
 
 def reason(crit: Criterion, status: int, value: float, why: int, coverage: float, min_coverage: float,
            low: float = math.nan, high: float = math.nan) -> str:
-    """The human sentence: ``loss 12.3% over 24h, threshold < 1%``; ``low``/``high``: the value's bounds."""
-    expr = crit.expr
-    window = expr.window or 0.0
-    over = "" if expr.stat in _NO_WINDOW_IN_REASON or not window else f" over {format_window(window)}"
-    if why == WHY_NO_CHECK:
-        return f"no check matches {select_text(crit)}"
-    if why == WHY_NO_DATA:
-        if crit.scope == "site":
-            return "the agent has never reported"
-        if expr.stat == "last":
-            return f"no {value_label(crit)} value in the last {format_window(window)}"
-        return f"no evidence over {format_window(window)}" if window else "no evidence"
-    if why == WHY_AWAITING_AGENT:
-        return ("the collector restarted a moment ago and last heard the agent before that; agents back off "
-                "while the collector is down, so it gets a few minutes to report again before it counts as silent")
-    if why == WHY_NOT_ESTIMATED:
-        return (f"not estimated: the source reported no {value_label(crit)} estimate over {format_window(window)} "
-                "(a UPS that estimates only on battery reports 0 on mains); such readings are not counted")
-    if why == WHY_LOW_COVERAGE:
-        return (f"evidence covers {coverage * 100:.0f}% of {format_window(window)}, "
-                f"{min_coverage * 100:.0f}% needed")
-    if why == WHY_TOO_CLOSE:
-        return (f"{value_label(crit)} between {format_bound(low, expr.unit)} and {format_bound(high, expr.unit)}"
-                f"{over}, too close to the {format_value(expr.threshold, expr.unit)} threshold")
-    return (f"{value_label(crit)} {format_value(value, expr.unit)}{over}, "
-            f"threshold {expr.op} {format_value(expr.threshold, expr.unit)}")
+    """The English sentence (the API's ``reason`` by default): ``loss 12.3% over 24h, threshold < 1%``."""
+    found = criterion_reason(crit, value, why, coverage, min_coverage, low, high)
+    return render_reason(found.code, found.params, "en")
 
 
 def format_bound(value: float, unit: str) -> str:
@@ -128,6 +78,34 @@ class Snapshot:
     regression_counts: Mapping[str, int]
     rollup: Rollup
     province_names: dict[str, str] = field(default_factory=dict)
+    raw: np.ndarray | None = None  # this pass's combined outcome per site (MET/FAILED/UNKNOWN)
+    item_raw: dict[str, np.ndarray] | None = None
+
+    # -- statuses (judge.status) -------------------------------------------------
+
+    @cached_property
+    def status(self) -> np.ndarray:
+        """Per site: one of STATUS_NAMES as its code."""
+        raw = self.raw if self.raw is not None else raw_from_state(self.track.state, self.track.candidate)
+        return statuses(self.track.state, raw, self.report_at)
+
+    @cached_property
+    def item_status(self) -> dict[str, np.ndarray]:
+        out = {}
+        for item, track in self.item_tracks.items():
+            raw = (self.item_raw or {}).get(item)
+            raw = raw if raw is not None else raw_from_state(track.state, track.candidate)
+            out[item] = statuses(track.state, raw, self.report_at)
+        return out
+
+    def status_of(self, i: int) -> str:
+        return STATUS_NAMES[int(self.status[i])]
+
+    def completed_at(self, i: int) -> float | None:
+        """When a stabilising site becomes completed if its criteria keep holding."""
+        if self.status_of(i) != "stabilising" or math.isnan(self.track.candidate[i]):
+            return None
+        return float(self.track.candidate[i]) + self.config.stable_period
 
     # -- selection ---------------------------------------------------------------
 
@@ -137,9 +115,9 @@ class Snapshot:
     def state_of(self, i: int) -> str:
         return STATE_NAMES[int(self.track.state[i])]
 
-    def select(self, province: str | None = None, state: str | None = None, item: str | None = None
-               ) -> np.ndarray:
-        """Site positions (inventory order, by id) matching the filters; ``item`` + ``state`` filter on the item."""
+    def select(self, province: str | None = None, state: str | None = None, item: str | None = None,
+               status: str | None = None) -> np.ndarray:
+        """Site positions (inventory order, by id) matching the filters; ``item`` + ``state``/``status`` filter on the item."""
         keep = np.ones(len(self.sites), dtype=bool)
         if province is not None:
             keep &= self._provinces == province
@@ -147,6 +125,9 @@ class Snapshot:
             code = STATE_CODES[state]
             states = self.item_tracks[item].state if item is not None else self.track.state
             keep &= states == code
+        if status is not None:
+            codes = self.item_status[item] if item is not None else self.status
+            keep &= codes == STATUS_CODES[status]
         return np.flatnonzero(keep)
 
     @cached_property
@@ -165,13 +146,15 @@ class Snapshot:
         conn = int(self.facts.connectivity[i])
         return {
             "site": self.sites.ids[i], "name": self.sites.names[i], "province": self.sites.provinces[i],
-            "commune": self.sites.communes[i], "state": STATE_NAMES[int(t.state[i])], "since": float(t.since[i]),
-            "candidate_since": _num(t.candidate[i]), "evaluated_at": self.evaluated_at,
+            "commune": self.sites.communes[i], "state": STATE_NAMES[int(t.state[i])], "status": self.status_of(i),
+            "since": float(t.since[i]), "candidate_since": _num(t.candidate[i]),
+            "completed_at": self.completed_at(i), "evaluated_at": self.evaluated_at,
             "stable_period_s": self.config.stable_period, "connectivity": CONNECTIVITY_NAMES[conn],
             "outage_cause": CAUSE_NAMES[int(self.facts.outage_cause[i])],
             "on_battery": None if math.isnan(self.facts.on_battery[i]) else bool(self.facts.on_battery[i]),
             "last_report_at": _num(self.report_at[i]),
             "items": {item: STATE_NAMES[int(track.state[i])] for item, track in self.item_tracks.items()},
+            "item_status": {item: STATUS_NAMES[int(codes[i])] for item, codes in self.item_status.items()},
             "criteria": [self.criterion(i, k) for k in range(len(self.outcomes))],
             "regressions": list(self.regressions.get(self.sites.ids[i], ())),
         }
@@ -182,6 +165,8 @@ class Snapshot:
         status = int(out.status[i])
         min_cov = self.config.min_coverage if crit.min_coverage is None else crit.min_coverage
         low, high = _bounds(out, i)
+        why = criterion_reason(crit, float(out.value[i]), int(out.why[i]), float(out.coverage[i]), min_cov,
+                               low, high)
         return {
             "id": crit.id, "item": crit.item, "title": {"en": crit.title.en, "vi": crit.title.vi},
             "required": crit.required, "met": True if status == MET else False if status == FAILED else None,
@@ -189,8 +174,7 @@ class Snapshot:
             "unit": crit.expr.unit, "expr": crit.expr.text, "window_s": crit.expr.window,
             "value_low": _num(low), "value_high": _num(high),
             "evidence_ts": _num(out.evidence_ts[i]), "coverage": round(float(out.coverage[i]), 4),
-            "reason": reason(crit, status, float(out.value[i]), int(out.why[i]), float(out.coverage[i]), min_cov,
-                             low, high),
+            "reason": render_reason(why.code, why.params, "en"), "reason_code": why.code, "reason_params": why.params,
             "checks": self.checks_of(i, k),
         }
 
@@ -216,12 +200,18 @@ class Snapshot:
             status = int(out.status[i])
             if status == FAILED or (status != MET and out.criterion.required):
                 crit = self.criterion(i, k)
-                rows.append({"id": crit["id"], "item": crit["item"], "met": crit["met"], "reason": crit["reason"]})
+                rows.append({"id": crit["id"], "item": crit["item"], "title": crit["title"], "met": crit["met"],
+                             "reason": crit["reason"],
+                             "reason_code": crit["reason_code"], "reason_params": crit["reason_params"]})
         return rows
 
     def commune_row(self, i: int) -> dict:
+        """A commune in a province list; a site that never reported has no criteria to list, only that fact."""
+        status = self.status_of(i)
         return {"site": self.sites.ids[i], "name": self.sites.names[i], "commune": self.sites.communes[i],
-                "state": self.state_of(i), "since": float(self.track.since[i]), "failing": self.failing(i)}
+                "state": self.state_of(i), "status": status, "since": float(self.track.since[i]),
+                "completed_at": self.completed_at(i),
+                "failing": [] if status == "never_reported" else self.failing(i)}
 
     # -- for listeners -----------------------------------------------------------
 

@@ -28,6 +28,7 @@ from commune_collector.api import arrival
 from commune_collector.api.openapi import conform
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
+from commune_collector.host_metrics import host_metrics
 from commune_collector.httpguard import SERVER_STATS
 from commune_collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
 from commune_collector.provinces import provinces
@@ -104,7 +105,8 @@ def create_app(settings: CollectorSettings, store: Store | None = None,
             collector = CollectorMetrics(active, state.ingest_stats, state.aggregator.stats if state.aggregator
                                          else AggregatorStats(),
                                          extra=[SERVER_STATS.families,
-                                                *([state.remote_writer.metrics] if state.remote_writer else [])])
+                                                *([state.remote_writer.metrics] if state.remote_writer else []),
+                                                host_metrics(settings, active)])
             registry.register(collector)
             app.state.collector = state
             tasks = [asyncio.create_task(run(state), name=run.__name__) for run in BACKGROUND]

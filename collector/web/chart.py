@@ -32,6 +32,7 @@ class ChartLabels:
     needed: str
     deadline: str
     today: str
+    thousands: str = ","  # the reader's thousands separator: "." in Vietnamese
 
 
 def _scale(lo: float, hi: float, out_lo: float, out_hi: float):
@@ -64,7 +65,7 @@ def burnup_svg(points: list[Point], deadline: date | None, today: date, labels: 
 
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
              f'aria-label="{escape(labels.title)}" xmlns="http://www.w3.org/2000/svg">']
-    parts += _grid(top, y)
+    parts += _grid(top, y, labels.thousands)
     line = " ".join(f"{px(p.day):.1f},{y(p.completed):.1f}" for p in points)
     base = f"{px(points[-1].day):.1f},{y(0):.1f} {px(first):.1f},{y(0):.1f}"
     parts.append(f'<polygon class="area" points="{line} {base}"/>')
@@ -76,8 +77,9 @@ def burnup_svg(points: list[Point], deadline: date | None, today: date, labels: 
         parts.append(f'<line class="needed" x1="{px(last.day):.1f}" y1="{y(last.completed):.1f}" '
                      f'x2="{px(deadline):.1f}" y2="{y(last.total):.1f}"><title>{escape(labels.needed)}</title></line>')
     for p in points:
+        count = f"{p.completed:,}/{p.total:,}".replace(",", labels.thousands)
         parts.append(f'<circle class="pt" cx="{px(p.day):.1f}" cy="{y(p.completed):.1f}" r="2.2">'
-                     f'<title>{p.day.isoformat()}: {p.completed}/{p.total}</title></circle>')
+                     f'<title>{p.day:%d/%m/%Y}: {count}</title></circle>')
     if deadline:
         parts += _marker(px(deadline), labels.deadline, deadline, "deadline")
     parts += _x_labels(first, points[-1].day, px)
@@ -85,13 +87,13 @@ def burnup_svg(points: list[Point], deadline: date | None, today: date, labels: 
     return Markup("".join(parts))
 
 
-def _grid(top: int, y) -> list[str]:
+def _grid(top: int, y, thousands: str = ",") -> list[str]:
     out = []
     for frac in (0, 0.25, 0.5, 0.75, 1):
         value = round(top * frac)
         yy = y(value)
         out.append(f'<line class="grid" x1="{LEFT}" y1="{yy:.1f}" x2="{WIDTH - RIGHT}" y2="{yy:.1f}"/>')
-        out.append(f'<text class="ylab" x="{LEFT - 6}" y="{yy + 4:.1f}">{value:,}</text>')
+        out.append(f'<text class="ylab" x="{LEFT - 6}" y="{yy + 4:.1f}">{f"{value:,}".replace(",", thousands)}</text>')
     return out
 
 

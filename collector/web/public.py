@@ -45,7 +45,7 @@ def _closed(page: Page) -> HTMLResponse:
 
 
 @router.get("/public", response_class=HTMLResponse)
-def public_national(request: Request, ui: UI, source: Source, lang: Lang = "vi") -> HTMLResponse:
+def public_national(request: Request, ui: UI, source: Source, lang: Lang = None) -> HTMLResponse:
     page = Page(ui, request, lang)
     if not _enabled(request):
         return _closed(page)
@@ -54,14 +54,14 @@ def public_national(request: Request, ui: UI, source: Source, lang: Lang = "vi")
         return page.not_ready()
     items = [{"id": r["id"], "title": r["title"], "label": r["label"], "share": r["share"]}
              for r in _national_items(data, page.t)]
-    return page.render("public.html", heading=page.t("site_title"), words=WORDS[lang], items=items,
+    return page.render("public.html", heading=page.t("site_title"), words=WORDS[page.lang], items=items,
                        provinces=data.get("provinces", []), evaluated_at=data.get("evaluated_at"),
-                       chart=_chart(source.history(None, HISTORY_DAYS), fmt.local_date(page.now), page.t))
+                       chart=_chart(source.history(None, HISTORY_DAYS), fmt.local_date(page.now), page.t, page.lang))
 
 
 @router.get("/public/p/{slug}", response_class=HTMLResponse)
 def public_province(request: Request, ui: UI, source: Source, slug: Annotated[str, Path(pattern=SLUG)],
-                    lang: Lang = "vi") -> HTMLResponse:
+                    lang: Lang = None) -> HTMLResponse:
     page = Page(ui, request, lang)
     if not _enabled(request):
         return _closed(page)
@@ -78,9 +78,9 @@ def public_province(request: Request, ui: UI, source: Source, slug: Annotated[st
         done, total = counts.get("completed", 0), counts.get("total", 0)
         items.append({"id": item_id, "title": title, "label": f"{done}/{total}",
                       "share": done / total if total else 0.0})
-    return page.render("public.html", heading=province.get("name") or slug, words=WORDS[lang], items=items,
+    return page.render("public.html", heading=province.get("name") or slug, words=WORDS[page.lang], items=items,
                        provinces=[], evaluated_at=data.get("evaluated_at"),
-                       chart=_chart(source.history(slug, HISTORY_DAYS), fmt.local_date(page.now), page.t))
+                       chart=_chart(source.history(slug, HISTORY_DAYS), fmt.local_date(page.now), page.t, page.lang))
 
 
 @router.get("/public/summary.json")

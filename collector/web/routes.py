@@ -24,8 +24,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader
 
+from commune_collector import l10n
 from commune_collector.access.deps import ViewerDep
 from commune_collector.alerting.rules import RULES
+from commune_collector.judge.status import STATUS_NAMES, WORST_FIRST
+from commune_collector.reasons import render_any
 from commune_collector.web import fmt
 from commune_collector.web.chart import ChartLabels, Point, burnup_svg
 from commune_collector.web.clock import site_clock
@@ -36,6 +39,10 @@ HERE = Path(__file__).parent
 PAGE_SIZE = 50
 HISTORY_DAYS = 35
 STATE_ORDER = {"not_completed": 0, "unknown": 1, "completed": 2}
+STATUS_ORDER = {name: n for n, name in enumerate(WORST_FIRST)}
+REFRESH_SECONDS = 60  # national and province pages reload themselves (meta refresh, no script)
+LANG_COOKIE = "lang"
+LANG_COOKIE_AGE = 365 * 86400
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "script-src 'none'; frame-ancestors 'none'",
@@ -44,7 +51,7 @@ SECURITY_HEADERS = {
 }
 
 router = APIRouter(include_in_schema=False)
-Lang = Annotated[str, Query(pattern="^(vi|en)$", description="page language")]
+Lang = Annotated[str | None, Query(pattern="^(vi|en)$", description="page language (remembered in a cookie)")]
 
 
 @dataclass
@@ -87,11 +94,29 @@ Source = Annotated[VerdictSource | None, Depends(get_source)]
 # -- page plumbing ----------------------------------------------------------------
 
 
-class Page:
-    """Renders one template with the helpers every page uses (t, url, lang switch)."""
+def _reason_text(row: Any, lang: str) -> str:
+    """A criterion's or failing row's reason in ``lang``, from its code (legacy text as it is)."""
+    if isinstance(row, dict) and row.get("reason_code"):
+        return render_any({"code": row["reason_code"], "params": row.get("reason_params")}, lang)
+    return render_any(row.get("reason") if isinstance(row, dict) else row, lang)
 
-    def __init__(self, ui: WebUI, request: Request, lang: str):
-        self.ui, self.request, self.lang = ui, request, lang
+
+def choose_lang(request: Request, asked: str | None) -> str:
+    """``?lang=``, else the remembered choice (cookie), else Accept-Language, else Vietnamese."""
+    if asked in LANGS:
+        return asked
+    remembered = request.cookies.get(LANG_COOKIE)
+    if remembered in LANGS:
+        return remembered
+    return l10n.pick_lang(request.headers.get("accept-language"), DEFAULT_LANG)
+
+
+class Page:
+    """Renders one template with the helpers every page uses (t, url, lang switch, numbers, reasons)."""
+
+    def __init__(self, ui: WebUI, request: Request, asked: str | None):
+        self.ui, self.request, self.asked = ui, request, asked
+        self.lang = lang = choose_lang(request, asked)
         self.t = ui.translators[lang]
         self.now = time.time()
 
@@ -102,19 +127,32 @@ class Page:
         return f"{path}?{urlencode(query)}" if query else path
 
     def switch_url(self) -> str:
+        """The other language, named explicitly so the choice is remembered (cookie) when followed."""
         other = next(lang for lang in LANGS if lang != self.lang)
         params = dict(self.request.query_params)
-        params.pop("lang", None)
-        if other != DEFAULT_LANG:
-            params["lang"] = other
-        query = urlencode(params)
-        return f"{self.request.url.path}?{query}" if query else self.request.url.path
+        params["lang"] = other
+        return f"{self.request.url.path}?{urlencode(params)}"
+
+    def helpers(self) -> dict[str, Any]:
+        lang = self.lang
+        return {"n": lambda v, d=0: l10n.number(v or 0, lang, d), "pct": lambda s: l10n.percent(s, lang),
+                "share": lambda part, whole: l10n.percent(part / whole, lang) if whole else "–",
+                "when": lambda ts: l10n.local_time(ts, lang), "zone": l10n.ZONE_NAME[lang],
+                "day": lambda ts: l10n.local_date(ts, lang), "dur": lambda s: l10n.duration(max(s, 0), lang), "age": lambda s: l10n.age(s, lang),
+                "q": lambda v, unit: l10n.quantity(v, unit, lang),
+                "reason": lambda r: _reason_text(r, lang),
+                "statuses": STATUS_NAMES, "worst_first": WORST_FIRST}
 
     def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         html = self.ui.env.get_template(template).render(
             t=self.t, lang=self.lang, url=self.url, switch_url=self.switch_url(), now=self.now,
-            static=f"/static/style.css?v={self.ui.static_version}", **context)
-        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+            static=f"/static/style.css?v={self.ui.static_version}", **self.helpers(), **context)
+        response = HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS,
+                                                                     "Vary": "Accept-Language, Cookie",
+                                                                     "Content-Language": self.lang})
+        if self.asked in LANGS and self.request.cookies.get(LANG_COOKIE) != self.asked:
+            response.set_cookie(LANG_COOKIE, self.asked, max_age=LANG_COOKIE_AGE, samesite="lax", httponly=True)
+        return response
 
     def not_ready(self) -> HTMLResponse:
         """Before the judge's first pass: say so (503) rather than show zeros that look like verdicts."""
@@ -129,7 +167,7 @@ def _province_names(data: dict[str, Any]) -> dict[str, str]:
     return {p["slug"]: p.get("name") or p["slug"] for p in data.get("provinces", [])}
 
 
-# -- deadline and history -----------------------------------------------------------
+# -- target, deadline and history ----------------------------------------------------
 
 
 def _points(history: dict[str, Any]) -> list[Point]:
@@ -137,40 +175,51 @@ def _points(history: dict[str, Any]) -> list[Point]:
             for d in history.get("series", [])]
 
 
-def _deadline_view(deadline: str | None, completed: int, total: int, points: list[Point],
+def _deadline_view(data: dict[str, Any], completed: int, total: int, points: list[Point],
                    today: date, t: Translator, lang: str) -> dict[str, Any]:
-    """Days left, the pace needed to finish on time and the pace of the last week."""
-    view: dict[str, Any] = {"date": deadline, "completed": completed, "total": total,
-                            "percent": fmt.percent(completed, total),
+    """Progress, and the target: a deadline counts days left and the pace needed; a milestone is only a date."""
+    view: dict[str, Any] = {"completed": completed, "total": total,
+                            "percent": l10n.percent(completed / total, lang) if total else "–",
                             "share": completed / total if total else 0.0,
-                            "progress": t("communes_completed", completed=fmt.number(completed, lang),
-                                          total=fmt.number(total, lang))}
+                            "progress": t("communes_completed", completed=l10n.number(completed, lang),
+                                          total=l10n.number(total, lang))}
+    target = data.get("target") or ({"date": data["deadline"], "kind": "deadline"} if data.get("deadline") else None)
     remaining = total - completed
-    if deadline:
-        days = (date.fromisoformat(deadline) - today).days
-        view["days"] = (t("days_left", days=days) if days > 1 else t("day_left") if days == 1
-                        else t("deadline_today") if days == 0 else t("days_over", days=-days))
+    if target:
+        day = date.fromisoformat(target["date"])
+        view.update(date=_date_text(day, lang), kind=target["kind"], meaning=t.pick(target.get("title"), ""))
+    if target and target["kind"] == "deadline":
+        days = (day - today).days
+        view["days"] = (t("days_left", days=l10n.number(days, lang)) if days > 1 else t("day_left") if days == 1
+                        else t("deadline_today") if days == 0 else t("days_over", days=l10n.number(-days, lang)))
         view["late"] = days < 0 and remaining > 0
         if remaining <= 0:
             view["pace"] = t("pace_done")
         elif days > 0:
-            view["pace"] = t("pace_needed", rate=fmt.number(math.ceil(remaining / days), lang))
+            view["pace"] = t("pace_needed", rate=l10n.number(math.ceil(remaining / days), lang))
+    elif target and day > today:
+        view["days"] = t("milestone_in", days=l10n.number((day - today).days, lang))
     recent = [p for p in points if (today - p.day).days <= 7]
     if len(recent) >= 2 and remaining > 0:
         span = (recent[-1].day - recent[0].day).days or 1
         rate = (recent[-1].completed - recent[0].completed) / span
-        view["recent"] = t("pace_recent", rate=f"{rate:.1f}" if lang == "en" else f"{rate:.1f}".replace(".", ","))
+        view["recent"] = t("pace_recent", rate=l10n.number(rate, lang, 1))
     return view
 
 
-def _chart(history: dict[str, Any], today: date, t: Translator) -> dict[str, Any]:
+def _date_text(day: date, lang: str) -> str:
+    return day.strftime("%d/%m/%Y") if lang == "vi" else day.isoformat()
+
+
+def _chart(history: dict[str, Any], today: date, t: Translator, lang: str) -> dict[str, Any]:
     points = _points(history)
     deadline = history.get("deadline")
     if not points:
         return {"svg": "", "points": []}
-    labels = ChartLabels(t("history_chart_label", first=points[0].day.isoformat(), last=points[-1].day.isoformat()),
+    labels = ChartLabels(t("history_chart_label", first=_date_text(points[0].day, lang),
+                           last=_date_text(points[-1].day, lang)),
                          t("chart_completed"), t("chart_total"), t("chart_needed"), t("chart_deadline"),
-                         t("chart_today"))
+                         t("chart_today"), "." if lang == "vi" else ",")
     svg = burnup_svg(points, date.fromisoformat(deadline) if deadline else None, today, labels)
     return {"svg": svg, "points": points, "label": labels.title}
 
@@ -189,13 +238,42 @@ def _national_items(data: dict[str, Any], t: Translator) -> list[dict[str, Any]]
         done, of = nat.get("provinces_done", 0), nat.get("provinces_total", len(data["provinces"]))
         rows.append({"id": item_id, "title": title, "done": done, "of": of,
                      "label": nat.get("label") or f"{done}/{of}", "share": done / of if of else 0.0,
-                     "sites_done": sites_done, "sites_total": sites_total})
+                     "sites_done": sites_done, "sites_total": sites_total,
+                     "counts": nat.get("status_counts") or {}})
     return rows
 
 
+def _worst_first(provinces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Provinces with communes least completed first; those without communes last."""
+    def key(p: dict[str, Any]) -> tuple:
+        total = p.get("total", 0)
+        share = p.get("completed", 0) / total if total else 2.0
+        return (share, -p.get("not_completed", 0), fmt.fold(p.get("name") or p["slug"]))
+    return sorted(provinces, key=key)
+
+
+def _failing_groups(rows: list[dict[str, Any]], names: dict[str, str], t: Translator, lang: str,
+                    crit_titles: dict[str, str]) -> list[dict[str, Any]]:
+    """Communes failing now, by province (most failing first), then by the criterion that fails."""
+    by_province: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for row in rows:
+        for f in row.get("failing") or [{"id": "", "item": ""}]:
+            if f.get("met") is False or not f.get("id"):
+                by_province.setdefault(row["province"], {}).setdefault(f.get("id", ""), []).append(row)
+    out = []
+    for slug, groups in sorted(by_province.items(), key=lambda kv: -len({r["site"] for g in kv[1].values()
+                                                                          for r in g})):
+        out.append({"slug": slug, "name": names.get(slug, slug),
+                    "count": len({r["site"] for g in groups.values() for r in g}),
+                    "groups": [{"criterion": cid, "title": crit_titles.get(cid) or cid,
+                                "communes": sorted(members, key=lambda r: r["since"])}
+                               for cid, members in sorted(groups.items(), key=lambda kv: -len(kv[1]))]})
+    return out
+
+
 @router.get("/", response_class=HTMLResponse)
-def national_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
-    """The table a readiness meeting reads: N/34 provinces per item, then every province."""
+def national_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, lang: Lang = None) -> HTMLResponse:
+    """What fails now and where: counts by status, provinces worst first, failing communes, regressions."""
     page = Page(ui, request, lang)
     data = source.provinces() if source is not None else None
     if source is None or data is None:
@@ -203,35 +281,46 @@ def national_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, l
     history = source.history(None, HISTORY_DAYS)
     today = fmt.local_date(page.now)
     national = data.get("national", {})
-    deadline = _deadline_view(data.get("deadline"), national.get("sites_completed", 0),
-                              national.get("sites_total", 0), _points(history), today, page.t, lang)
+    deadline = _deadline_view(data, national.get("sites_completed", 0), national.get("sites_total", 0),
+                              _points(history), today, page.t, page.lang)
+    names = _province_names(data)
+    failing = source.failing_now() if hasattr(source, "failing_now") else []
+    regressions = source.regressions_since(page.now - 86400) if hasattr(source, "regressions_since") else []
+    crit_titles = {f["id"]: page.t.pick(f.get("title"), f["id"]) for row in failing for f in row.get("failing", [])}
     return page.render("national.html", data=data, items=_national_items(data, page.t),
-                       item_titles=_item_titles(data, page.t), provinces=data.get("provinces", []),
-                       deadline=deadline, chart=_chart(history, today, page.t))
+                       item_titles=_item_titles(data, page.t), provinces=_worst_first(data.get("provinces", [])),
+                       counts=national.get("status_counts") or {}, refresh=REFRESH_SECONDS,
+                       failing=_failing_groups(failing, names, page.t, page.lang, crit_titles),
+                       failing_total=len(failing), regressions=regressions, names=names, crit_titles=crit_titles,
+                       deadline=deadline, chart=_chart(history, today, page.t, page.lang))
 
 
 # -- province -------------------------------------------------------------------------
 
 
 def _filter_communes(communes: list[dict[str, Any]], state: str | None, q: str | None,
-                     item: str | None) -> list[dict[str, Any]]:
+                     item: str | None, status: str | None = None) -> list[dict[str, Any]]:
     needle = fmt.fold(q.strip()) if q else ""
     out = []
     for c in communes:
         if state and c.get("state") != state:
+            continue
+        if status and c.get("status") != status:
             continue
         if item and not any(f.get("item") == item for f in c.get("failing") or []):
             continue
         if needle and needle not in fmt.fold(f"{c.get('name', '')} {c.get('commune', '')} {c['site']}"):
             continue
         out.append(c)
-    out.sort(key=lambda c: (STATE_ORDER.get(c.get("state", ""), 3), fmt.fold(c.get("name") or c["site"])))
+    out.sort(key=lambda c: (STATUS_ORDER.get(c.get("status", ""), STATE_ORDER.get(c.get("state", ""), 3)),
+                            fmt.fold(c.get("name") or c["site"])))
     return out
 
 
 @router.get("/p/{slug}", response_class=HTMLResponse)
-def province_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, slug: str, lang: Lang = DEFAULT_LANG,
+def province_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, slug: str, lang: Lang = None,
                   state: Annotated[str | None, Query(pattern="^(completed|not_completed|unknown)?$")] = None,
+                  status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUS_NAMES) + ")?$")] = None,
                   q: Annotated[str | None, Query(max_length=100)] = None,
                   item: Annotated[str | None, Query(max_length=100)] = None,
                   page_no: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1) -> HTMLResponse:
@@ -245,18 +334,19 @@ def province_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, s
         return page.render("not_found.html", 404, message=page.t("not_found_province", slug=slug))
     history = source.history(slug, HISTORY_DAYS)
     today = fmt.local_date(page.now)
-    communes = _filter_communes(province.get("communes", []), state or None, q, item or None)
+    communes = _filter_communes(province.get("communes", []), state or None, q, item or None, status or None)
     pages = max(1, math.ceil(len(communes) / PAGE_SIZE))
     page_no = min(page_no, pages)
     start = (page_no - 1) * PAGE_SIZE
     shown = communes[start:start + PAGE_SIZE]
-    deadline = _deadline_view(national.get("deadline"), province.get("completed", 0), province.get("total", 0),
-                              _points(history), today, page.t, lang)
+    deadline = _deadline_view(national, province.get("completed", 0), province.get("total", 0),
+                              _points(history), today, page.t, page.lang)
     return page.render("province.html", province=province, item_titles=_item_titles(national, page.t),
                        communes=shown, matched=len(communes), first=start + 1 if shown else 0,
-                       last=start + len(shown), page_no=page_no, pages=pages,
-                       filters={"state": state or "", "q": q or "", "item": item or ""},
-                       deadline=deadline, chart=_chart(history, today, page.t))
+                       last=start + len(shown), page_no=page_no, pages=pages, refresh=REFRESH_SECONDS,
+                       counts=province.get("status_counts") or {},
+                       filters={"state": state or "", "status": status or "", "q": q or "", "item": item or ""},
+                       deadline=deadline, chart=_chart(history, today, page.t, page.lang))
 
 
 # -- commune ----------------------------------------------------------------------------
@@ -269,11 +359,12 @@ def _criteria_by_item(verdict: dict[str, Any], titles: dict[str, str]) -> list[d
         groups.setdefault(crit.get("item", ""), []).append(crit)
     order = list(titles) + [i for i in groups if i not in titles]
     return [{"id": i, "title": titles.get(i, i), "state": verdict.get("items", {}).get(i, "unknown"),
-             "criteria": groups[i]} for i in order if i in groups]
+             "status": (verdict.get("item_status") or {}).get(i), "criteria": groups[i]}
+            for i in order if i in groups]
 
 
 @router.get("/s/{site}", response_class=HTMLResponse)
-def site_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, site: str, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
+def site_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, site: str, lang: Lang = None) -> HTMLResponse:
     """One commune: every criterion with met or not, value vs threshold, window and evidence time."""
     page = Page(ui, request, lang)
     national = source.provinces() if source is not None else None
@@ -286,14 +377,15 @@ def site_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, site:
     return page.render("site.html", v=verdict, groups=_criteria_by_item(verdict, titles), clock=site_clock(request, site),
                        province_name=_province_names(national).get(verdict.get("province", ""),
                                                                     verdict.get("province", "")),
-                       item_titles=titles)
+                       item_titles=titles,
+                       crit_titles={c["id"]: page.t.pick(c.get("title"), c["id"]) for c in verdict.get("criteria", [])})
 
 
 # -- help -------------------------------------------------------------------------------
 
 
 @router.get("/help/alerts", response_class=HTMLResponse)
-def alerts_help(request: Request, ui: UI, viewer: ViewerDep, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
+def alerts_help(request: Request, ui: UI, viewer: ViewerDep, lang: Lang = None) -> HTMLResponse:
     """The runbook the alerts link to (``runbook_url``)."""
     page = Page(ui, request, lang)
     return page.render("alerts_help.html", rules=list(RULES.values()))

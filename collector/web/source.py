@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from commune_collector.judge.documents import (
+    failing_now,
     province_detail,  # what /api/v1/provinces/{slug} serves
+    regressions_since,
 )
 
 
@@ -62,3 +64,12 @@ class JudgeSource:
 
     def history(self, province: str | None, days: int) -> dict[str, Any]:
         return self.judge.history(province, days)
+
+    def failing_now(self) -> list[dict[str, Any]]:
+        """Communes failing now (optional for a source: the national page's list of what fails)."""
+        snapshot = self._snapshot()
+        return [] if snapshot is None else failing_now(snapshot)
+
+    def regressions_since(self, since: float) -> list[dict[str, Any]]:
+        snapshot = self._snapshot()
+        return [] if snapshot is None else regressions_since(snapshot, since)

@@ -24,6 +24,7 @@ ITEMS = [
     ("online_meeting", "Online meeting", "Hội nghị trực tuyến"),
     ("reporting", "Reporting", "Hệ thống báo cáo"),
 ]
+_STATUS = {"completed": "completed", "not_completed": "not_completed", "unknown": "insufficient_evidence"}
 NOW = time.time()  # the page computes ages and days left from the real clock
 TODAY = datetime.fromtimestamp(NOW, timezone(timedelta(hours=7))).date()
 
@@ -36,10 +37,16 @@ def provinces_csv() -> list[dict[str, str]]:
 
 def criterion(cid: str, item: str, met: bool | None, reason: str, value: float | None,
               threshold: float, op: str, unit: str) -> dict[str, Any]:
-    return {"id": cid, "item": item, "title": cid.replace(".", " "), "required": True, "met": met,
+    """A CriterionResult; its reason as data (code + params) and rendered in English, as the API gives it."""
+    label = {"en": reason.split(" ")[0], "vi": f"Tiêu chí {cid}"}
+    code, params = (("no_evidence", {"window_s": 86400.0}) if met is None else
+                    ("measured", {"what": label, "value": value, "unit": unit, "op": op, "threshold": threshold,
+                                  "window_s": 86400.0}))
+    return {"id": cid, "item": item, "title": {"en": cid.replace(".", " "), "vi": f"tiêu chí {cid}"},
+            "required": True, "met": met,
             "value": value, "threshold": threshold, "op": op, "unit": unit, "expr": f"stat(x) {op} {threshold}",
             "window_s": 86400.0, "evidence_ts": NOW - 45 if met is not None else None, "coverage": 1.0,
-            "reason": reason, "checks": [f"link/{item}/icmp/dc"]}
+            "reason": reason, "reason_code": code, "reason_params": params, "checks": [f"link/{item}/icmp/dc"]}
 
 
 def site_verdict(site: str, name: str, province: str, state: str) -> dict[str, Any]:
@@ -113,7 +120,9 @@ class FakeVerdicts:
         out = self._province(slug)
         out["communes"] = [{"site": v["site"], "name": v["name"], "commune": v["commune"], "state": v["state"],
                             "since": v["since"],
-                            "failing": [{"id": c["id"], "item": c["item"], "reason": c["reason"]}
+                            "status": _STATUS[v["state"]], "completed_at": None,
+                            "failing": [{"id": c["id"], "item": c["item"], "reason": c["reason"], "met": c["met"],
+                                         "reason_code": c["reason_code"], "reason_params": c["reason_params"]}
                                         for c in v["criteria"] if c["met"] is not True]}
                            for v in self.sites.values() if v["province"] == slug]
         return out

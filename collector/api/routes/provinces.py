@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from commune_collector.access.deps import ACCESS_RESPONSES, ViewerDep, require_province
-from commune_collector.api.routes.verdicts import NOT_READY, SLUG, SnapshotDep
+from commune_collector.api.routes.verdicts import NOT_READY, SLUG, ReasonLang, SnapshotDep
 from commune_collector.judge.documents import ProvinceDetail, ProvincesDoc, province_detail
 from commune_collector.problems import Problem, ProblemDetail
+from commune_collector.reasons import localize
 
 router = APIRouter(prefix="/api/v1", tags=["verdicts"], responses=ACCESS_RESPONSES)
 
@@ -25,10 +26,11 @@ def list_provinces(snapshot: SnapshotDep, viewer: ViewerDep) -> dict:
 
 @router.get("/provinces/{slug}", response_model=ProvinceDetail,
             responses={404: {"model": ProblemDetail}, **NOT_READY})
-def get_province(snapshot: SnapshotDep, viewer: ViewerDep, slug: Annotated[str, Path(pattern=SLUG)]) -> dict:
+def get_province(snapshot: SnapshotDep, viewer: ViewerDep, lang: ReasonLang,
+                 slug: Annotated[str, Path(pattern=SLUG)]) -> dict:
     """One province's roll-up and its communes, each with the criteria it fails and why."""
     require_province(viewer, slug, f"no province {slug!r}")
     detail = province_detail(snapshot, slug)
     if detail is None:
         raise Problem(404, "Not Found", f"no province {slug!r}")
-    return detail
+    return localize(detail, lang)
