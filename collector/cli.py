@@ -321,6 +321,11 @@ def _add_agent_config(sub: argparse._SubParsersAction) -> None:
     add_subcommand(sub)
 
 
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    from commune_collector.simulate.cli import add_subcommand  # the fleet simulator lives in its own package
+    add_subcommand(sub)
+
+
 def _add_report(sub: argparse._SubParsersAction) -> None:
     from commune_collector.report import (
         add_subcommands,  # report and check-criteria live with the judge
@@ -330,7 +335,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 # one function per subcommand (tree); a feature adds its own with one line
 COMMANDS: list[Register] = [_add_serve, _add_check_config, _add_migrate, _add_aggregate, _add_sites, _add_token,
-                            _add_agent_config, _add_report]
+                            _add_agent_config, _add_report, _add_simulate]
 
 
 def build_parser() -> argparse.ArgumentParser:

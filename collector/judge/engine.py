@@ -44,6 +44,7 @@ from commune_collector.judge.evaluate import (
 )
 from commune_collector.judge.events import Memory, VerdictChange, edges, flags
 from commune_collector.judge.facts import FactFinder
+from commune_collector.judge.upstream import UpstreamDetector
 from commune_collector.judge.hysteresis import (
     S_COMPLETED,
     S_NOT_COMPLETED,
@@ -108,6 +109,7 @@ class Judge(VerdictReads):
         self.matrix = EvidenceMatrix(source.bucket_seconds, config.max_window, key_specs(config, power))
         self.evaluator = Evaluator(config, self.matrix)
         self.fact_finder = FactFinder(self.matrix)
+        self.upstream = UpstreamDetector()
         self.listeners: list[Listener] = []
         self.snapshot: Snapshot | None = None
         self.last_stats = PassStats()
@@ -319,6 +321,9 @@ class Judge(VerdictReads):
         freshness = max(3 * self.config.expected_interval, self.config.silence_threshold)
         site_of_row = self.evaluator.site_of_row(sites)
         found = self.fact_finder.compute(n, site_of_row, report_at, now, freshness, self.config.silence_threshold)
+        up = self.config.upstream
+        self.upstream.min_share, self.upstream.min_sites, self.upstream.within = up.min_share, up.min_sites, up.within
+        self.upstream.apply(found, sites.ids, sites.provinces, [None] * n, report_at, now)
         timer.lap("facts")
         changes = self._verdict_changes(sites, outcomes, site_step, now)
         changes += self._fact_changes(sites, found, now)

@@ -141,12 +141,20 @@ class Snapshot:
             "candidate_since": _num(t.candidate[i]), "evaluated_at": self.evaluated_at,
             "stable_period_s": self.config.stable_period, "connectivity": CONNECTIVITY_NAMES[conn],
             "outage_cause": CAUSE_NAMES[int(self.facts.outage_cause[i])],
+            "upstream": self.upstream_of(i),
             "on_battery": None if math.isnan(self.facts.on_battery[i]) else bool(self.facts.on_battery[i]),
             "last_report_at": _num(self.report_at[i]),
             "items": {item: STATE_NAMES[int(track.state[i])] for item, track in self.item_tracks.items()},
             "criteria": [self.criterion(i, k) for k in range(len(self.outcomes))],
             "regressions": list(self.regressions.get(self.sites.ids[i], ())),
         }
+
+    def upstream_of(self, i: int) -> dict | None:
+        """The upstream outage that explains this site's outage (judge/upstream.py), or None."""
+        index = self.facts.upstream
+        if index is None or index[i] < 0:
+            return None
+        return self.facts.upstream_events[int(index[i])]
 
     def criterion(self, i: int, k: int) -> dict:
         out = self.outcomes[k]
