@@ -221,7 +221,7 @@ def _site(site_id: str, province: str, seed: int) -> SimSite:
     rng = random.Random(f"{seed}:{site_id}")
     rural = rng.random() < 0.4
     primary = Path(rng.uniform(0.012, 0.045) if rural else rng.uniform(0.004, 0.02),
-                   rng.uniform(0.0005, 0.004), rng.choice((0.0, 0.0, 0.0002, 0.0005)))
+                   rng.uniform(0.0005, 0.004), rng.choice((0.0, 0.0, 0.0, 0.0001)))
     backup = Path(rng.uniform(0.05, 0.16), rng.uniform(0.008, 0.04), rng.uniform(0.02, 0.12))
     video = Path(rng.uniform(0.0008, 0.003), rng.uniform(0.0001, 0.0012), 0.0)
     return SimSite(site_id, province, HEALTHY, primary, backup, video, runtime_full=rng.uniform(1800, 5400),
