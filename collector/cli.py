@@ -322,7 +322,9 @@ def _add_agent_config(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
-    from commune_collector.simulate.cli import add_subcommand  # the fleet simulator lives in its own package
+    from commune_collector.simulate.cli import (
+        add_subcommand,  # the simulator lives in its own package
+    )
     add_subcommand(sub)
 
 

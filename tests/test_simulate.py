@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 
 from commune_collector.generate import generate_sites
-from commune_collector.judge.facts import CAUSE_NONE, CAUSE_POWER, CAUSE_UPSTREAM, CONN_BACKUP_ONLY, CONN_PRIMARY, Facts
+from commune_collector.judge.facts import (
+    CAUSE_NONE,
+    CAUSE_POWER,
+    CAUSE_UPSTREAM,
+    CONN_BACKUP_ONLY,
+    CONN_PRIMARY,
+    Facts,
+)
 from commune_collector.judge.upstream import UpstreamDetector, _densest
 from commune_collector.simulate import fleet as fleet_mod
 from commune_collector.simulate.check import compare, fetch_verdicts

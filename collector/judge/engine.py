@@ -44,7 +44,6 @@ from commune_collector.judge.evaluate import (
 )
 from commune_collector.judge.events import Memory, VerdictChange, edges, flags
 from commune_collector.judge.facts import FactFinder
-from commune_collector.judge.upstream import UpstreamDetector
 from commune_collector.judge.hysteresis import (
     S_COMPLETED,
     S_NOT_COMPLETED,
@@ -57,6 +56,7 @@ from commune_collector.judge.persist import MemoryVerdictStore, StateRow, Transi
 from commune_collector.judge.reads import VerdictReads
 from commune_collector.judge.rollup import history_rows, roll_up
 from commune_collector.judge.source import ROUNDS, SKIP, VALUES, EvidenceSource, SiteRecord
+from commune_collector.judge.upstream import UpstreamDetector
 from commune_collector.judge.verdict import Snapshot, reason
 
 log = logging.getLogger("commune_collector.judge")

@@ -200,6 +200,15 @@ class Snapshot:
         return {"site": self.sites.ids[i], "name": self.sites.names[i], "commune": self.sites.communes[i],
                 "state": self.state_of(i), "since": float(self.track.since[i]), "failing": self.failing(i)}
 
+    def fleet_summary(self) -> dict:
+        """Communes by what an operator does about them, and the upstream outages of this pass."""
+        state, reported = self.track.state, ~np.isnan(self.report_at)
+        return {"completed": int((state == STATE_CODES["completed"]).sum()),
+                "failing": int((state == STATE_CODES["not_completed"]).sum()),
+                "waiting": int(((state == STATE_CODES["unknown"]) & reported).sum()),
+                "never_reported": int((~reported).sum()), "total": len(self.sites),
+                "upstream": list(self.facts.upstream_events)}
+
     # -- for listeners -----------------------------------------------------------
 
     def views(self) -> VerdictViews:
@@ -261,3 +270,8 @@ class VerdictViews(Mapping[str, SiteVerdictView]):
 
     def __len__(self) -> int:
         return len(self._snapshot.sites)
+
+    @property
+    def upstream_events(self) -> list[dict]:
+        """This pass's upstream outages (judge/upstream.py), for the alerting listener."""
+        return list(self._snapshot.facts.upstream_events)

@@ -43,15 +43,15 @@ def describe(fleet: Fleet, url: str) -> list[str]:
     if fleet.backbone_province:
         n = len(fleet.by_kind(BACKBONE))
         lines.append(f"  upstream outage   backbone of {fleet.backbone_province} cut 2 h ago ({n} communes on 4G): "
-                     f"{url}/provinces/{fleet.backbone_province}")
+                     f"{url}/p/{fleet.backbone_province}")
     battery = [s for s in fleet.by_kind(POWER) if s.reporting(fleet.start, fleet)]
     if battery:
         lines.append(f"  power cut         {fleet.power_province}, 50 min ago; on battery e.g. "
-                     f"{url}/sites/{battery[0].id}")
+                     f"{url}/s/{battery[0].id}")
     for kind, what in ((NEVER, "never installed"), (NEW, "installed 20 min ago (waiting)")):
         members = fleet.by_kind(kind)
         if members:
-            lines.append(f"  {what:<17} {len(members)} communes, e.g. {url}/sites/{members[0].id}")
+            lines.append(f"  {what:<17} {len(members)} communes, e.g. {url}/s/{members[0].id}")
     return lines
 
 

@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader
 from starlette.middleware.gzip import GZipMiddleware
 
-from commune_collector.alerting.rules import RULES
+from commune_collector.alerting.rules import RULES, UPSTREAM
 from commune_collector.web import fmt
 from commune_collector.web.chart import ChartLabels, Point, burnup_svg
 from commune_collector.web.i18n import DEFAULT_LANG, LANGS, Translator, load_translators
@@ -216,7 +216,8 @@ def national_page(request: Request, ui: UI, source: Source, lang: Lang = DEFAULT
                               national.get("sites_total", 0), _points(history), today, page.t, lang)
     return page.render("national.html", data=data, items=_national_items(data, page.t),
                        item_titles=_item_titles(data, page.t), provinces=data.get("provinces", []),
-                       deadline=deadline, chart=_chart(history, today, page.t))
+                       deadline=deadline, chart=_chart(history, today, page.t),
+                       fleet=getattr(source, "fleet", lambda: None)(), province_names=_province_names(data))
 
 
 # -- province -------------------------------------------------------------------------
@@ -305,4 +306,4 @@ def site_page(request: Request, ui: UI, source: Source, site: str, lang: Lang = 
 def alerts_help(request: Request, ui: UI, lang: Lang = DEFAULT_LANG) -> HTMLResponse:
     """The runbook the alerts link to (``runbook_url``)."""
     page = Page(ui, request, lang)
-    return page.render("alerts_help.html", rules=list(RULES.values()))
+    return page.render("alerts_help.html", rules=[*RULES.values(), UPSTREAM])

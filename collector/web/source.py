@@ -60,3 +60,8 @@ class JudgeSource:
 
     def history(self, province: str | None, days: int) -> dict[str, Any]:
         return self.judge.history(province, days)
+
+    def fleet(self) -> dict[str, Any] | None:
+        """Counts by state (never reported apart) and the upstream outages: the national page's first card."""
+        snapshot = self._snapshot()
+        return None if snapshot is None else snapshot.fleet_summary()
