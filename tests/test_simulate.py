@@ -80,6 +80,16 @@ def test_losses_spread_over_time_or_on_battery_are_not_upstream():
     assert (facts.outage_cause == CAUSE_POWER).all()
 
 
+def test_silence_alone_makes_no_event_but_joins_one():
+    ids = [f"s{i}" for i in range(10)]
+    facts = _facts([0] * 10, silent=[True] * 10)  # the collector hears nobody: its own problem
+    assert UpstreamDetector().apply(facts, ids, ["p"] * 10, [None] * 10, np.zeros(10), 0.0) == []
+    facts = _facts([CONN_BACKUP_ONLY] * 5 + [0] * 5, silent=[False] * 5 + [True] * 2 + [False] * 3)
+    events = UpstreamDetector().apply(facts, ids, ["p"] * 10, [None] * 10, np.zeros(10), 0.0)
+    assert len(events) == 1 and len(events[0].sites) == 7  # the two without a backup went silent with them
+    assert (facts.outage_cause[:7] == CAUSE_UPSTREAM).all() and facts.upstream[7] == -1
+
+
 def test_too_few_sites_make_no_event_and_groups_are_found_too():
     ids = [f"s{i}" for i in range(12)]
     facts = _facts([CONN_BACKUP_ONLY] * 4 + [CONN_PRIMARY] * 8)

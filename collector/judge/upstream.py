@@ -4,15 +4,17 @@ When a province's data center or backbone fails, every commune behind it
 loses its primary link within the same minutes. Judged one by one that is
 hundreds of "network" outages and hundreds of communes blamed; Nagios calls
 such hosts UNREACHABLE behind a failed parent. Here the judge tells them apart
-from the evidence alone: a site has *lost its path* when its primary link is
-down (on the backup or cut off) or its agent fell silent while not on
-battery (power outages keep their own cause). Each pass remembers since when
-each site has been in that state; when, in one province (or one group of
-communes the inventory says share an upstream), the sites that lost their
-path within ``within`` of each other are at least ``min_sites`` and at least
-``min_share`` of the communes that reported in the last day, that cluster is
-an upstream outage: one event, and each member's outage cause is
-``upstream`` with the event's key.
+from the evidence alone: a site has *lost its path* when its reports say its
+primary link is down (on the backup or cut off), unless its UPS is on battery
+(power outages keep their own cause). Each pass remembers since when each site
+has been in that state; when, in one province (or one group of communes the
+inventory says share an upstream), the sites that lost their path within
+``within`` of each other are at least ``min_sites`` and at least ``min_share``
+of the communes that reported in the last day, that cluster is an upstream
+outage: one event, and each member's outage cause is ``upstream`` with the
+event's key. Sites that fell silent in the same minutes (no backup link: the
+cut took their reports too) join the event, but silence alone never makes
+one: a collector that hears nobody has a problem of its own.
 
 "Since when" is the pass that first saw the site down, so after a judge
 restart every site already down shares the first pass's time: a province
@@ -61,14 +63,18 @@ class UpstreamDetector:
     min_sites: int = 5
     within: float = 300.0
     lost_since: dict[str, float] = field(default_factory=dict)
+    _seen_down: set[str] = field(default_factory=set)
 
     def apply(self, facts: Facts, ids: list[str], provinces: list[str], groups: list[str | None],
               report_at: np.ndarray, now: float) -> list[UpstreamEvent]:
         """Mark members' cause upstream in ``facts`` (in place) and return the events of this pass."""
-        lost = (((facts.connectivity == CONN_BACKUP_ONLY) | (facts.connectivity == CONN_DOWN) | facts.silent)
-                & (facts.on_battery != 1.0))
+        mains = facts.on_battery != 1.0
+        seen_down = ((facts.connectivity == CONN_BACKUP_ONLY) | (facts.connectivity == CONN_DOWN)) & mains
+        silent = facts.silent & mains & ~seen_down
         reporting = ~np.isnan(report_at) & (now - np.nan_to_num(report_at, nan=-np.inf) < DAY)
-        self.lost_since = {ids[i]: self.lost_since.get(ids[i], now) for i in np.flatnonzero(lost & reporting)}
+        self.lost_since = {ids[i]: self.lost_since.get(ids[i], now)
+                           for i in np.flatnonzero((seen_down | silent) & reporting)}
+        self._seen_down = {ids[i] for i in np.flatnonzero(seen_down)}
         events = self._find("province", provinces, provinces, ids, reporting)
         if any(groups):
             events += self._find("group", groups, provinces, ids, reporting)
@@ -89,9 +95,13 @@ class UpstreamDetector:
                 members.setdefault(key, []).append(i)
         out = []
         for key, rows in sorted(members.items()):
-            down = sorted((self.lost_since[ids[i]], ids[i]) for i in rows if ids[i] in self.lost_since)
-            cluster = _densest(down, self.within)
+            lost = sorted((self.lost_since[ids[i]], ids[i]) for i in rows if ids[i] in self.lost_since)
+            cluster = _densest([x for x in lost if x[1] in self._seen_down], self.within)
             if len(cluster) >= self.min_sites and len(cluster) >= self.min_share * len(rows):
+                # silent sites that went quiet with them join (their path to us was behind the cut too),
+                # but silence alone never makes an event: a collector that hears nobody is not an upstream
+                lo, hi = cluster[0][0] - self.within, cluster[-1][0] + self.within
+                cluster = [x for x in lost if lo <= x[0] <= hi]
                 province = provinces[rows[0]] if kind == "province" or len({provinces[i] for i in rows}) == 1 \
                     else None
                 out.append(UpstreamEvent(f"{kind}:{key}", kind, key, province, cluster[0][0],

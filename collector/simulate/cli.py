@@ -57,10 +57,11 @@ def describe(fleet: Fleet, url: str) -> list[str]:
 
 async def _run(args: argparse.Namespace, fleet: Fleet, tokens: dict[str, str]) -> int:
     driver = Driver(fleet, args.url, tokens, interval=args.interval, concurrency=args.concurrency)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, main.cancel)
     shown = [time.monotonic(), time.time()]
 
     def tick() -> None:
@@ -71,18 +72,19 @@ async def _run(args: argparse.Namespace, fleet: Fleet, tokens: dict[str, str]) -
         if now - shown[0] >= args.progress:
             stderr(f"simulate: {driver.stats.line()}")
             shown[0] = now
-        if stop.is_set():
-            raise asyncio.CancelledError
 
-    try:
+    async def backfill() -> None:
         await driver.backfill(lambda line: stderr(f"simulate: {line}"))
-        if args.truth:
-            write_truth(fleet, args.truth, time.time())
-        print("simulate: backfill done, reporting live", flush=True)
-        until = time.time() + args.duration if args.duration else float("inf")
-        await driver.live(until, tick)
-    except asyncio.CancelledError:
-        pass
+        print("simulate: backfill done, every site reporting live", flush=True)
+
+    until = time.time() + args.duration if args.duration else float("inf")
+    live = asyncio.ensure_future(driver.live(until, tick))
+    try:
+        await backfill()
+        await live
+    except asyncio.CancelledError:  # SIGINT/SIGTERM: stop sending, say what was done
+        live.cancel()
+        await asyncio.gather(live, return_exceptions=True)
     finally:
         await driver.close()
     cpu, rss = usage()

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from commune_collector import __version__
-from commune_collector.simulate.fleet import CheckSpec, Fleet, SimSite
+from commune_collector.simulate.fleet import HEALTHY, CheckSpec, Fleet, SimSite
 from commune_common.wire import CheckResult, Report, encode_report
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ class Driver:
         stamp = f"{int(fleet.start):x}"
         self.runs = [SiteRun(s, tokens[s.id], f"sim-{stamp}-{secrets.token_hex(4)}",
                              random.Random(f"{fleet.seed}:{s.id}:rounds")) for s in fleet.sites if s.id in tokens]
+        self._index = {run.site.id: k for k, run in enumerate(self.runs)}
+        self._heap: list[tuple[float, int]] = []
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -143,20 +145,29 @@ class Driver:
         return out
 
     async def backfill(self, progress: Callable[[str], None] = lambda line: None) -> None:
+        """Send every site's day of history; each site joins the live schedule as soon as its own is in."""
         start = self.fleet.start
-        tasks = []
-        for k, run in enumerate(self.runs):
+        tasks, batch = [], []
+        for k, run in enumerate(backfill_order(self.runs)):
             results = self.backfill_rounds(run, start)
             for i in range(0, len(results), MAX_RESULTS):
                 tasks.append(asyncio.ensure_future(self.send(run, results[i:i + MAX_RESULTS], start)))
-            if len(tasks) >= 256:
+            batch.append(run)
+            if len(tasks) >= 64:
                 await asyncio.gather(*tasks)
-                tasks = []
+                self._go_live(batch)
+                tasks, batch = [], []
                 progress(f"backfill {k + 1:,}/{len(self.runs):,} sites: {self.stats.line()}")
         await asyncio.gather(*tasks)
-        for run in self.runs:
-            run.next_round = [_first_after(spec, start) for spec in run.site.checks]
+        self._go_live(batch)
         progress(f"backfill done: {len(self.runs):,} sites, {self.stats.line()}")
+
+    def _go_live(self, runs: list[SiteRun]) -> None:
+        """From now on these sites report every interval (their first report carries what is due since start)."""
+        now = self.clock()
+        for run in runs:
+            run.next_round = [_first_after(spec, self.fleet.start) for spec in run.site.checks]
+            heapq.heappush(self._heap, (now + run.rng.uniform(0, self.interval), self._index[run.site.id]))
 
     # -- live ------------------------------------------------------------------------------
 
@@ -172,11 +183,12 @@ class Driver:
         return out
 
     async def live(self, until: float, on_tick: Callable[[], None] = lambda: None) -> None:
-        """Every site reports every ``interval`` at its own phase until ``until`` (true time)."""
-        heap = [(self.fleet.start + run.rng.uniform(0, self.interval), k) for k, run in enumerate(self.runs)]
-        heapq.heapify(heap)
+        """Every live site reports every ``interval`` at its own phase until ``until`` (true time).
+
+        Runs alongside ``backfill``, which adds the sites as their history is in."""
+        heap = self._heap
         pending: set[asyncio.Task] = set()
-        while heap and heap[0][0] < until:
+        while self.clock() < until:
             now = self.clock()
             while heap and heap[0][0] <= now:
                 due, k = heapq.heappop(heap)
@@ -188,9 +200,23 @@ class Driver:
                     pending.add(task)
                     task.add_done_callback(pending.discard)
             on_tick()
-            await asyncio.sleep(max(0.0, min(heap[0][0] - self.clock(), 0.5)) if heap else 0.0)
+            await asyncio.sleep(max(0.0, min(heap[0][0] - self.clock(), 0.5)) if heap else 0.5)
         if pending:
             await asyncio.gather(*pending)
+
+
+def backfill_order(runs: list[SiteRun]) -> list[SiteRun]:
+    """Incident sites first, then the healthy ones a province at a time in turn, so that while the
+    backfill is still running every province and every incident already has verdicts to show."""
+    turn: dict[str, int] = {}
+
+    def key(run: SiteRun) -> tuple[bool, int, str]:
+        if run.site.kind != HEALTHY:
+            return False, 0, run.site.id
+        turn[run.site.province] = turn.get(run.site.province, -1) + 1
+        return True, turn[run.site.province], run.site.id
+
+    return sorted(runs, key=key)
 
 
 def _first_after(spec: CheckSpec, start: float) -> float:
