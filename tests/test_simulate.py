@@ -174,3 +174,16 @@ def test_simulate_cli_help():
     out = subprocess.run([CLI, "simulate", "run", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--truth" in out and "--exclude" in out
     assert time.time() > 0
+
+
+def test_upstream_settings_are_validated_with_file_and_line(tmp_path):
+    from commune_collector.judge.criteria import load_criteria
+    from commune_common.yamlconf import ConfigError
+    text = (ROOT / "config" / "criteria.yaml").read_text(encoding="utf-8")
+    assert load_criteria(ROOT / "config" / "criteria.yaml").upstream.min_share == pytest.approx(0.3)
+    bad = tmp_path / "criteria.yaml"
+    bad.write_text(text.replace("min_share: 30%", "min_share: 130%"), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_criteria(bad)
+    line = next(i for i, row in enumerate(bad.read_text().splitlines(), 1) if "min_share" in row)
+    assert f"criteria.yaml:{line} upstream.min_share" in str(err.value.issues[0])
