@@ -161,6 +161,12 @@ def test_simulated_fleet_verdicts_match_ground_truth(tmp_path):
             assert result.false_completed == []
             assert result.wrong_cause == [] and result.wrong_state == [] and result.missing == []
             assert result.checked == 300
+            # the skewed agents were corrected, and flagged
+            import httpx
+            for site, e in expected["sites"].items():
+                if e["kind"] in ("skewed_clock", "healthy") and (e["kind"] == "skewed_clock" or site < "b"):
+                    status = httpx.get(f"{collector.url}/api/v1/sites/{site}", timeout=10).json()
+                    assert status["clock_suspect"] is (e["kind"] == "skewed_clock"), (site, status)
             upstream = [v for v in fetch_verdicts(collector.url).values() if v.get("upstream")]
             assert {v["upstream"]["key"] for v in upstream} == {f"province:{expected['backbone_province']}"}
         finally:
