@@ -41,6 +41,7 @@ bench: setup deps  ## run every benchmark against its peer (figures go to docs/b
 	$(PY) benchmarks/ingest.py --sites 10000 --seconds 60
 	$(PY) benchmarks/judge.py --sites 10000
 	$(PY) benchmarks/status_page.py --repeat 20
+	$(PY) benchmarks/simulate.py --sites 10000 --seconds 90
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache

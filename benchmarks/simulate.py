@@ -33,7 +33,8 @@ CLI = str(Path(sys.executable).parent / "commune-collector")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sites", type=int, default=3321)
-    parser.add_argument("--seconds", type=float, default=120.0, help="live reporting after the backfill")
+    parser.add_argument("--seconds", type=float, default=120.0,
+                        help="live reporting from the start (sites join as their backfill is in)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-simulate-"))
     port = free_tcp_port()
@@ -56,6 +57,7 @@ def main() -> int:
         lines = []
         for line in sim.stdout:  # type: ignore[union-attr]
             lines.append(line.rstrip())
+            print(line.rstrip(), file=sys.stderr, flush=True)
             if backfill_s is None and "backfill done" in line:
                 backfill_s = time.monotonic() - started
         sim.wait()
@@ -63,14 +65,18 @@ def main() -> int:
         collector_cpu = _tree_cpu(collector) - cpu0
     finally:
         server.terminate()
-        server.wait(30)
+        try:
+            server.wait(120)
+        except subprocess.TimeoutExpired:
+            server.kill()
         shutil.rmtree(work, ignore_errors=True)
     final = next(line for line in reversed(lines) if "stopped." in line)
     acked = int(re.search(r"([\d,]+) reports acked", final).group(1).replace(",", ""))
     cpu = float(re.search(r"simulator CPU ([\d.]+) s", final).group(1))
     rss = float(re.search(r"peak RSS (\d+) MiB", final).group(1))
-    live_reports = acked - args.sites  # about one backfill report per site
-    print(f"| {args.sites:,} sites | backfill {backfill_s:.0f} s | live {live_reports / args.seconds:,.0f} reports/s "
+    results = int(re.search(r"\(([\d,]+) results\)", final).group(1).replace(",", ""))
+    print(f"| {args.sites:,} sites | backfill {backfill_s:.0f} s | {acked:,} reports ({results:,} results) acked in "
+          f"{elapsed:.0f} s, {acked / elapsed:,.0f} reports/s "
           f"| simulator {cpu:.0f} CPU s over {elapsed:.0f} s ({cpu / elapsed:.2f} cores), peak RSS {rss:.0f} MiB "
           f"| collector {collector_cpu / elapsed:.2f} cores |")
     print(final, file=sys.stderr)
