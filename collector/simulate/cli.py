@@ -145,8 +145,9 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--url", default="http://127.0.0.1:8470", help="the collector (default %(default)s)")
     run.add_argument("--seed", type=int, default=1, help="same seed and inventory, same fleet (default 1)")
     run.add_argument("--exclude", action="append", metavar="SITE", help="a site a real agent reports for")
-    run.add_argument("--duration", type=float, default=0.0, help="seconds of live reporting (default: until "
-                                                                  "Ctrl-C)")
+    run.add_argument("--duration", type=float, default=0.0,
+                     help="seconds of live reporting from the start; the backfill always completes "
+                          "(default: until Ctrl-C)")
     run.add_argument("--interval", type=float, default=30.0, help="seconds between a site's reports (default 30)")
     run.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     run.add_argument("--truth", type=Path, help="write the ground truth here (JSON), refreshed every 30 s")
