@@ -92,7 +92,7 @@ echo "== starting the fleet simulator: $(( $(wc -l < "$DEMO/inventory.csv") - 1 
 $BIN/commune-collector simulate run --config "$DEMO/collector.yaml" --url "$URL" --exclude "$SITE" \
   --truth "$DEMO/truth.json" > "$DEMO/simulate.out" 2> "$DEMO/simulate.log" &
 pids+=($!)
-for _ in $(seq 1 300); do
+for _ in $(seq 1 900); do
   grep -q '^ground truth' "$DEMO/simulate.out" 2>/dev/null && break
   kill -0 "${pids[-1]}" 2>/dev/null || { echo "the simulator exited:"; tail -20 "$DEMO/simulate.log"; exit 1; }
   sleep 0.2
