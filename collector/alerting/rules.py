@@ -56,6 +56,8 @@ RULES: dict[str, AlertRule] = {
                              "{name} ({province}): một thiết bị bắt buộc không phản hồi"),
 }
 CLEARING: dict[str, str] = {rule.clears_on: kind for kind, rule in RULES.items()}
+UPSTREAM = AlertRule("CommuneUpstreamOutage", "critical", "network", "", False,
+                     "{name}: {sites} of {reporting} communes lost their primary link together")
 
 
 def field_of(obj: Any, name: str, default: Any = None) -> Any:
@@ -175,6 +177,7 @@ class AlertBook:
         self._clear_by_snapshot(sites, now, changed)
         self._promote(now, changed)
         self._refresh_evidence(sites)
+        self._upstream(getattr(snapshot, "upstream_events", None) or [], now, changed)
         return list(changed.values())
 
     def _hold_of(self, alert: Alert) -> float:
@@ -187,6 +190,30 @@ class AlertBook:
                 del self.pending[key]
                 self.firing[key] = alert
                 changed[key] = alert
+
+    def _upstream(self, events: list[Mapping[str, Any]], now: float, changed: dict[AlertKey, Alert]) -> None:
+        """One alert per upstream outage (judge/upstream.py), resolved when the judge no longer sees it."""
+        live = set()
+        for event in events:
+            labels = {"alertname": UPSTREAM.alertname, "service": SERVICE, "upstream": str(event["key"]),
+                      "province": str(event.get("province") or ""), "severity": UPSTREAM.severity,
+                      "item": UPSTREAM.item}
+            alert = Alert("upstream", labels, float(event["started_at"]),
+                          f"{self.external_url}/p/{event.get('province') or ''}",
+                          summary=UPSTREAM.summary.format(name=event["name"], sites=event["sites"],
+                                                          reporting=event["reporting"]),
+                          runbook_url=self._runbook(UPSTREAM.alertname))
+            alert.evidence = (f"{event['sites']}/{event['reporting']} reporting communes lost their primary path "
+                              f"within minutes of {iso(float(event['started_at']))}")
+            live.add(alert.key)
+            if alert.key in self.firing:
+                self.firing[alert.key].evidence = alert.evidence
+                continue
+            self.firing[alert.key] = alert
+            changed[alert.key] = alert
+        for key, alert in list(self.firing.items()):
+            if alert.kind == "upstream" and key not in live:
+                self._resolve(alert, now, changed)
 
     # -- firing ---------------------------------------------------------------
 
@@ -207,6 +234,8 @@ class AlertBook:
         }
         if criterion:
             labels["criterion"] = str(criterion)
+        if verdict.get("outage_cause") == "upstream":
+            labels["cause"] = "upstream"  # Alertmanager inhibits it while the province's upstream alert fires
         if check:
             labels["check"] = str(check)
         name = str(verdict.get("name") or site)
@@ -270,6 +299,8 @@ class AlertBook:
     def _clear_by_snapshot(self, sites: Snapshot, now: float,
                            changed: dict[AlertKey, Alert]) -> None:
         for alert in list(self.firing.values()) + list(self.pending.values()):
+            if alert.kind == "upstream":
+                continue
             verdict = sites.get(alert.labels["site"])
             if verdict is None or _cause_cleared(alert, verdict):
                 self._settle(alert, now, changed)
@@ -284,7 +315,7 @@ class AlertBook:
     def _refresh_evidence(self, sites: Snapshot) -> None:
         """Keep the evidence in firing alerts current; it goes out with the next re-send."""
         for alert in self.firing.values():
-            verdict = sites.get(alert.labels["site"])
+            verdict = sites.get(alert.labels.get("site", ""))
             if verdict is not None:
                 alert.evidence = _evidence(alert, verdict) or alert.evidence
                 alert.what = _what(alert, verdict) or alert.what

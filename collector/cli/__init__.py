@@ -20,10 +20,17 @@ from commune_collector.cli import (
     maintenance,
     operator,
     serve,
+    simulate,
     sites,
     token,
 )
-from commune_collector.cli.common import NoConfig, Register, configured_dsn, print_config_error
+from commune_collector.cli.common import (
+    NoConfig,
+    Register,
+    UsageError,
+    configured_dsn,
+    print_config_error,
+)
 from commune_collector.store.base import StoreError
 from commune_common.yamlconf import ConfigError
 
@@ -31,7 +38,8 @@ from commune_common.yamlconf import ConfigError
 COMMANDS: list[Register] = [serve.add_serve, check.add_check_config, maintenance.add_migrate,
                             maintenance.add_aggregate, sites.add_sites, token.add_token,
                             operator.add_operator,
-                            agent_config.add_agent_config, export.add_report, check.add_check_criteria]
+                            agent_config.add_agent_config, export.add_report, check.add_check_criteria,
+                            simulate.add_simulate]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except NoConfig as exc:
+    except (NoConfig, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +18,20 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 
 DEFAULT_CONFIG = Path("/etc/commune-collector/collector.yaml")
+
+
+class UsageError(Exception):
+    """A command line that cannot be carried out as given (an unreadable file it names); exit 2."""
+
+
+def operator_token(args: argparse.Namespace) -> str | None:
+    """--token-file, else $COMMUNE_OPERATOR_TOKEN (never an argument of its own: ps would show it)."""
+    if getattr(args, "token_file", None):
+        try:
+            return Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"--token-file {args.token_file}: {exc.strerror}") from None
+    return os.environ.get("COMMUNE_OPERATOR_TOKEN") or None
 
 
 class NoConfig(Exception):

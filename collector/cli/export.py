@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 from pathlib import Path
 
 from commune_collector import export
-from commune_collector.cli.common import add_config_arg, settings_from
+from commune_collector.cli.common import add_config_arg, operator_token, settings_from
 from commune_collector.export import (
     FORMATS,
     ExportError,
@@ -27,7 +26,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         if args.url:
             docs = documents_from_url(args.url, args.province, per_province=args.sheet_per_province,
-                                      token=_operator_token(args))
+                                      token=operator_token(args))
         else:
             docs = documents_from_store(settings_from(args), args.province, per_province=args.sheet_per_province)
     except ExportError as exc:
@@ -43,16 +42,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.output is not None:
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
-
-
-def _operator_token(args: argparse.Namespace) -> str | None:
-    """--token-file, else $COMMUNE_OPERATOR_TOKEN (never a command-line argument: ps would show it)."""
-    if args.token_file:
-        try:
-            return Path(args.token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ExportError(f"--token-file {args.token_file}: {exc.strerror}") from None
-    return os.environ.get("COMMUNE_OPERATOR_TOKEN") or None
 
 
 def add_report(sub: argparse._SubParsersAction) -> None:

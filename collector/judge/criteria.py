@@ -124,6 +124,15 @@ class Criterion(Strict):
         return self.expr.statistic.scope
 
 
+class UpstreamSettings(Strict):
+    """When many communes of one province (or upstream group) lose their path together: judge/upstream.py."""
+
+    min_share: Ratio = Field(default=0.3, description="share of the group's reporting communes that must lose "
+                                                        "their path together")
+    min_sites: int = Field(default=5, ge=1, description="and at least this many communes")
+    within: Duration = Field(default=300.0, description="how close in time their losses must be")
+
+
 class CriteriaConfig(LocatedChecks, Strict):
     stable_period: Duration = Field(default=3600.0, description="criteria must hold this long before 'completed'")
     min_coverage: Ratio = Field(default=0.5, description="share of a window's expected rounds needed for a verdict")
@@ -139,6 +148,8 @@ class CriteriaConfig(LocatedChecks, Strict):
     target: Target | None = Field(default=None, description="the date shown on the pages, with its meaning; "
                                                            "kind: deadline also sets deadline")
     history_retention: Duration = Field(default=35 * 86400.0, description="how long daily verdict history is kept")
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings,
+                                       description="telling an upstream outage from commune outages")
     items: dict[str, Item] = Field(min_length=1)
     criteria: list[Criterion] = Field(min_length=1)
 

@@ -57,6 +57,19 @@ class Regression(_Doc):
     detail: str
 
 
+class UpstreamEventDoc(_Doc):
+    """An upstream outage: many communes of one province (or upstream group) lost their path together."""
+
+    key: str
+    kind: Literal["province", "group"]
+    name: str
+    province: str | None
+    started_at: float
+    sites: int
+    reporting: int
+    share: float
+
+
 class SiteVerdict(_Doc):
     site: str
     name: str
@@ -70,7 +83,8 @@ class SiteVerdict(_Doc):
     evaluated_at: float
     stable_period_s: float
     connectivity: Literal["primary", "backup_only", "down", "unknown"]
-    outage_cause: Literal["power", "network"] | None
+    outage_cause: Literal["power", "network", "upstream"] | None
+    upstream: UpstreamEventDoc | None = None
     on_battery: bool | None
     last_report_at: float | None
     items: dict[str, State]

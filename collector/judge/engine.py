@@ -58,6 +58,7 @@ from commune_collector.judge.reads import VerdictReads
 from commune_collector.judge.rollup import history_rows, roll_up
 from commune_collector.judge.source import ROUNDS, SKIP, VALUES, EvidenceSource, SiteRecord
 from commune_collector.judge.status import statuses
+from commune_collector.judge.upstream import UpstreamDetector
 from commune_collector.judge.verdict import Snapshot, reason
 from commune_collector.provinces import provinces
 
@@ -111,6 +112,7 @@ class Judge(VerdictReads):
         self.matrix = EvidenceMatrix(source.bucket_seconds, config.max_window, key_specs(config, power))
         self.evaluator = Evaluator(config, self.matrix)
         self.fact_finder = FactFinder(self.matrix)
+        self.upstream = UpstreamDetector()
         self.listeners: list[Listener] = []
         self.snapshot: Snapshot | None = None
         self.last_stats = PassStats()
@@ -325,6 +327,9 @@ class Judge(VerdictReads):
         site_of_row = self.evaluator.site_of_row(sites)
         found = self.fact_finder.compute(n, site_of_row, report_at, now, freshness, self.config.silence_threshold,
                                          self.started_at, self.config.restart_grace)
+        up = self.config.upstream
+        self.upstream.min_share, self.upstream.min_sites, self.upstream.within = up.min_share, up.min_sites, up.within
+        self.upstream.apply(found, sites.ids, sites.provinces, [None] * n, report_at, now)
         timer.lap("facts")
         changes = self._verdict_changes(sites, outcomes, site_step, now)
         changes += self._fact_changes(sites, found, now)

@@ -10,7 +10,7 @@ caused is no silence (``silent_sites``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,8 +18,8 @@ from commune_collector.judge.matrix import EvidenceMatrix
 
 CONN_UNKNOWN, CONN_PRIMARY, CONN_BACKUP_ONLY, CONN_DOWN = 0, 1, 2, 3
 CONNECTIVITY_NAMES = ("unknown", "primary", "backup_only", "down")
-CAUSE_NONE, CAUSE_POWER, CAUSE_NETWORK = 0, 1, 2
-CAUSE_NAMES: tuple[str | None, ...] = (None, "power", "network")
+CAUSE_NONE, CAUSE_POWER, CAUSE_NETWORK, CAUSE_UPSTREAM = 0, 1, 2, 3
+CAUSE_NAMES: tuple[str | None, ...] = (None, "power", "network", "upstream")  # upstream: judge/upstream.py
 LINK_PROBES = frozenset({"icmp"})
 ON_BATTERY_KEY = "power_on_battery"
 
@@ -50,6 +50,8 @@ class Facts:
     device_rows: np.ndarray  # matrix rows of required devices
     device_site: np.ndarray  # their site index
     device_up: np.ndarray  # int8 1 up, 0 down, -1 unknown
+    upstream: np.ndarray | None = None  # int32 per site: index into upstream_events, -1 none
+    upstream_events: list[dict] = field(default_factory=list)  # UpstreamEvent.to_json() of this pass
 
 
 def silent_sites(report_at: np.ndarray, now: float, silence: float, started_at: float, grace: float) -> np.ndarray:

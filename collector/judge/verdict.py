@@ -151,6 +151,7 @@ class Snapshot:
             "completed_at": self.completed_at(i), "evaluated_at": self.evaluated_at,
             "stable_period_s": self.config.stable_period, "connectivity": CONNECTIVITY_NAMES[conn],
             "outage_cause": CAUSE_NAMES[int(self.facts.outage_cause[i])],
+            "upstream": self.upstream_of(i),
             "on_battery": None if math.isnan(self.facts.on_battery[i]) else bool(self.facts.on_battery[i]),
             "last_report_at": _num(self.report_at[i]),
             "items": {item: STATE_NAMES[int(track.state[i])] for item, track in self.item_tracks.items()},
@@ -158,6 +159,13 @@ class Snapshot:
             "criteria": [self.criterion(i, k) for k in range(len(self.outcomes))],
             "regressions": list(self.regressions.get(self.sites.ids[i], ())),
         }
+
+    def upstream_of(self, i: int) -> dict | None:
+        """The upstream outage that explains this site's outage (judge/upstream.py), or None."""
+        index = self.facts.upstream
+        if index is None or index[i] < 0:
+            return None
+        return self.facts.upstream_events[int(index[i])]
 
     def criterion(self, i: int, k: int) -> dict:
         out = self.outcomes[k]
@@ -212,6 +220,15 @@ class Snapshot:
                 "state": self.state_of(i), "status": status, "since": float(self.track.since[i]),
                 "completed_at": self.completed_at(i),
                 "failing": [] if status == "never_reported" else self.failing(i)}
+
+    def fleet_summary(self) -> dict:
+        """Communes by what an operator does about them, and the upstream outages of this pass."""
+        state, reported = self.track.state, ~np.isnan(self.report_at)
+        return {"completed": int((state == STATE_CODES["completed"]).sum()),
+                "failing": int((state == STATE_CODES["not_completed"]).sum()),
+                "waiting": int(((state == STATE_CODES["unknown"]) & reported).sum()),
+                "never_reported": int((~reported).sum()), "total": len(self.sites),
+                "upstream": list(self.facts.upstream_events)}
 
     # -- for listeners -----------------------------------------------------------
 
@@ -274,3 +291,8 @@ class VerdictViews(Mapping[str, SiteVerdictView]):
 
     def __len__(self) -> int:
         return len(self._snapshot.sites)
+
+    @property
+    def upstream_events(self) -> list[dict]:
+        """This pass's upstream outages (judge/upstream.py), for the alerting listener."""
+        return list(self._snapshot.facts.upstream_events)

@@ -26,7 +26,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from commune_collector import l10n
 from commune_collector.access.deps import ViewerDep
-from commune_collector.alerting.rules import RULES
+from commune_collector.alerting.rules import RULES, UPSTREAM
 from commune_collector.judge.status import STATUS_NAMES, WORST_FIRST
 from commune_collector.reasons import render_any
 from commune_collector.web import fmt
@@ -292,7 +292,8 @@ def national_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, l
                        counts=national.get("status_counts") or {}, refresh=REFRESH_SECONDS,
                        failing=_failing_groups(failing, names, page.t, page.lang, crit_titles),
                        failing_total=len(failing), regressions=regressions, names=names, crit_titles=crit_titles,
-                       deadline=deadline, chart=_chart(history, today, page.t, page.lang))
+                       deadline=deadline, chart=_chart(history, today, page.t, page.lang),
+                       fleet=getattr(source, "fleet", lambda: None)(), province_names=_province_names(data))
 
 
 # -- province -------------------------------------------------------------------------
@@ -388,4 +389,4 @@ def site_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, site:
 def alerts_help(request: Request, ui: UI, viewer: ViewerDep, lang: Lang = None) -> HTMLResponse:
     """The runbook the alerts link to (``runbook_url``)."""
     page = Page(ui, request, lang)
-    return page.render("alerts_help.html", rules=list(RULES.values()))
+    return page.render("alerts_help.html", rules=[*RULES.values(), UPSTREAM])

@@ -73,3 +73,8 @@ class JudgeSource:
     def regressions_since(self, since: float) -> list[dict[str, Any]]:
         snapshot = self._snapshot()
         return [] if snapshot is None else regressions_since(snapshot, since)
+
+    def fleet(self) -> dict[str, Any] | None:
+        """Counts by state (never reported apart) and the upstream outages: the national page's first card."""
+        snapshot = self._snapshot()
+        return None if snapshot is None else snapshot.fleet_summary()
