@@ -64,13 +64,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from commune_agent.app import Agent
     if args.listen:
         cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"listen": args.listen})})
+    local, managed = cfg, cfg.collector is not None and cfg.collector.managed and not args.no_push
+    if managed:  # checks come from the collector; start from the last good central config (remote_config)
+        from commune_agent.remote_config import startup_config
+        cfg, applied, apply_error = startup_config(local)
     agent = Agent(cfg)
     agent.serve_metrics()
     extra = []
     if cfg.collector is not None and not args.no_push:
         from commune_agent.push import PushSetupError, start_pusher
         try:
-            extra.append(start_pusher(agent))
+            if managed:
+                from commune_agent.remote_config import start_managed
+                extra += start_managed(agent, local, applied, apply_error)
+            else:
+                extra.append(start_pusher(agent))
         except PushSetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -92,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"agent YAML file (default {DEFAULT_CONFIG})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_probe_once)
+
+    from commune_agent.enroll import add_subcommand as add_enroll
+
+    add_enroll(sub)
 
     p = sub.add_parser("run", help="probe forever, serve /metrics, push to the collector")
     p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"agent YAML file (default {DEFAULT_CONFIG})")

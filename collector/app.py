@@ -23,6 +23,7 @@ from commune_collector.alerting import run_alerting
 from commune_collector.api import problems
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
+from commune_collector.fleet.service import run_fleet
 from commune_collector.judge.service import build_judge_for_server, run_judge
 from commune_collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
 from commune_collector.remote_write import RemoteWriter
@@ -52,6 +53,7 @@ async def _run_remote_writer(state: CollectorState) -> None:
 # run_alerting before run_judge: its listener must be registered before the judge's first pass
 BACKGROUND: list[Callable[[CollectorState], Awaitable[None]]] = [_run_aggregator, _run_remote_writer, run_alerting,
                                                               run_judge]
+BACKGROUND.append(run_fleet)  # fleet management: enrollment, served configs, agents' config state
 
 
 class LatencyMiddleware:

@@ -332,6 +332,14 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 COMMANDS: list[Register] = [_add_serve, _add_check_config, _add_migrate, _add_aggregate, _add_sites, _add_token,
                             _add_agent_config, _add_report]
 
+def _add_fleet(sub: argparse._SubParsersAction) -> None:
+    from commune_collector.fleet.cli import add_subcommands
+
+    add_subcommands(sub)
+
+
+COMMANDS.append(_add_fleet)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="commune-collector", description=(

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from commune_collector.alerting.settings import AlertingSettings
+from commune_collector.fleet.settings import FleetSettings
 from commune_collector.judge.settings import JudgeSettings
 from commune_common.units import ByteSize, Duration
 from commune_common.yamlconf import Loc, LocatedChecks, load_model
@@ -101,6 +102,7 @@ class CollectorSettings(LocatedChecks, Strict):
     remote_write: RemoteWriteSettings = RemoteWriteSettings()
     alerting: AlertingSettings = AlertingSettings()
     judge: JudgeSettings = JudgeSettings()
+    fleet: FleetSettings = FleetSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -30,5 +30,6 @@ class CollectorState:
     aggregate_in_child: bool = False  # the aggregator runs in a child process (collector.aggregator)
     remote_writer: RemoteWriter | None = None
     judge: Any = None  # collector.judge.Judge when judging is on (collector.judge.service)
+    fleet: Any = None  # collector.fleet.service.Fleet, made at start
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = field(default_factory=time.time)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from commune_collector.api.routes import (
+                            agent_config,
+                            enroll,
                             health,
                             history,
                             metrics,
@@ -16,5 +18,6 @@ from commune_collector.api.routes import (
 
 ROUTERS: list[APIRouter] = [health.router, reports.router, sites.router, metrics.router,
                             verdicts.router, provinces.router, history.router]
+ROUTERS += [enroll.router, agent_config.router]  # fleet management (collector.fleet)
 # schemas referenced by hand-written request bodies, merged into /openapi.json
 COMPONENTS: dict[str, dict] = {**reports.SCHEMA_COMPONENTS}

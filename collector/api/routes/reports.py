@@ -17,6 +17,7 @@ from commune_collector.api.deps import StateDep
 from commune_collector.api.problems import MEDIA_TYPE, Problem, ProblemDetail
 from commune_collector.api.schemas import AckPublic
 from commune_collector.auth import Unauthorized, parse_token
+from commune_collector.fleet.service import observe_report
 from commune_collector.state import CollectorState
 from commune_collector.store.base import StoreBusy, StoreUnavailable
 from commune_common.wire import Ack, Report
@@ -80,6 +81,8 @@ async def _accept(request: Request, state: CollectorState, credentials: HTTPAuth
     gzipped = body if data is not body else None
     outcome = await _store(state, ingest.to_item(report, received_at, clock, data, gzipped))
     state.ingest_stats.accepted(len(report.results), sum(len(r.values) for r in report.results), outcome.duplicate)
+    if not outcome.duplicate:
+        await observe_report(state, report, received_at)  # the agent's config version and instance (fleet)
     if not outcome.duplicate and state.remote_writer is not None:
         state.remote_writer.offer(report.site, report.results, clock.shift_s)
     return Ack(accepted=report.seq, duplicate=outcome.duplicate, clock_offset_s=clock.offset_s)
