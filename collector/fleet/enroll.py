@@ -57,7 +57,17 @@ def nearest_sites(store: Store, site: str, token: EnrollToken, n: int = 3) -> li
             candidates += [s.id for s in page.items]
             if not page.items or len(candidates) >= page.total:
                 break
-    return difflib.get_close_matches(site, candidates, n=n, cutoff=0.5)
+    return closest(site, candidates, n)
+
+
+def closest(word: str, candidates: list[str], n: int = 3, cutoff: float = 0.5) -> list[str]:
+    """difflib's similarity, ties broken by characters in the same place (``hn-site-O0`` -> ``hn-site-00``
+    before ``hn-site-04``)."""
+    def score(candidate: str) -> tuple[float, int]:
+        matcher = difflib.SequenceMatcher(None, word, candidate)
+        return matcher.ratio(), sum(a == b for a, b in zip(word, candidate, strict=False))
+    scored = sorted(((score(c), c) for c in candidates), key=lambda x: (-x[0][0], -x[0][1], x[1]))
+    return [c for (ratio, _), c in scored[:n] if ratio >= cutoff]
 
 
 def find_site(store: Store, site_id: str, token: EnrollToken) -> Site:
