@@ -167,20 +167,20 @@ def test_reports_carry_the_applied_version_and_apply_error_shown_on_the_site(fle
     agent = fleet.client.get("/api/v1/sites/hn-site-01/agent").json()
     assert agent["config_error"] == "config def456: refused"
     assert [w["kind"] for w in agent["warnings"]] == ["config_apply_error"]
-    assert fleet.metric("commune_collector_fleet_config_apply_error_sites") == 1
+    assert fleet.metric("commune_collector_fleet_config_apply_error", site="hn-site-01") == 1
     states = fleet.db.agent_states()  # persisted: a restarted collector still shows it
     assert states["hn-site-01"].config_error == "config def456: refused"
 
 
 def test_two_agents_pushing_as_one_site_raise_a_warning_and_the_metric(fleet: Fleet) -> None:
     site_token = fleet.enroll(fleet.token(), "hn-site-01").json()["token"]
-    assert fleet.metric("commune_collector_fleet_duplicate_agent_sites") == 0
+    assert fleet.metric("commune_collector_fleet_duplicate_agents", site="hn-site-01") is None
     assert fleet.report(site_token, "hn-site-01", 1, "box-1").status_code == 200
     assert fleet.report(site_token, "hn-site-01", 1, "box-2").status_code == 200
     agent = fleet.client.get("/api/v1/sites/hn-site-01/agent").json()
     assert agent["instances_pushing"] == ["box-1", "box-2"]
     assert [w["kind"] for w in agent["warnings"]] == ["duplicate_agent"]
-    assert fleet.metric("commune_collector_fleet_duplicate_agent_sites") == 1
+    assert fleet.metric("commune_collector_fleet_duplicate_agents", site="hn-site-01") == 2
     assert fleet.db.agent_states()["hn-site-01"].other_instance == "box-1"
 
 

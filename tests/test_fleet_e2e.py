@@ -115,12 +115,11 @@ class Center:
     def agent(self, site: str) -> dict[str, Any]:
         return httpx.get(f"{self.url}/api/v1/sites/{site}/agent", timeout=5).json()
 
-    def metric(self, name: str) -> float | None:
-        for family in text_string_to_metric_families(httpx.get(f"{self.url}/metrics", timeout=5).text):
-            for s in family.samples:
-                if s.name == name:
-                    return s.value
-        return None
+    def metric_sites(self, name: str) -> dict[str, float]:
+        """Each site's sample of a per-site family on the collector's /metrics."""
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        return {s.labels["site"]: s.value for family in text_string_to_metric_families(text) for s in family.samples
+                if s.name == name}
 
     def stamps(self) -> dict[tuple[str, str], list[float]]:
         """(site, check) -> the agent timestamps of every round the journal holds."""
@@ -228,7 +227,7 @@ def test_a_province_enrolls_takes_its_config_from_the_center_and_refuses_a_bad_o
         write_profile(c.profile, c.process.port, extra_target=True, timeout="5s")
         _all(boxes, c, lambda a: a.get("config_version") == v2[a["site"]] and "longer than the interval" in (
             a.get("config_error") or ""), "every agent to refuse the bad config and say so", 60)
-        assert c.metric("commune_collector_fleet_config_apply_error_sites") == n
+        assert c.metric_sites("commune_collector_fleet_config_apply_error") == {b.site: 1.0 for b in boxes}
         assert all("config_apply_error" in [w["kind"] for w in c.agent(b.site)["warnings"]] for b in boxes)
         before = {b.site: b.rounds()[ADDED] for b in boxes}
         for box in boxes:

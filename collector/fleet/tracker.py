@@ -83,9 +83,11 @@ class FleetTracker:
             return {"instance": entry.instance, "config_version": entry.config_version or None,
                     "config_error": entry.config_error or None, "instances_pushing": live}
 
-    def duplicate_sites(self, now: float) -> list[str]:
+    def duplicate_sites(self, now: float) -> dict[str, int]:
+        """Sites with more than one instance pushing now -> how many."""
         with self._lock:
-            return sorted(s for s, e in self._sites.items() if len(self._live(e, now)) > 1)
+            live = {s: len(self._live(e, now)) for s, e in self._sites.items()}
+        return {s: n for s, n in sorted(live.items()) if n > 1}
 
     def error_sites(self) -> list[str]:
         with self._lock:
@@ -105,15 +107,18 @@ class FleetMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()  # type: ignore[operator]
-        dup = GaugeMetricFamily("commune_collector_fleet_duplicate_agent_sites",
-                                "Sites where more than one agent instance pushed within fleet.duplicate_window "
-                                "(two boxes with one site's token)")
-        dup.add_metric([], float(len(self.tracker.duplicate_sites(now))))
+        dup = GaugeMetricFamily("commune_collector_fleet_duplicate_agents",
+                                "Agent instances that pushed as this site within fleet.duplicate_window, for sites "
+                                "with more than one (two boxes with one site's token); absent otherwise",
+                                labels=["site"])
+        for site, count in self.tracker.duplicate_sites(now).items():
+            dup.add_metric([site], float(count))
         yield dup
-        err = GaugeMetricFamily("commune_collector_fleet_config_apply_error_sites",
-                                "Sites whose agent reports that it could not apply the config served to it "
-                                "(it keeps running its last good config)")
-        err.add_metric([], float(len(self.tracker.error_sites())))
+        err = GaugeMetricFamily("commune_collector_fleet_config_apply_error",
+                                "1 for a site whose agent reports that it could not apply the config served to it "
+                                "(it keeps running its last good config); absent otherwise", labels=["site"])
+        for site in self.tracker.error_sites():
+            err.add_metric([site], 1.0)
         yield err
         enr = CounterMetricFamily("commune_collector_fleet_enrollments",
                                   "Enrollment requests by outcome (enrolled, reenrolled, or why refused)",
