@@ -189,3 +189,40 @@ def test_reports_without_fleet_fields_are_the_bytes_an_older_collector_expects()
     assert b"config_" not in encode_report(report) and b"wire_version" not in encode_report(report)
     managed = Report(site="s", instance="i", seq=1, sent_at=1.0, agent_version="v", results=[], config_version="x")
     assert b'"config_version":"x"' in encode_report(managed)
+
+
+def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_per_province(
+        fleet: Fleet, tmp_path: Path) -> None:
+    import csv
+    import io
+    import json
+
+    from tests.collector_support import collector_cli
+
+    token = fleet.token()
+    tokens = {s: fleet.enroll(token, s, f"box-{s}").json()["token"] for s in ("hn-site-00", "hn-site-01")}
+    desired = {s: fleet.client.get("/api/v1/agent-config", headers={"Authorization": f"Bearer {t}"}).json()["version"]
+               for s, t in tokens.items()}
+    assert fleet.report(tokens["hn-site-00"], "hn-site-00", 1, "box-hn-site-00",
+                        config_version=desired["hn-site-00"]).status_code == 200
+    assert fleet.report(tokens["hn-site-01"], "hn-site-01", 1, "box-hn-site-01", config_version="old",
+                        config_error="config x: refused").status_code == 200
+    view = fleet.client.get("/api/v1/fleet", params={"province": "ha-noi"}).json()
+    rows = {r["site"]: r for r in view["sites"]}
+    assert set(rows) == {"hn-site-00", "hn-site-01", "hn-site-02"}
+    assert rows["hn-site-00"]["on_desired"] and rows["hn-site-00"]["enroll_token"] == token.split("_")[1]
+    assert not rows["hn-site-01"]["on_desired"] and rows["hn-site-01"]["config_error"] == "config x: refused"
+    assert rows["hn-site-02"]["enrolled_at"] is None and not rows["hn-site-02"]["reporting"]
+    counts = view["provinces"]["ha-noi"]
+    assert (counts["sites"], counts["enrolled"], counts["reporting"], counts["on_desired_config"],
+            counts["config_errors"], counts["agent_versions"]) == (3, 2, 2, 1, 1, {"test": 2})
+
+    config = tmp_path / "collector.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path), "fleet": {"profile": str(fleet.profile)}}))
+    out = collector_cli(config, "fleet", "--format", "csv").stdout
+    by_site = {r["site"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert by_site["hn-site-00"]["on_desired"] == "True" and by_site["hue-thuan-hoa"]["enrolled_at"] == ""
+    assert json.loads(collector_cli(config, "fleet", "--format", "json").stdout)["provinces"]["hue"]["sites"] == 1
+    table = collector_cli(config, "fleet", "--province", "ha-noi")
+    assert "drift" in table.stdout and "error: config x: refused" in table.stdout and "UTC+7" in table.stdout
+    assert "3 sites, 2 enrolled, 2 reporting, 1 on the desired config" in table.stderr

@@ -157,3 +157,55 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     allow.add_argument("site", metavar="SITE")
     add_config_arg(allow)
     allow.set_defaults(func=cmd_allow_reenroll)
+    add_fleet_view(sub)
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from commune_collector.cli import settings_from
+    from commune_collector.fleet.desired import ProfileSource
+    from commune_collector.fleet.view import fleet_rows, province_counts, to_csv
+
+    if args.province and args.province not in provinces():
+        print(f"error: unknown province {args.province!r}", file=sys.stderr)
+        return 2
+    settings = settings_from(args)
+    store, db = _open(args)
+    try:
+        rows = fleet_rows(store, db, ProfileSource(settings.fleet), time.time(), args.province,  # type: ignore[arg-type]
+                          settings.fleet.live_within, settings.fleet.duplicate_window)
+    finally:
+        db.close()
+        store.close()  # type: ignore[attr-defined]
+    if args.format == "json":
+        print(json.dumps({"sites": [asdict(r) for r in rows], "provinces": province_counts(rows)},
+                         ensure_ascii=False, indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(to_csv(rows))
+    else:
+        print(f"{'SITE':<28} {'AGENT':<8} {'LAST REPORT':<24} {'CONFIG':<8} {'ENROLLED':<24} NOTE")
+        for r in rows:
+            config = "-" if r.applied_config is None else ("ok" if r.on_desired else "drift")
+            note = "; ".join(x for x in (r.config_error and f"error: {r.config_error[:60]}",
+                                         r.duplicate_instance and "two agents") if x)
+            print(f"{r.site:<28} {r.agent_version or '-':<8} {_local(r.last_report_at):<24} {config:<8} "
+                  f"{_local(r.enrolled_at):<24} {note}")
+        for province, c in province_counts(rows).items():
+            print(f"{province}: {c['sites']} sites, {c['enrolled']} enrolled, {c['reporting']} reporting, "
+                  f"{c['on_desired_config']} on the desired config, {c['config_errors']} refusing it; agent "
+                  f"versions {c['agent_versions'] or '-'}", file=sys.stderr)
+    return 0
+
+
+def add_fleet_view(sub: argparse._SubParsersAction) -> None:
+    from commune_collector.cli import add_config_arg
+
+    p = sub.add_parser("fleet", help="per site: agent version, desired vs applied config, last report, enrollment",
+                       description="The fleet view: every site's agent (version, last report, clock offset), "
+                                   "the config it should run and the one it applied (drift, apply errors), "
+                                   "when and with which enrollment token it enrolled; per province the counts.")
+    p.add_argument("--province", metavar="SLUG")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    add_config_arg(p)
+    p.set_defaults(func=cmd_fleet)

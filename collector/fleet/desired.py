@@ -77,6 +77,14 @@ class ProfileSource:
                 self._loaded = (mtime, load_profile(Path(self.settings.profile) if self.settings.profile else None))
             return self._loaded[1]
 
+    def version(self, site: Site) -> str | None:
+        """Only the version a site would be served (the fleet view: no validation), None when it cannot render."""
+        overrides = {"collector_url": self.settings.collector_url} if self.settings.collector_url else {}
+        try:
+            return config_version(agent_config_for(self.profile(), site, overrides))
+        except (_RenderError, _MissingFragments):
+            return None
+
     def desired(self, site: Site) -> DesiredConfig:
         profile = self.profile()
         overrides = {"collector_url": self.settings.collector_url} if self.settings.collector_url else {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
@@ -79,3 +79,17 @@ async def get_site_agent(state: StateDep, site: Annotated[str, Path(pattern=SLUG
     return {"site": site, "desired_config_version": desired, **agent, "warnings": warnings,
             "enrollments": [{"enroll_token": e.enroll_token, "instance": e.instance, "enrolled_at": e.enrolled_at,
                              "reenrolled": e.reenrolled} for e in enrollments]}
+
+
+@router.get("/fleet")
+async def get_fleet(state: StateDep,
+                    province: Annotated[str | None, Query(pattern=SLUG, description="province slug")] = None) -> dict:
+    """Every site's agent (version, desired vs applied config, last report, enrollment) and per-province counts."""
+    from dataclasses import asdict
+
+    from commune_collector.fleet.view import fleet_rows, province_counts
+
+    fleet = fleet_of(state)
+    rows = await run_in_threadpool(fleet_rows, state.store, fleet.db, fleet.profiles, time.time(), province,
+                                   fleet.settings.live_within, fleet.settings.duplicate_window)
+    return {"sites": [asdict(r) for r in rows], "provinces": province_counts(rows)}
