@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 CONFIG_PATH = "/api/v1/agent-config"
 LAST_GOOD = "central-config.json"
 MAX_ERROR = 1000
-CENTRAL_SECTIONS = ("defaults", "links", "host", "devices", "power")
 
 
 class ConfigRefused(Exception):
