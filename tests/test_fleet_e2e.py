@@ -7,7 +7,7 @@ address from a generated config. Probes run every second with no jitter, so each
 1 s grid: a lost round is a gap, a duplicate a repeated timestamp, and a check whose phase was disturbed by
 a config change shows as a step off the grid.
 
-Scenario (SQLite with 5 agents; PostgreSQL with 3): a typo in the site gets the nearest names; a profile
+Scenario (SQLite with 5 and with 20 agents; PostgreSQL with 3): a typo in the site gets the nearest names; a profile
 change reaches every agent within two poll intervals with nothing lost or duplicated; a change the agents'
 model refuses is refused by all of them, which keep running the last good config, and the error is visible
 at the center (API and metric); a replaced box re-enrolls only once the operator allowed it.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,16 @@ class Box:
         self.config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """From the test's main thread: a child dies with the thread that started it (PR_SET_PDEATHSIG)."""
         self.process = ManagedProcess([program("commune-agent"), "run", "--config", str(self.config)],
                                       self.root / "agent.log")
         self.process.start()
+
+    def wait_ready(self) -> None:
         wait_until(lambda: self.metrics(), timeout=60, what=f"the agent of {self.site} to serve /metrics",
                    abort=self.died)
 
@@ -174,16 +182,17 @@ def _settle(boxes: list[Box], center: Center) -> dict[tuple[str, str], list[floa
     return wait_until(caught_up, timeout=60, interval=0.5, what="the collector to hold every round")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=[("sqlite", 5), ("postgres", 3), ("sqlite", 20)], ids=["sqlite-5", "postgres-3", "sqlite-20"])
 def center(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Center, int]]:
-    if request.param == "postgres":
+    database, agents = request.param
+    if database == "postgres":
         with PostgresPeer() as pg:
             c = Center(tmp_path, pg.dsn)
-            yield c, 3
+            yield c, agents
             c.process.stop()
     else:
         c = Center(tmp_path, None)
-        yield c, 5
+        yield c, agents
         c.process.stop()
 
 
@@ -202,14 +211,18 @@ def test_a_province_enrolls_takes_its_config_from_the_center_and_refuses_a_bad_o
         # a typo gets the nearest names, in plain words; nothing is enrolled, no use is spent
         typo = boxes[0].enroll(token_file, site="hn-site-O0")  # a letter O for a zero
         assert typo.returncode == 1 and "did you mean" in typo.stderr and "hn-site-00" in typo.stderr, typo.stderr
-        for box in boxes:
-            done = box.enroll(token_file)
+        with ThreadPoolExecutor(4) as pool:  # installers at several sites at once
+            enrolled = list(pool.map(lambda b: b.enroll(token_file), boxes))
+        for box, done in zip(boxes, enrolled, strict=True):
             assert done.returncode == 0, done.stderr
             token = box.state / "token"
             assert token.stat().st_mode & 0o777 == 0o600
             assert token.read_text().strip() not in done.stdout + done.stderr  # never printed
             box.tune()
-            box.start()
+        for box in boxes:
+            box.launch()
+        for box in boxes:
+            box.wait_ready()
         v1 = {b.site: c.agent(b.site)["desired_config_version"] for b in boxes}  # each site's own config
         _all(boxes, c, lambda a: a.get("config_version") == v1[a["site"]], "every agent to apply the first config",
              60)
