@@ -23,6 +23,7 @@ class Fleet:
     tracker: FleetTracker
     profiles: ProfileSource
     settings: FleetSettings
+    metrics: FleetMetrics
 
 
 def fleet_of(state: Any) -> Fleet:
@@ -31,8 +32,8 @@ def fleet_of(state: Any) -> Fleet:
         settings: FleetSettings = state.settings.fleet
         db = FleetDb(state.store)
         tracker = FleetTracker(db, settings.duplicate_window)
-        state.fleet = Fleet(db, tracker, ProfileSource(settings), settings)
-        state.registry.register(FleetMetrics(tracker, time.time))
+        state.fleet = Fleet(db, tracker, ProfileSource(settings), settings, FleetMetrics(tracker, time.time))
+        state.registry.register(state.fleet.metrics)
     return state.fleet
 
 
@@ -43,8 +44,11 @@ async def run_fleet(state: Any) -> None:
         await asyncio.to_thread(fleet.tracker.load)
     except StoreError as exc:
         log.warning("fleet: cannot load the agents' config states: %s", exc)
-    await state.stop.wait()
-    await asyncio.to_thread(fleet.db.close)
+    try:
+        await state.stop.wait()
+    finally:
+        state.registry.unregister(fleet.metrics)  # an injected registry may serve the next app run too
+        await asyncio.to_thread(fleet.db.close)
 
 
 async def observe_report(state: Any, report: Any, received_at: float) -> None:
