@@ -37,7 +37,8 @@ class Agent:
         self.latest = LatestResults(self.config.site.id)
         self.scheduler = Scheduler(self.checks, self._on_result, concurrency=self.config.agent.concurrency,
                                    jitter=self.config.agent.jitter, resources=self.resources)
-        self.registry.register(AgentCollector(self.latest, self.scheduler.stats, configured=len(self.checks)))
+        self.exposition = AgentCollector(self.latest, self.scheduler.stats, configured=len(self.checks))
+        self.registry.register(self.exposition)
 
     def _on_result(self, check: Check, result: ProbeResult) -> None:
         self.latest.record(check, result)
@@ -45,6 +46,19 @@ class Agent:
             log.info("check %s failed: %s", check.id, result.reason)
         for sink in self.sinks:
             sink(check, result)
+
+    def apply_config(self, config: AgentConfig) -> tuple[int, int, int]:
+        """Switch to ``config`` without a restart (central config): the scheduler keeps every unchanged check
+        running in its phase; results of removed checks leave /metrics. (kept, stopped, started)."""
+        checks = build_checks(config)
+        self.config = config
+        self.checks = checks
+        counts = self.scheduler.replace_checks(checks)
+        ids = {c.id for c in checks}
+        for gone in [cid for cid in self.latest.results if cid not in ids]:
+            self.latest.results.pop(gone, None)
+        self.exposition.configured = len(checks)
+        return counts
 
     async def probe_once(self) -> list[tuple[Check, ProbeResult]]:
         freeze_heap()  # a full collection amid 500 rounds ending together would walk it all

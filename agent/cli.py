@@ -103,6 +103,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.listen:
         cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"listen": args.listen})})
     from commune_agent.narrator import PushNarrator, start_lines
+    local, managed = cfg, cfg.collector is not None and cfg.collector.managed and not args.no_push
+    if managed:  # checks come from the collector; start from the last good central config (remote_config)
+        from commune_agent.remote_config import startup_config
+        cfg, applied, apply_error = startup_config(local)
     agent = Agent(cfg)
     agent.serve_metrics()
     extra = []
@@ -115,6 +119,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from commune_agent.push.wiring import build_pusher
         try:
             pusher = build_pusher(agent)
+            if managed:  # the config poller, beside the pusher (remote_config)
+                from commune_agent.remote_config import start_managed
+                extra += start_managed(agent, pusher, local, applied, apply_error)
         except PushSetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -150,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="per step (default: collector.timeout, at most 10)")
     p.set_defaults(func=cmd_check_collector)
+
+    from commune_agent.enroll import add_subcommand as add_enroll
+
+    add_enroll(sub)
 
     p = sub.add_parser("run", help="probe forever, serve /metrics, push to the collector")
     p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"agent YAML file (default {DEFAULT_CONFIG})")

@@ -152,6 +152,11 @@ class PushSettings(Strict):
     spool_max_age: Duration = 7 * 86400.0
     replay_bytes_per_push: ByteSize = 1024 * 1024
     backoff_max: Duration = Field(default=300.0, ge=1, description="longest wait between retries")
+    managed: bool = Field(default=False, description=(
+        "true: the collector manages this agent's checks (GET /api/v1/agent-config, commune_agent.remote_config); "
+        "this file then only says who the site is and how to reach the collector. false: this file is the config"))
+    config_poll_interval: Duration = Field(default=300.0, ge=1, description=(
+        "managed: ask the collector for a new config this often (jittered by +-20 %)"))
 
     @field_validator("push_interval")
     @classmethod

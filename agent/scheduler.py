@@ -55,6 +55,8 @@ class Scheduler:
         self._slots = asyncio.Semaphore(concurrency)
         self._rng = rng or random.Random()
         self._contexts: dict[str, ProbeContext] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # check id -> its loop, while run() runs
+        self._stop: asyncio.Event | None = None
 
     def context(self, check: Check) -> ProbeContext:
         """The check's context, made once: its ``state`` carries over from round to round."""
@@ -96,13 +98,33 @@ class Scheduler:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; in-flight rounds are cancelled at shutdown."""
-        tasks = [asyncio.create_task(self._loop(c, stop), name=f"check:{c.id}") for c in self.checks]
+        self._stop = stop
+        self._tasks = {c.id: asyncio.create_task(self._loop(c, stop), name=f"check:{c.id}") for c in self.checks}
         try:
             await stop.wait()
         finally:
+            tasks = list(self._tasks.values())
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def replace_checks(self, checks: list[Check]) -> tuple[int, int, int]:
+        """Run ``checks`` from now on: an unchanged check keeps its loop (its phase and its state), a changed
+        or removed one is stopped, a new or changed one starts with a fresh phase. (kept, stopped, started)."""
+        old = {c.id: c for c in self.checks}
+        new = {c.id: c for c in checks}
+        stopped = [cid for cid, c in old.items() if new.get(cid) != c]
+        started = [c for cid, c in new.items() if old.get(cid) != c]
+        self.checks = list(checks)
+        for cid in stopped:
+            self._contexts.pop(cid, None)
+            task = self._tasks.pop(cid, None)
+            if task is not None:
+                task.cancel()
+        if self._stop is not None:
+            for check in started:
+                self._tasks[check.id] = asyncio.create_task(self._loop(check, self._stop), name=f"check:{check.id}")
+        return len(new) - len(started), len(stopped), len(started)
 
     async def run_all_once(self) -> list[tuple[Check, ProbeResult]]:
         """Every check once, concurrently (probe-once).

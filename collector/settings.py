@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from commune_collector.access.settings import AccessSettings
 from commune_collector.alerting.settings import AlertingSettings
+from commune_collector.fleet.settings import FleetSettings
 from commune_collector.judge.settings import JudgeSettings
 from commune_common.units import ByteSize, Duration
 from commune_common.yamlconf import Loc, LocatedChecks, load_model
@@ -122,6 +123,7 @@ class CollectorSettings(LocatedChecks, Strict):
     remote_write: RemoteWriteSettings = RemoteWriteSettings()
     alerting: AlertingSettings = AlertingSettings()
     judge: JudgeSettings = JudgeSettings()
+    fleet: FleetSettings = FleetSettings()
 
     @model_validator(mode="before")
     @classmethod

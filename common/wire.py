@@ -46,8 +46,13 @@ class CheckResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     values: dict[str, float] = {}
 
 
-class Report(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A batch pushed by one agent."""
+class Report(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A batch pushed by one agent.
+
+    ``config_version`` / ``config_error``: a centrally managed agent's applied config version
+    (content hash) and why the newest served config could not be applied; left out when empty,
+    so a locally managed agent's reports are the bytes an older collector expects.
+    """
 
     site: str
     instance: str
@@ -56,6 +61,8 @@ class Report(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     agent_version: str
     results: list[CheckResult]
     wire_version: Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_VERSION)] = WIRE_VERSION
+    config_version: str = ""
+    config_error: str = ""
 
 
 class Ack(msgspec.Struct, frozen=True):

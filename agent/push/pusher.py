@@ -88,6 +88,8 @@ class Pusher:
         self._budget = 0
         self._replayed = False  # whether this interval already replayed one backlog report
         self._failing = 0
+        self.config_version = ""  # set by commune_agent.remote_config when centrally managed
+        self.config_error = ""
 
     def sink(self, check: Check, result: ProbeResult) -> None:
         """Agent sink: keep the result for the next spool write."""
@@ -206,7 +208,8 @@ class Pusher:
         except PushSetupError as exc:  # nothing sent; the report keeps its number, if any
             return PushOutcome("retry", "token", detail=str(exc))
         report = Report(site=self.site, instance=self.spool.instance, seq=group.seq, sent_at=self.clock(),
-                        agent_version=__version__, results=group.results)
+                        agent_version=__version__, results=group.results, config_version=self.config_version,
+                        config_error=self.config_error)
         body = gzip.compress(encode_report(report), compresslevel=6)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
                    "Content-Encoding": "gzip"}

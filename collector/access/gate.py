@@ -28,8 +28,10 @@ from commune_collector.store.base import StoreUnavailable
 
 log = logging.getLogger("commune_collector.access")
 
-# /api/v1/whoami authenticates the site token itself (commune-agent check-collector)
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/reports", "/api/v1/whoami", "/login", "/logout"})
+# /api/v1/whoami and /api/v1/agent-config authenticate the site token themselves; /api/v1/enroll an
+# enrollment token (collector.fleet)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/reports", "/api/v1/whoami", "/api/v1/agent-config",
+                        "/api/v1/enroll", "/login", "/logout"})
 COOKIE = "commune_operator"  # collector.web.login: an operator token kept by the browser
 OPEN_PREFIXES = ("/static/",)
 PUBLIC_PREFIX = "/public"

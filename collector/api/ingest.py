@@ -232,6 +232,9 @@ def validate(report: Report) -> list[tuple[str, str]]:
         add("seq", f"must be between 0 and {MAX_SEQ} (2^53-1)")
     add("sent_at", _finite(report.sent_at, 0, LATEST_TS))
     add("agent_version", _text_problem(report.agent_version, 64))
+    if report.config_version or report.config_error:  # a centrally managed agent (collector.fleet)
+        add("config_version", _text_problem(report.config_version, 64))
+        add("config_error", _text_problem(report.config_error, MAX_REASON))
     if len(report.results) > MAX_RESULTS_PER_REPORT:
         add("results", f"at most {MAX_RESULTS_PER_REPORT} results per report; split the batch")
         return errors

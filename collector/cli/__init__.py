@@ -17,6 +17,7 @@ from commune_collector.cli import (
     agent_config,
     check,
     export,
+    fleet,
     maintenance,
     operator,
     serve,
@@ -39,7 +40,7 @@ COMMANDS: list[Register] = [serve.add_serve, check.add_check_config, maintenance
                             maintenance.add_aggregate, sites.add_sites, token.add_token,
                             operator.add_operator,
                             agent_config.add_agent_config, export.add_report, check.add_check_criteria,
-                            simulate.add_simulate]
+                            simulate.add_simulate, fleet.add_subcommands]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from commune_collector.api import arrival
 from commune_collector.api.openapi import conform
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
+from commune_collector.fleet.service import run_fleet
 from commune_collector.host_metrics import host_metrics
 from commune_collector.httpguard import SERVER_STATS
 from commune_collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
@@ -61,6 +62,7 @@ async def _run_remote_writer(state: CollectorState) -> None:
 # run_alerting before run_judge: its listener must be registered before the judge's first pass
 BACKGROUND: list[Callable[[CollectorState], Awaitable[None]]] = [_run_aggregator, _run_remote_writer, run_alerting,
                                                               run_judge]
+BACKGROUND.append(run_fleet)  # fleet management: enrollment, served configs, agents' config state
 
 
 class LatencyMiddleware:

@@ -6,6 +6,8 @@ from fastapi import APIRouter
 
 from commune_collector.api.routes import (
                             access,
+                            agent_config,
+                            enroll,
                             health,
                             history,
                             metrics,
@@ -19,5 +21,6 @@ from commune_collector.api.routes import (
 ROUTERS: list[APIRouter] = [health.router, reports.router, sites.router, metrics.router,
                             verdicts.router, provinces.router, history.router,
                             access.router, whoami.router]
+ROUTERS += [enroll.router, agent_config.router]  # fleet management (collector.fleet)
 # schemas referenced by hand-written request bodies, merged into /openapi.json
 COMPONENTS: dict[str, dict] = {**reports.SCHEMA_COMPONENTS}

@@ -16,6 +16,7 @@ from commune_collector.api import arrival, ingest
 from commune_collector.api.deps import StateDep
 from commune_collector.api.schemas import AckPublic
 from commune_collector.auth import SiteNotInInventory, Unauthorized, parse_token
+from commune_collector.fleet.service import observe_report
 from commune_collector.problems import MEDIA_TYPE, Problem, ProblemDetail
 from commune_collector.runtime.state import CollectorState
 from commune_collector.store.base import IngestItem, StoreBusy, StoreUnavailable
@@ -81,6 +82,8 @@ async def _accept(request: Request, state: CollectorState, credentials: HTTPAuth
     gzipped = body if data is not body else None
     outcome = await _store(state, intake.to_item(report, received_at, clock, data, gzipped))
     state.ingest_stats.accepted(len(report.results), sum(len(r.values) for r in report.results), outcome.duplicate)
+    if not outcome.duplicate:
+        await observe_report(state, report, received_at)  # the agent's config version and instance (fleet)
     if not outcome.duplicate and state.remote_writer is not None:
         state.remote_writer.offer(report.site, report.results, clock.shift_s)
     return Ack(accepted=report.seq, duplicate=outcome.duplicate, clock_offset_s=clock.offset_s)
