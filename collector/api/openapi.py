@@ -2,7 +2,7 @@
 
 FastAPI documents every error as ``application/json`` (its own validation
 error shape); the API answers every error with ``application/problem+json``
-(``api.problems``). And parameters declared with a generic slug pattern
+(``commune_collector.problems``). And parameters declared with a generic slug pattern
 (``province``, ``item``) admit values the API then refuses as unknown. This
 pass, run once when ``/openapi.json`` is first built, rewrites the generated
 document: every 4xx/5xx response is the problem document, every ``/api/``
