@@ -50,6 +50,11 @@ class Problem(Exception):
         self.reason = reason or title.lower().replace(" ", "_")
 
 
+def documented(description: str) -> dict[str, Any]:
+    """An OpenAPI ``responses`` entry for a problem answer: what a client may meet, and why."""
+    return {"description": description, "model": ProblemDetail, "content": {MEDIA_TYPE: {}}}
+
+
 def problem_response(problem: Problem) -> Response:
     body = {"type": "about:blank", "title": problem.title, "status": problem.status, "detail": problem.detail,
             "errors": [{"field": f, "message": m} for f, m in problem.errors]}

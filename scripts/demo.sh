@@ -90,7 +90,7 @@ open(sys.argv[1], "w", encoding="utf-8").write(yaml.safe_dump(config, allow_unic
 PY
   cp -r deploy/alertmanager/templates "$DEMO/am/"
   "$AM_BIN" --config.file="$DEMO/am/alertmanager.yml" --storage.path="$DEMO/am/data" \
-    --web.listen-address=127.0.0.1:$AM_PORT --cluster.listen-address= > "$DEMO/alertmanager.log" 2>&1 &
+    --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address= > "$DEMO/alertmanager.log" 2>&1 &
   pids+=($!)
 fi
 

@@ -90,7 +90,8 @@ class Box:
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=3).text
         return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples}
+                for family in text_string_to_metric_families(text)
+                for s in family.samples}
 
     def rounds(self) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float)
@@ -121,12 +122,19 @@ class Center:
         self.url = self.process.url
 
     def agent(self, site: str) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/api/v1/sites/{site}/agent", timeout=5).json()
+        """The site's agent as the fleet view shows it to a national operator."""
+        headers = {"Authorization": f"Bearer {self.process.operator_token}"}
+        response = httpx.get(f"{self.url}/api/v1/sites/{site}/agent", headers=headers, timeout=5)
+        response.raise_for_status()
+        return response.json()
 
     def metric_sites(self, name: str) -> dict[str, float]:
         """Each site's sample of a per-site family on the collector's /metrics."""
-        text = httpx.get(f"{self.url}/metrics", timeout=5).text
-        return {s.labels["site"]: s.value for family in text_string_to_metric_families(text) for s in family.samples
+        headers = {"Authorization": f"Bearer {self.process.operator_token}"}
+        response = httpx.get(f"{self.url}/metrics", headers=headers, timeout=5)
+        response.raise_for_status()
+        return {s.labels["site"]: s.value for family in text_string_to_metric_families(response.text)
+                for s in family.samples
                 if s.name == name}
 
     def stamps(self) -> dict[tuple[str, str], list[float]]:

@@ -75,7 +75,7 @@ def test_no_operation_answers_5xx(collector: CollectorPeer, mode: schemathesis.G
 
 
 # the agents' endpoints take a site token; every other operation an operator's (collector.access)
-SITE_TOKEN_PATHS = r"^/api/v1/(reports|whoami)$"
+SITE_TOKEN_PATHS = r"^/api/v1/(reports|whoami|agent-config)$"
 
 
 @pytest.mark.parametrize("who", ["site", "operator"])

@@ -13,7 +13,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from commune_collector.access.roles import Principal
-from commune_collector.problems import Problem
+from commune_collector.problems import Problem, documented
 
 operator_bearer = HTTPBearer(auto_error=False, scheme_name="operatorToken",
                              description="an operator token: commune-collector operator create NAME --role ROLE; "
@@ -48,13 +48,10 @@ def require_province(principal: Principal, province: str | None, not_found: str)
         raise Problem(404, "Not Found", not_found)
 
 
-def _problem(description: str) -> dict:
-    from commune_collector.problems import MEDIA_TYPE, ProblemDetail
-    return {"description": description, "model": ProblemDetail, "content": {MEDIA_TYPE: {}}}
 
 
 # documented on every router behind the gate
 ACCESS_RESPONSES: dict[int | str, dict] = {
-    401: _problem("no operator credential, or an unknown, revoked or expired one (site tokens never read)"),
-    403: _problem("the credential's role may not read this (e.g. /metrics for a province operator)"),
+    401: documented("no operator credential, or an unknown, revoked or expired one (site tokens never read)"),
+    403: documented("the credential's role may not read this (e.g. /metrics for a province operator)"),
 }

@@ -16,19 +16,24 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
-from commune_collector.access.deps import ViewerDep, list_scope, require_province
-from commune_collector.api.deps import StateDep
+from commune_collector.access.deps import ACCESS_RESPONSES, ViewerDep, list_scope, require_province
+from commune_collector.api.deps import StateDep, known_province
 from commune_collector.api.routes.reports import Credentials, _authenticate
 from commune_collector.fleet.desired import DesiredError
 from commune_collector.fleet.service import fleet_of
-from commune_collector.problems import Problem
+from commune_collector.problems import Problem, documented
 from commune_common.yamlconf import ConfigError
 
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
-@router.get("/agent-config", responses={304: {"description": "unchanged since the ETag sent in If-None-Match"}})
+@router.get("/agent-config", responses={
+    304: {"description": "unchanged since the ETag sent in If-None-Match"},
+    401: documented("no site token, or an unknown or revoked one"),
+    403: documented("the token's site is no longer in the inventory"),
+    404: documented("the token's site is no longer in the inventory"),
+    503: documented("the profile cannot produce this site's config now; retry after Retry-After")})
 async def get_agent_config(state: StateDep, credentials: Credentials,
                            if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """``{"site", "version", "config", "issues"}``; ``issues``: what the collector's copy of the agent model
@@ -56,7 +61,8 @@ async def _site_of(state: StateDep, credentials: HTTPAuthorizationCredentials | 
     return await _authenticate(state, credentials)
 
 
-@router.get("/sites/{site}/agent")
+@router.get("/sites/{site}/agent", responses={**ACCESS_RESPONSES, 404: documented("no such site, or outside the "
+                                                                               "operator's province")})
 async def get_site_agent(state: StateDep, viewer: ViewerDep, site: Annotated[str, Path(pattern=SLUG)]) -> dict:
     """The site's agent: applied config version vs desired, apply error, enrollments, warnings."""
     fleet = fleet_of(state)
@@ -83,11 +89,12 @@ async def get_site_agent(state: StateDep, viewer: ViewerDep, site: Annotated[str
                              "reenrolled": e.reenrolled} for e in enrollments]}
 
 
-@router.get("/fleet")
+@router.get("/fleet", responses={**ACCESS_RESPONSES, 404: documented("a province outside the operator's own"),
+                                 422: documented("an unknown province")})
 async def get_fleet(state: StateDep, viewer: ViewerDep,
                     province: Annotated[str | None, Query(pattern=SLUG, description="province slug")] = None) -> dict:
     """Every site's agent (version, desired vs applied config, last report, enrollment) and per-province counts."""
-    province = list_scope(viewer, province)  # a province operator sees its own communes only
+    province = list_scope(viewer, known_province(province))  # a province operator sees its own communes only
     from dataclasses import asdict
 
     from commune_collector.fleet.view import fleet_rows, province_counts

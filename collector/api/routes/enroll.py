@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from commune_collector.api.deps import StateDep
 from commune_collector.fleet.enroll import EnrollRefused, enroll
 from commune_collector.fleet.service import fleet_of
-from commune_collector.problems import MEDIA_TYPE, Problem, ProblemDetail
+from commune_collector.problems import Problem, documented
 
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
 log = logging.getLogger(__name__)
@@ -41,15 +41,14 @@ class EnrollResponse(BaseModel):
     reenrolled: bool
 
 
-def _problem(description: str) -> dict:
-    return {"description": description, "model": ProblemDetail, "content": {MEDIA_TYPE: {}}}
 
 
 @router.post("/enroll", response_model=EnrollResponse,
-             responses={401: _problem("not an enrollment token, unknown, revoked, expired or used up"),
-                        403: _problem("the site is outside the enrollment token's scope"),
-                        409: _problem("another agent reported for this site recently; re-enrollment not allowed"),
-                        422: _problem("unknown site (with the nearest site ids) or an invalid request")})
+             responses={400: documented("not JSON, or not UTF-8"),
+                        401: documented("not an enrollment token, unknown, revoked, expired or used up"),
+                        403: documented("the site is outside the enrollment token's scope"),
+                        409: documented("another agent reported for this site recently; re-enrollment not allowed"),
+                        422: documented("unknown site (with the nearest site ids) or an invalid request")})
 async def post_enroll(body: EnrollRequest, state: StateDep) -> EnrollResponse:
     """Exchange an enrollment token for the site's token; the site's earlier tokens are revoked."""
     fleet = fleet_of(state)

@@ -17,7 +17,7 @@ from commune_collector.api.deps import StateDep
 from commune_collector.api.schemas import AckPublic
 from commune_collector.auth import SiteNotInInventory, Unauthorized, parse_token
 from commune_collector.fleet.service import observe_report
-from commune_collector.problems import MEDIA_TYPE, Problem, ProblemDetail
+from commune_collector.problems import Problem, documented
 from commune_collector.runtime.state import CollectorState
 from commune_collector.store.base import IngestItem, StoreBusy, StoreUnavailable
 from commune_common.wire import Ack, Report
@@ -37,22 +37,20 @@ def _report_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}, components
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "model": ProblemDetail, "content": {MEDIA_TYPE: {}}}
 
 
 _REQUEST_BODY, SCHEMA_COMPONENTS = _report_schema()
 
 
 @router.post("/reports", response_model=AckPublic, openapi_extra={"requestBody": _REQUEST_BODY},
-             responses={400: _problem("not JSON, not UTF-8, or bad gzip"),
-                        401: _problem("no token, unknown or revoked token"),
-                        403: _problem("the token belongs to another site, or its site is no longer in the "
+             responses={400: documented("not JSON, not UTF-8, or bad gzip"),
+                        401: documented("no token, unknown or revoked token"),
+                        403: documented("the token belongs to another site, or its site is no longer in the "
                                       "inventory"),
-                        413: _problem("the body, raw or decompressed, is too large"),
-                        415: _problem("not application/json, or an unsupported Content-Encoding"),
-                        422: _problem("well-formed JSON that is not a valid report; each field named"),
-                        503: _problem("the store is busy or unavailable; retry after Retry-After")})
+                        413: documented("the body, raw or decompressed, is too large"),
+                        415: documented("not application/json, or an unsupported Content-Encoding"),
+                        422: documented("well-formed JSON that is not a valid report; each field named"),
+                        503: documented("the store is busy or unavailable; retry after Retry-After")})
 async def post_report(request: Request, state: StateDep, credentials: Credentials) -> Response:
     """Store one report (gzip accepted). A resent report is acknowledged with duplicate=true."""
     try:

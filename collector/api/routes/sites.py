@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from commune_collector.access.deps import ACCESS_RESPONSES, ViewerDep, list_scope
 from commune_collector.access.roles import Principal
-from commune_collector.api.deps import StoreDep
+from commune_collector.api.deps import StoreDep, known_province
 from commune_collector.api.schemas import (
     CheckLatest,
     ExpectedPublic,
@@ -50,9 +50,7 @@ async def list_sites(store: StoreDep, viewer: ViewerDep,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                      offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> SitePage:
     """Sites by id, optionally of one province, with the total count for paging."""
-    if province is not None and province not in provinces():
-        raise Problem(422, "Invalid request", f"unknown province {province!r}",
-                      errors=[("province", "is not one of the 34 province slugs")])
+    known_province(province)
     return await run_in_threadpool(_page, store, list_scope(viewer, province), limit, offset)
 
 

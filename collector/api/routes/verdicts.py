@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from commune_collector.access.deps import ACCESS_RESPONSES, ViewerDep, list_scope, require_province
+from commune_collector.api.deps import known_province
 from commune_collector.judge.documents import (
     STATUS_HELP,
     SiteVerdict,
@@ -18,7 +19,6 @@ from commune_collector.judge.documents import (
 from commune_collector.judge.verdict import Snapshot
 from commune_collector.l10n import pick_lang
 from commune_collector.problems import Problem, ProblemDetail
-from commune_collector.provinces import provinces
 from commune_collector.reasons import localize
 
 router = APIRouter(prefix="/api/v1", tags=["verdicts"], responses=ACCESS_RESPONSES)
@@ -65,9 +65,7 @@ def list_verdicts(snapshot: SnapshotDep, viewer: ViewerDep, lang: ReasonLang,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                   offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict:
     """Site verdicts by site id, filtered by province and by state (overall, or of one item)."""
-    if province is not None and province not in provinces():
-        raise Problem(422, "Invalid request", f"unknown province {province!r}",
-                      errors=[("province", "is not one of the 34 province slugs")])
+    known_province(province)
     if item is not None and item not in snapshot.config.items:
         raise Problem(422, "Invalid request", f"unknown item {item!r}",
                       errors=[("item", f"is not one of {', '.join(snapshot.config.items)}")])
