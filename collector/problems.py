@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("commune_collector.api")
 MEDIA_TYPE = "application/problem+json"
@@ -69,6 +70,16 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _allowed(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's: one per method
+    here)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     """Answer every error path with problem+json, 500s included (logged, never leaked)."""
 
@@ -79,8 +90,10 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "HTTP error")
-        return problem_response(Problem(exc.status_code, title, str(exc.detail),
-                                        headers=dict(exc.headers or {})))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed(request)
+        return problem_response(Problem(exc.status_code, title, str(exc.detail), headers=headers))
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -175,6 +175,25 @@ def test_tokens_are_stored_hashed_revoked_by_id_or_site(store: Store) -> None:
     assert [t.id for t in store.list_tokens(SITE)] == ["bbbbbbbbbbbb", "aaaaaaaaaaaa"]
 
 
+def test_maintenance_windows_keep_their_history(store: Store) -> None:
+    from commune_collector.maintenance.windows import MaintenanceWindow
+    once = MaintenanceWindow("mw-00000001", "sites", (SITE,), (SITE,), ("ha-noi",), 1000.0, 2000.0,
+                             "EVN cắt điện", "nguyen.van.a", 900.0)
+    weekly = MaintenanceWindow("mw-00000002", "province", ("hue",), ("hue-thuan-hoa",), ("hue",), 500.0, 600.0,
+                               "bảo dưỡng", "tran.thi.b", 400.0, every="week", until=500.0 + 4 * 604800)
+    store.add_window(once)
+    store.add_window(weekly)
+    assert store.get_window("mw-00000001") == once, "every field round-trips, diacritics too"
+    assert [w.id for w in store.list_windows()] == ["mw-00000002", "mw-00000001"]
+    assert [w.id for w in store.list_windows(since=5000.0)] == ["mw-00000002"], "a recurring one may cover later"
+    assert store.cancel_window("mw-00000001", 1500.0, "le.van.c", "xong sớm")
+    assert not store.cancel_window("mw-00000001", 1600.0, "someone"), "cancelled once"
+    assert not store.cancel_window("mw-ffffffff", 1600.0, "someone")
+    cancelled = store.get_window("mw-00000001")
+    assert (cancelled.cancelled_at, cancelled.cancelled_by, cancelled.cancel_note, cancelled.reason) == (
+        1500.0, "le.van.c", "xong sớm", "EVN cắt điện")
+
+
 # -- ingest and idempotency -----------------------------------------------------------------
 
 

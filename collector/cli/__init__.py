@@ -16,6 +16,7 @@ from commune_collector import __version__
 from commune_collector.cli import (
     agent_config,
     check,
+    database,
     export,
     fleet,
     maintenance,
@@ -36,11 +37,11 @@ from commune_collector.store.base import StoreError
 from commune_common.yamlconf import ConfigError
 
 # one function per subcommand (tree); a feature adds its own with one line
-COMMANDS: list[Register] = [serve.add_serve, check.add_check_config, maintenance.add_migrate,
-                            maintenance.add_aggregate, sites.add_sites, token.add_token,
+COMMANDS: list[Register] = [serve.add_serve, check.add_check_config, database.add_migrate,
+                            database.add_aggregate, sites.add_sites, token.add_token,
                             operator.add_operator,
                             agent_config.add_agent_config, export.add_report, check.add_check_criteria,
-                            simulate.add_simulate, fleet.add_subcommands]
+                            simulate.add_simulate, fleet.add_subcommands, maintenance.add_maintenance]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ from commune_collector.agentconfig import (
 from commune_collector.cli.common import Progress, add_config_arg, open_store_from
 from commune_collector.provinces import provinces
 from commune_collector.sites import Site
+from commune_collector.store.base import all_sites
 
 
 def cmd_agent_config(args: Any) -> int:
@@ -68,12 +69,7 @@ def _sites(store: Any, args: Any) -> list[Site] | None:
     if args.province and args.province not in provinces():
         print(f"error: unknown province {args.province!r}", file=sys.stderr)
         return None
-    sites: list[Site] = []
-    while True:
-        page = store.list_sites(args.province, 1000, len(sites))
-        sites += page.items
-        if not page.items or len(sites) >= page.total:
-            break
+    sites = all_sites(store, args.province)
     if not sites:
         print("error: the inventory has no sites" + (f" in {args.province}" if args.province else ""),
               file=sys.stderr)

@@ -1,56 +1,239 @@
-"""``migrate`` and ``aggregate``: the database's schema and the journal's folding, run by hand."""
+"""``commune-collector maintenance``: declare, list, show and cancel maintenance windows.
+
+The same rules as ``/api/v1/maintenance`` (collector.maintenance.service).
+With ``--token-file`` (or $COMMUNE_OPERATOR_TOKEN) the command acts as that
+operator, scoped by its role; without one it acts as the server's
+administrator (who holds the database anyway) under the name ``--by``.
+Times are read and shown in the collector's time zone unless one is given.
+When alerting is configured, the Alertmanager silences follow at once.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
+import getpass
 import sys
 import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from commune_collector.aggregator import fold_journal, prune_evidence
-from commune_collector.cli.common import add_config_arg, open_store_from, settings_from
-from commune_collector.runtime.aggregator_process import run_until_stopped
-from commune_collector.store import open_store
+from commune_collector.access.roles import Principal, Role
+from commune_collector.cli.common import (
+    add_config_arg,
+    open_store_from,
+    operator_token,
+    settings_from,
+)
+from commune_collector.maintenance.service import (
+    Declaration,
+    MaintenanceError,
+    NotAllowed,
+    cancel,
+    declare,
+    listed,
+    visible,
+)
+from commune_collector.maintenance.windows import PERIODS, MaintenanceWindow
+from commune_collector.settings import CollectorSettings
+from commune_collector.store.base import Store
+
+TIME_HELP = "local time, e.g. '2026-12-06 08:00' (or ISO 8601 with a zone)"
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
-    store = open_store(settings_from(args))
+def parse_time(text: str, zone: ZoneInfo, what: str) -> float:
+    """'2026-12-06 08:00' in the collector's zone, or any ISO 8601 time that names its own zone."""
     try:
-        applied = store.migrate()
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise MaintenanceError(what, f"{text!r} is not a time: write e.g. 2026-12-06 08:00") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    return value.timestamp()
+
+
+def local(ts: float | None, zone: ZoneInfo) -> str:
+    if ts is None:
+        return "-"
+    value = datetime.fromtimestamp(ts, zone)
+    return f"{value:%d/%m/%Y %H:%M} {value.tzname()}"
+
+
+def _principal(args: argparse.Namespace, store: Store, settings: CollectorSettings) -> Principal:
+    token = operator_token(args)
+    if token is None:
+        return Principal(args.by or _login_name(), Role.NATIONAL, via="cli")
+    from commune_collector.access.tokens import Denied, OperatorVerifier, parse_operator_token
+
+    parsed = parse_operator_token(token)
+    verifier = OperatorVerifier(store, cache_ttl=0.0)
+    try:
+        return verifier.verify(token, verifier.lookup(parsed[0]) if parsed else None)
+    except Denied as exc:
+        raise NotAllowed(f"the operator token: {exc}") from None
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _sites(args: argparse.Namespace) -> tuple[str, ...]:
+    names = list(args.site or [])
+    if args.sites_file:
+        try:
+            text = Path(args.sites_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise MaintenanceError("sites", f"--sites-file {args.sites_file}: {exc.strerror}") from None
+        names += [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+    return tuple(names)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    zone = ZoneInfo(settings.judge.timezone)
+    store = open_store_from(args)
+    try:
+        sites = _sites(args)
+        if bool(sites) == bool(args.province):
+            raise MaintenanceError("sites", "give communes (--site, --sites-file) or one --province, not both")
+        ask = Declaration("province" if args.province else "sites", (args.province,) if args.province else sites,
+                          parse_time(args.start, zone, "from"), parse_time(args.end, zone, "to"), args.reason,
+                          args.every, parse_time(args.until, zone, "until") if args.until else None)
+        window = declare(store, _principal(args, store, settings), ask, time.time())
+        _print_window(window, zone)
+        _sync_silences(settings, store)
     finally:
         store.close()
-    print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
     return 0
 
 
-def cmd_aggregate(args: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    logging.basicConfig(level=getattr(logging, settings.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if args.once:
-        store = open_store_from(args)
-        try:
-            folded = fold_journal(store)
-            pruned = prune_evidence(store, time.time(), settings.retention.evidence, settings.retention.reports_seen)
-        finally:
-            store.close()
-        print(f"folded {folded} report(s) into summaries; pruned {pruned.summaries} summaries, "
-              f"{pruned.report_ranges} report-id ranges")
+    zone = ZoneInfo(settings.judge.timezone)
+    store = open_store_from(args)
+    now = time.time()
+    try:
+        windows = listed(store, _principal(args, store, settings), "all" if args.all else "current", now,
+                         args.province)
+    finally:
+        store.close()
+    if not windows:
+        print("no maintenance windows" + ("" if args.all else " now or ahead (--all shows past ones)"))
         return 0
-    print(f"folding the journal every {settings.aggregator.interval:g}s until SIGTERM", file=sys.stderr)
-    run_until_stopped(settings)
+    for w in windows:
+        state = ("cancelled" if w.cancelled_at is not None else "active" if w.active_at(now) else
+                 "ended" if w.last_end <= now else "upcoming")
+        repeat = f", every {w.every} until {local(w.until, zone)}" if w.every else ""
+        print(f"{w.id}  {state:9}  {local(w.starts_at, zone)} -> {local(w.ends_at, zone)}{repeat}  "
+              f"{_covers(w)}  {w.reason}  (by {w.created_by})")
     return 0
 
 
-def add_aggregate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("aggregate", help="fold the journal into hourly summaries (serve does it in a child process)",
-                       description="Run the aggregator on its own: every aggregator.interval until SIGTERM, or once.")
-    add_config_arg(p)
-    p.add_argument("--once", action="store_true", help="fold what is there now, prune, and exit")
-    p.set_defaults(func=cmd_aggregate)
+def cmd_show(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    zone = ZoneInfo(settings.judge.timezone)
+    store = open_store_from(args)
+    try:
+        window = store.get_window(args.id)
+        if window is None or not visible(_principal(args, store, settings), [window]):
+            raise MaintenanceError("id", f"no maintenance window {args.id!r} (commune-collector maintenance list)")
+    finally:
+        store.close()
+    _print_window(window, zone)
+    if window.cancelled_at is not None:
+        note = f": {window.cancel_note}" if window.cancel_note else ""
+        print(f"  cancelled {local(window.cancelled_at, zone)} by {window.cancelled_by}{note}")
+    print("  communes: " + ", ".join(window.sites))
+    return 0
 
 
-def add_migrate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("migrate", help="apply pending schema migrations (serve does it too)")
-    add_config_arg(p)
-    p.set_defaults(func=cmd_migrate)
+def cmd_cancel(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    zone = ZoneInfo(settings.judge.timezone)
+    store = open_store_from(args)
+    try:
+        try:
+            window = cancel(store, _principal(args, store, settings), args.id, time.time(), args.note)
+        except LookupError as exc:
+            raise MaintenanceError("id", f"{exc} (commune-collector maintenance list)") from None
+        print(f"cancelled {window.id} at {local(window.cancelled_at, zone)}: {window.reason}; "
+              "its verdicts stay held to the end of the current hour")
+        _sync_silences(settings, store)
+    finally:
+        store.close()
+    return 0
+
+
+def _covers(window: MaintenanceWindow) -> str:
+    if window.scope == "province":
+        return f"province {window.targets[0]} ({len(window.sites)} communes)"
+    return window.sites[0] if len(window.sites) == 1 else f"{len(window.sites)} communes"
+
+
+def _print_window(window: MaintenanceWindow, zone: ZoneInfo) -> None:
+    repeat = f", every {window.every} until {local(window.until, zone)}" if window.every else ""
+    print(f"{window.id}: {local(window.starts_at, zone)} -> {local(window.ends_at, zone)}{repeat}, "
+          f"{_covers(window)}: {window.reason} (declared by {window.created_by})")
+
+
+def _sync_silences(settings: CollectorSettings, store: Store) -> None:
+    """Mirror the windows into Alertmanager now, rather than at the server's next sync."""
+    if not settings.alerting.enabled:
+        return
+    from commune_collector.maintenance.silences import SilenceSync
+
+    result = SilenceSync(settings.alerting).sync(store.list_windows(time.time()))
+    if result.error:
+        print(f"warning: Alertmanager not updated ({result.error}); the collector retries every minute",
+              file=sys.stderr)
+    else:
+        print(f"Alertmanager silences: {result.created} created, {result.expired} expired", file=sys.stderr)
+
+
+def _failing(func):  # noqa: ANN001, ANN202 - wraps a cmd_* function
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except MaintenanceError as exc:
+            print(f"error: {exc.field}: {exc}", file=sys.stderr)
+        except NotAllowed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return run
+
+
+def add_maintenance(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("maintenance", help="declare, list and cancel maintenance windows",
+                       description="Planned work (a scheduled power cut, a data-center move): the communes' time "
+                                   "in a window counts neither for nor against them, their alerts are silenced "
+                                   "for exactly that time, and their pages say why.")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    add = verbs.add_parser("add", help="declare a window", description="Declare a maintenance window.")
+    add.add_argument("--site", action="append", metavar="ID", help="a commune's site id (repeat for several)")
+    add.add_argument("--sites-file", metavar="FILE", help="site ids, one per line (# comments allowed)")
+    add.add_argument("--province", metavar="SLUG", help="every commune of this province")
+    add.add_argument("--from", dest="start", required=True, metavar="TIME", help=TIME_HELP)
+    add.add_argument("--to", dest="end", required=True, metavar="TIME", help="end of the (first) occurrence")
+    add.add_argument("--every", choices=sorted(PERIODS), help="recurring: every day or week")
+    add.add_argument("--until", metavar="TIME", help="a recurring window's last start is before this")
+    add.add_argument("--reason", required=True, help="why, in the words the pages and alerts will show")
+    add.set_defaults(func=_failing(cmd_add))
+    ls = verbs.add_parser("list", help="windows now or ahead (--all: every one ever declared)")
+    ls.add_argument("--all", action="store_true", help="include ended and cancelled windows (the history)")
+    ls.add_argument("--province", metavar="SLUG", help="only windows touching this province")
+    ls.set_defaults(func=_failing(cmd_list))
+    show = verbs.add_parser("show", help="one window: its times, communes and history")
+    show.add_argument("id", metavar="ID", help="e.g. mw-1a2b3c4d")
+    show.set_defaults(func=_failing(cmd_show))
+    stop = verbs.add_parser("cancel", help="end a window now (its record stays)")
+    stop.add_argument("id", metavar="ID", help="e.g. mw-1a2b3c4d")
+    stop.add_argument("--note", help="why (work finished early, postponed), kept in the history")
+    stop.set_defaults(func=_failing(cmd_cancel))
+    for parser in (add, ls, show, stop):
+        add_config_arg(parser)
+        parser.add_argument("--token-file", metavar="FILE",
+                            help="act as this operator (scoped by its role); default: the administrator")
+        parser.add_argument("--by", metavar="NAME", help="the name recorded without a token (default: login name)")

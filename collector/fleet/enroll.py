@@ -7,7 +7,6 @@ gets the nearest ids of the token's scope (difflib), never the whole inventory.
 
 from __future__ import annotations
 
-import difflib
 import hmac
 import time
 from dataclasses import dataclass
@@ -15,7 +14,8 @@ from dataclasses import dataclass
 from commune_collector.auth import hash_secret, new_token
 from commune_collector.fleet.db import FleetDb, UseRefused
 from commune_collector.fleet.tokens import EnrollToken, parse_enroll_token
-from commune_collector.store.base import Site, Store
+from commune_collector.sites import closest
+from commune_collector.store.base import Site, Store, all_sites
 
 
 class EnrollRefused(Exception):
@@ -51,23 +51,9 @@ def nearest_sites(store: Store, site: str, token: EnrollToken, n: int = 3) -> li
     if token.sites:
         candidates = list(token.sites)
     else:
-        candidates = []
-        while True:
-            page = store.list_sites(token.province, 1000, len(candidates))
-            candidates += [s.id for s in page.items]
-            if not page.items or len(candidates) >= page.total:
-                break
+        candidates = [s.id for s in all_sites(store, token.province)]
     return closest(site, candidates, n)
 
-
-def closest(word: str, candidates: list[str], n: int = 3, cutoff: float = 0.5) -> list[str]:
-    """difflib's similarity, ties broken by characters in the same place (``hn-site-O0`` -> ``hn-site-00``
-    before ``hn-site-04``)."""
-    def score(candidate: str) -> tuple[float, int]:
-        matcher = difflib.SequenceMatcher(None, word, candidate)
-        return matcher.ratio(), sum(a == b for a, b in zip(word, candidate, strict=False))
-    scored = sorted(((score(c), c) for c in candidates), key=lambda x: (-x[0][0], -x[0][1], x[1]))
-    return [c for (ratio, _), c in scored[:n] if ratio >= cutoff]
 
 
 def find_site(store: Store, site_id: str, token: EnrollToken) -> Site:

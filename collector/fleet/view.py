@@ -11,7 +11,7 @@ from typing import Any
 
 from commune_collector.fleet.db import FleetDb
 from commune_collector.fleet.desired import ProfileSource
-from commune_collector.store.base import Site, Store
+from commune_collector.store.base import Store, all_sites
 
 
 @dataclass(frozen=True)
@@ -33,18 +33,9 @@ class FleetRow:
     enroll_token: str | None
 
 
-def _all_sites(store: Store, province: str | None) -> list[Site]:
-    sites: list[Site] = []
-    while True:
-        page = store.list_sites(province, 1000, len(sites))
-        sites += page.items
-        if not page.items or len(sites) >= page.total:
-            return sites
-
-
 def fleet_rows(store: Store, db: FleetDb, profiles: ProfileSource, now: float, province: str | None = None,
                live_within: float = 900.0, duplicate_window: float = 300.0) -> list[FleetRow]:
-    sites = _all_sites(store, province)
+    sites = all_sites(store, province)
     status = store.site_status([s.id for s in sites]) if sites else {}
     agents = db.agent_states()
     enrolled = {e.site: e for e in db.enrollments()}  # oldest first: the newest enrollment wins

@@ -70,6 +70,17 @@ class UpstreamEventDoc(_Doc):
     share: float
 
 
+class MaintenanceDoc(_Doc):
+    """Declared maintenance holding the verdict now: neither earned nor lost, its time not counted."""
+
+    window: str = Field(description="the maintenance window's id (GET /api/v1/maintenance/{id})")
+    reason: str
+    starts_at: float = Field(description="this occurrence as declared (unix time)")
+    ends_at: float
+    held_until: float = Field(description="the verdict is held until the end of the evidence hour the window "
+                                          "ends in")
+
+
 class SiteVerdict(_Doc):
     site: str
     name: str
@@ -85,6 +96,7 @@ class SiteVerdict(_Doc):
     connectivity: Literal["primary", "backup_only", "down", "unknown"]
     outage_cause: Literal["power", "network", "upstream"] | None
     upstream: UpstreamEventDoc | None = None
+    maintenance: MaintenanceDoc | None = None
     on_battery: bool | None
     last_report_at: float | None
     items: dict[str, State]

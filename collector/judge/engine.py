@@ -36,6 +36,7 @@ from commune_collector.judge import facts as facts_mod
 from commune_collector.judge.criteria import CriteriaConfig
 from commune_collector.judge.evaluate import (
     FAILED,
+    UNKNOWN,
     Evaluator,
     Outcome,
     SiteFacts,
@@ -54,10 +55,11 @@ from commune_collector.judge.hysteresis import (
 )
 from commune_collector.judge.matrix import EvidenceMatrix, KeySpec
 from commune_collector.judge.persist import MemoryVerdictStore, StateRow, Transition, VerdictStore
+from commune_collector.judge.quiet import QuietTime
 from commune_collector.judge.reads import VerdictReads
 from commune_collector.judge.rollup import history_rows, roll_up
 from commune_collector.judge.source import ROUNDS, SKIP, VALUES, EvidenceSource, SiteRecord
-from commune_collector.judge.status import statuses
+from commune_collector.judge.status import raw_from_state, statuses
 from commune_collector.judge.upstream import UpstreamDetector
 from commune_collector.judge.verdict import Snapshot, reason
 from commune_collector.provinces import provinces
@@ -205,10 +207,11 @@ class Judge(VerdictReads):
             stats.buckets_read = self.matrix.load(self._read(now), now)
             timer.lap("read")
             report_at = self._report_times(sites)
+            quiet = self._quiet(sites, now)
             outcomes = self.evaluator.evaluate(sites, SiteFacts(now, report_at, self.started_at,
-                                                                self.config.restart_grace))
+                                                                self.config.restart_grace, quiet))
             timer.lap("evaluate")
-            changes, snapshot = self._decide(sites, outcomes, report_at, now, timer)
+            changes, snapshot = self._decide(sites, outcomes, report_at, now, timer, quiet)
             stats.changes = len(changes)
             self.snapshot = snapshot
             self.passes += 1
@@ -307,21 +310,30 @@ class Judge(VerdictReads):
         self.regressions_total = sum(self._regression_counts.values())
         self._loaded = True
 
+    def _quiet(self, sites: SiteIndex, now: float) -> QuietTime:
+        """Declared maintenance over the longest window (judge/quiet.py)."""
+        since = now - self.config.max_window - self.matrix.bucket_s
+        return QuietTime.from_windows(self.source.maintenance(since), sites.position, len(sites), since, now + 1.0,
+                                      self.matrix.bucket_s)
+
     def _report_times(self, sites: SiteIndex) -> np.ndarray:
         times = self.source.report_times()
         return np.array([times.get(site, np.nan) for site in sites.ids], dtype=np.float64)
 
     def _decide(self, sites: SiteIndex, outcomes: list[Outcome], report_at: np.ndarray, now: float,
-                timer: _Timer) -> tuple[list[VerdictChange], Snapshot]:
+                timer: _Timer, quiet: QuietTime) -> tuple[list[VerdictChange], Snapshot]:
         assert self._track is not None
         n = len(sites)
         before, before_items = self._track, self._item_tracks
-        raw = combine([o.status for o in outcomes if o.criterion.required], n)
-        item_raw = {item: combine([o.status for o in outcomes if o.criterion.item == item], n)
-                    for item in self.config.items}
-        site_step = step(before, raw, now, self.config.stable_period)
-        item_steps = {item: step(before_items[item], item_raw[item], now, self.config.stable_period)
-                      for item in self.config.items}
+        held, settling = quiet.held(now), quiet.held(now, self.config.restart_grace)
+        raw, site_held = _held_raw(combine([o.status for o in outcomes if o.criterion.required], n), before,
+                                   held, settling)
+        site_step = step(before, raw, now, self.config.stable_period, site_held)
+        item_raw, item_steps = {}, {}
+        for item in self.config.items:
+            item_raw[item], item_held = _held_raw(combine([o.status for o in outcomes if o.criterion.item == item],
+                                                          n), before_items[item], held, settling)
+            item_steps[item] = step(before_items[item], item_raw[item], now, self.config.stable_period, item_held)
         timer.lap("hysteresis")
         freshness = max(3 * self.config.expected_interval, self.config.silence_threshold)
         site_of_row = self.evaluator.site_of_row(sites)
@@ -329,7 +341,7 @@ class Judge(VerdictReads):
                                          self.started_at, self.config.restart_grace)
         up = self.config.upstream
         self.upstream.min_share, self.upstream.min_sites, self.upstream.within = up.min_share, up.min_sites, up.within
-        self.upstream.apply(found, sites.ids, sites.provinces, [None] * n, report_at, now)
+        self.upstream.apply(found, sites.ids, sites.provinces, [None] * n, report_at, now, held)
         timer.lap("facts")
         changes = self._verdict_changes(sites, outcomes, site_step, now)
         changes += self._fact_changes(sites, found, now)
@@ -346,7 +358,7 @@ class Judge(VerdictReads):
         snapshot = Snapshot(now, self.config, sites, outcomes, self._track, self._item_tracks, found, report_at,
                             self.matrix.check, [self.evaluator.rows_of(k) for k in range(len(outcomes))],
                             site_of_row, dict(self._regressions), dict(self._regression_counts), rollup,
-                            self.province_names, raw, item_raw)
+                            self.province_names, raw, item_raw, quiet.current(now))
         return changes, snapshot
 
     def _province_index(self, sites: SiteIndex) -> tuple[np.ndarray, list[str]]:
@@ -492,6 +504,16 @@ def _reason(config: CriteriaConfig, outcome: Outcome, i: int) -> str:
         float(outcome.low[i]), float(outcome.high[i]))
     return reason(crit, int(outcome.status[i]), float(outcome.value[i]), int(outcome.why[i]),
                   float(outcome.coverage[i]), min_cov, low, high)
+
+
+def _held_raw(raw: np.ndarray, before: Track, held: np.ndarray, settling: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(outcome, held) per site: maintenance holds a site, and a site just out of it while its evidence
+    is still too thin; a held site's outcome is what its held state says (status agrees with verdict)."""
+    held = held | (settling & (raw == UNKNOWN))
+    if not held.any():
+        return raw, held
+    return np.where(held, raw_from_state(before.state, before.candidate), raw).astype(np.int8), held
 
 
 def _get(track: Track, i: int) -> tuple[int, float, float | None, int]:

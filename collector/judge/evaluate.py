@@ -21,6 +21,7 @@ import numpy as np
 from commune_collector.judge import estimates
 from commune_collector.judge.criteria import CriteriaConfig, Criterion
 from commune_collector.judge.matrix import EvidenceMatrix, KeySpec, Wants, WindowView
+from commune_collector.judge.quiet import QuietTime
 from commune_collector.judge.stats import STATISTICS
 
 UNKNOWN, FAILED, MET = -1, 0, 1
@@ -72,6 +73,7 @@ class SiteFacts:
     report_at: np.ndarray  # last report received, NaN if never
     judge_started_at: float
     restart_grace: float = 0.0  # how long agents may take to come back after the judge started
+    quiet: QuietTime | None = None  # declared maintenance: left out of every window (judge/quiet.py)
 
 
 class _Matcher:
@@ -151,13 +153,13 @@ class Evaluator:
         self._views: dict[tuple, WindowView] = {}  # criteria with one select and window share their sums
         return [self._one(i, crit, sites, site_of_row, facts) for i, crit in enumerate(self.config.criteria)]
 
-    def _view(self, crit: Criterion, rows: np.ndarray, now: float) -> WindowView:
+    def _view(self, crit: Criterion, rows: np.ndarray, facts: SiteFacts, sites: np.ndarray) -> WindowView:
         select = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in crit.select.items()))
         key = (select, crit.expr.window)
         view = self._views.get(key)
         if view is None:
-            view = self._views[key] = self.matrix.view(rows, crit.expr.window or 3600.0, now,
-                                                       self.config.expected_interval)
+            view = self._views[key] = self.matrix.view(rows, crit.expr.window or 3600.0, facts.now,
+                                                       self.config.expected_interval, facts.quiet, sites)
         return view
 
     def _one(self, i: int, crit: Criterion, sites: SiteIndex, site_of_row: np.ndarray,
@@ -171,7 +173,7 @@ class Evaluator:
         if not len(rows):
             return out
         expr = crit.expr
-        view = self._view(crit, rows, facts.now)
+        view = self._view(crit, rows, facts, site_of_row[rows])
         measured, not_estimated = estimates.account(view, expr.metric,
                                                     STATISTICS[expr.stat].compute(view, expr.metric))
         status, why = _judge(crit, measured.value, measured.coverage, self._min_coverage(crit),

@@ -61,8 +61,13 @@ class Step:
     recovered: np.ndarray  # bool: became completed after having been not_completed
 
 
-def step(before: Track, raw: np.ndarray, now: float, stable_period: float) -> Step:
-    """Advance every subject by one pass given its raw outcome (MET/FAILED/UNKNOWN)."""
+def step(before: Track, raw: np.ndarray, now: float, stable_period: float,
+         held: np.ndarray | None = None) -> Step:
+    """Advance every subject by one pass given its raw outcome (MET/FAILED/UNKNOWN).
+
+    ``held`` subjects (declared maintenance, judge/quiet.py) keep their track as it was: no state
+    change, no regression, the stable clock neither started nor stopped.
+    """
     failed, met, unknown = raw == FAILED, raw == MET, raw == UNKNOWN
     candidate = np.where(failed, np.nan, before.candidate)
     candidate = np.where(met & np.isnan(candidate), now, candidate)
@@ -71,6 +76,9 @@ def step(before: Track, raw: np.ndarray, now: float, stable_period: float) -> St
                      np.where(unknown, S_UNKNOWN,
                               np.where(stable, S_COMPLETED, before.state))).astype(np.int8)
     # a met site not yet stable keeps its state, but never keeps "unknown" as completed
+    if held is not None and held.any():
+        state = np.where(held, before.state, state).astype(np.int8)
+        candidate = np.where(held, before.candidate, candidate)
     changed = state != before.state
     since = np.where(changed, now, before.since)
     definite = np.where(state != S_UNKNOWN, state, before.last_definite).astype(np.int8)

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import msgspec
 import numpy as np
 
+from commune_collector.judge.quiet import QuietTime
 from commune_collector.judge.sketchbins import LEGACY_FACTOR, SketchBins
 
 _GROW = 1024
@@ -397,8 +398,11 @@ class EvidenceMatrix:
 
     # -- reading ---------------------------------------------------------------
 
-    def view(self, rows: np.ndarray, window_s: float, now: float, default_interval: float) -> WindowView:
-        return WindowView(self, rows, window_s, now, default_interval)
+    def view(self, rows: np.ndarray, window_s: float, now: float, default_interval: float,
+             quiet: QuietTime | None = None, sites: np.ndarray | None = None) -> WindowView:
+        """The window's evidence of ``rows``; with ``quiet``, the quiet buckets of each row's site
+        (``sites``: its site position) are left out."""
+        return WindowView(self, rows, window_s, now, default_interval, quiet, sites)
 
     def newest(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the time of the newest round ever seen and whether it succeeded (NaN/False if none)."""
@@ -494,21 +498,32 @@ class WindowView:
     """
 
     def __init__(self, matrix: EvidenceMatrix, rows: np.ndarray, window_s: float, now: float,
-                 default_interval: float):
+                 default_interval: float, quiet: QuietTime | None = None, sites: np.ndarray | None = None):
         self.m = matrix
         self.rows = rows
         self.window_s = window_s
         self.now = now
         self.default_interval = default_interval
         self.start = matrix.bucket_of(now - window_s)
-        self.span = max(now - self.start, 1e-9)
+        self.quiet = quiet if quiet and sites is not None else None
+        self.sites = sites
+        self.span: float | np.ndarray = max(now - self.start, 1e-9)
+        if self.quiet is not None:  # quiet time is neither up nor down: the window expects fewer rounds
+            assert sites is not None
+            self.span = np.maximum(self.span - self.quiet.hidden_seconds(sites, self.start, now), 1e-9)
         self._keys: dict[str, tuple] = {}
 
     def _col(self, name: str) -> np.ndarray:
         return self.m.cols[name][self.rows]
 
-    def _in_window(self, buckets: np.ndarray) -> np.ndarray:
-        return (buckets >= self.start) & (buckets <= self.now)
+    def _in_window(self, buckets: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+        """Which buckets count: inside the window and, for ``positions`` (rows' places in this view;
+        all when None), not quiet for their site."""
+        inside = (buckets >= self.start) & (buckets <= self.now)
+        if self.quiet is None or self.sites is None:
+            return inside
+        sites = self.sites if positions is None else self.sites[positions]
+        return inside & ~self.quiet.hidden(buckets, sites)
 
     @cached_property
     def mask(self) -> np.ndarray:
@@ -572,7 +587,7 @@ class WindowView:
                 cached = (empty, empty, np.zeros((0, 1), dtype=bool), None)
             else:
                 have, krows = store.lookup(self.rows)
-                cached = (have, krows, self._in_window(store.ring["bucket"][krows]), store)
+                cached = (have, krows, self._in_window(store.ring["bucket"][krows], have), store)
             self._keys[key] = cached
         return cached
 

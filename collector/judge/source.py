@@ -15,6 +15,7 @@ from typing import Protocol
 
 from commune_collector.evidence import BUCKET_SECONDS, CheckSummary
 from commune_collector.judge.matrix import BucketRow
+from commune_collector.maintenance.windows import MaintenanceWindow
 
 # (site, check, probe, labels) -> SKIP, ROUNDS (good/bad counts only) or VALUES (counts and values)
 Keep = Callable[[str, str, str, dict[str, str]], int]
@@ -40,6 +41,10 @@ class EvidenceSource(Protocol):
         """When each site's agent last delivered a report (collector clock)."""
         ...
 
+    def maintenance(self, since: float) -> list[MaintenanceWindow]:
+        """Declared maintenance windows that may cover time after ``since`` (judge/quiet.py)."""
+        ...
+
     def read(self, now: float, horizon: float, keep: Keep, full: bool) -> Iterable[Sequence[BucketRow]]:
         """Batches of the buckets that changed since the previous call (all from ``horizon`` when ``full``).
 
@@ -63,6 +68,7 @@ class MemoryEvidence:
     bucket_seconds: float = float(BUCKET_SECONDS)
     summaries: dict[tuple[str, str, float], CheckSummary] = field(default_factory=dict)
     reported: dict[str, float] = field(default_factory=dict)
+    windows: list[MaintenanceWindow] = field(default_factory=list)
     _changed: set[tuple[str, str, float]] = field(default_factory=set)
 
     def inventory(self) -> list[SiteRecord]:
@@ -70,6 +76,9 @@ class MemoryEvidence:
 
     def report_times(self) -> dict[str, float]:
         return dict(self.reported)
+
+    def maintenance(self, since: float) -> list[MaintenanceWindow]:
+        return [w for w in self.windows if w.last_end >= since]
 
     def add(self, summary: CheckSummary) -> None:
         """Fold one bucket in; evidence for an existing bucket merges (late, spooled evidence)."""

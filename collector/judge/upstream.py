@@ -66,9 +66,15 @@ class UpstreamDetector:
     _seen_down: set[str] = field(default_factory=set)
 
     def apply(self, facts: Facts, ids: list[str], provinces: list[str], groups: list[str | None],
-              report_at: np.ndarray, now: float) -> list[UpstreamEvent]:
-        """Mark members' cause upstream in ``facts`` (in place) and return the events of this pass."""
+              report_at: np.ndarray, now: float, quiet: np.ndarray | None = None) -> list[UpstreamEvent]:
+        """Mark members' cause upstream in ``facts`` (in place) and return the events of this pass.
+
+        Sites in declared maintenance (``quiet``) never count as having lost their path: a planned cut
+        of a whole province is not an upstream outage.
+        """
         mains = facts.on_battery != 1.0
+        if quiet is not None:
+            mains = mains & ~quiet
         seen_down = ((facts.connectivity == CONN_BACKUP_ONLY) | (facts.connectivity == CONN_DOWN)) & mains
         silent = facts.silent & mains & ~seen_down
         reporting = ~np.isnan(report_at) & (now - np.nan_to_num(report_at, nan=-np.inf) < DAY)

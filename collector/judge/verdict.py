@@ -26,6 +26,7 @@ from commune_collector.judge.evaluate import (
 from commune_collector.judge.facts import CAUSE_NAMES, CONNECTIVITY_NAMES, Facts
 from commune_collector.judge.hysteresis import STATE_CODES, STATE_NAMES, Track
 from commune_collector.judge.quantity import RATIO, SECONDS, format_value
+from commune_collector.judge.quiet import QuietSpan
 from commune_collector.judge.reasons import criterion_reason
 from commune_collector.judge.rollup import Rollup
 from commune_collector.judge.status import STATUS_CODES, STATUS_NAMES, raw_from_state, statuses
@@ -80,6 +81,7 @@ class Snapshot:
     province_names: dict[str, str] = field(default_factory=dict)
     raw: np.ndarray | None = None  # this pass's combined outcome per site (MET/FAILED/UNKNOWN)
     item_raw: dict[str, np.ndarray] | None = None
+    quiet: dict[int, QuietSpan] = field(default_factory=dict)  # site position -> maintenance holding it now
 
     # -- statuses (judge.status) -------------------------------------------------
 
@@ -152,6 +154,7 @@ class Snapshot:
             "stable_period_s": self.config.stable_period, "connectivity": CONNECTIVITY_NAMES[conn],
             "outage_cause": CAUSE_NAMES[int(self.facts.outage_cause[i])],
             "upstream": self.upstream_of(i),
+            "maintenance": self.maintenance_of(i),
             "on_battery": None if math.isnan(self.facts.on_battery[i]) else bool(self.facts.on_battery[i]),
             "last_report_at": _num(self.report_at[i]),
             "items": {item: STATE_NAMES[int(track.state[i])] for item, track in self.item_tracks.items()},
@@ -159,6 +162,14 @@ class Snapshot:
             "criteria": [self.criterion(i, k) for k in range(len(self.outcomes))],
             "regressions": list(self.regressions.get(self.sites.ids[i], ())),
         }
+
+    def maintenance_of(self, i: int) -> dict | None:
+        """The declared maintenance holding this site's verdict now (judge/quiet.py), or None."""
+        span = self.quiet.get(i)
+        if span is None:
+            return None
+        return {"window": span.window, "reason": span.reason, "starts_at": span.starts_at, "ends_at": span.ends_at,
+                "held_until": span.end}
 
     def upstream_of(self, i: int) -> dict | None:
         """The upstream outage that explains this site's outage (judge/upstream.py), or None."""
@@ -218,7 +229,7 @@ class Snapshot:
         status = self.status_of(i)
         return {"site": self.sites.ids[i], "name": self.sites.names[i], "commune": self.sites.communes[i],
                 "state": self.state_of(i), "status": status, "since": float(self.track.since[i]),
-                "completed_at": self.completed_at(i),
+                "completed_at": self.completed_at(i), "maintenance": self.maintenance_of(i),
                 "failing": [] if status == "never_reported" else self.failing(i)}
 
     def fleet_summary(self) -> dict:

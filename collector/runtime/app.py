@@ -31,6 +31,7 @@ from commune_collector.auth import TokenVerifier
 from commune_collector.fleet.service import run_fleet
 from commune_collector.host_metrics import host_metrics
 from commune_collector.httpguard import SERVER_STATS
+from commune_collector.maintenance.silences import run_silences
 from commune_collector.metrics import AggregatorStats, CollectorMetrics, request_histogram
 from commune_collector.provinces import provinces
 from commune_collector.remote_write import RemoteWriter
@@ -63,6 +64,7 @@ async def _run_remote_writer(state: CollectorState) -> None:
 BACKGROUND: list[Callable[[CollectorState], Awaitable[None]]] = [_run_aggregator, _run_remote_writer, run_alerting,
                                                               run_judge]
 BACKGROUND.append(run_fleet)  # fleet management: enrollment, served configs, agents' config state
+BACKGROUND.append(run_silences)  # maintenance windows mirrored as Alertmanager silences
 
 
 class LatencyMiddleware:

@@ -32,5 +32,6 @@ class CollectorState:
     operators: Any = None  # commune_collector.access.tokens.OperatorVerifier
     judge: Any = None  # collector.judge.Judge when judging is on (runtime.judge_service)
     fleet: Any = None  # commune_collector.fleet.service.Fleet, made at start
+    silences: Any = None  # commune_collector.maintenance.silences.SilenceSync when alerting is on
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = field(default_factory=time.time)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from commune_collector.evidence import CheckSummary
+from commune_collector.maintenance.windows import MaintenanceWindow
 from commune_collector.sites import Site
 from commune_common.wire import CheckResult
 
@@ -237,6 +238,24 @@ class Store(Protocol):
         """Operator credentials (never secrets), newest first."""
         ...
 
+    # -- maintenance windows (collector.maintenance) ------------------------
+
+    def add_window(self, window: MaintenanceWindow) -> None:
+        """Store a declared maintenance window."""
+        ...
+
+    def cancel_window(self, window_id: str, at: float, by: str, note: str | None = None) -> bool:
+        """Cancel a live window (the record stays, with who, when and why); False when there is none by that id."""
+        ...
+
+    def get_window(self, window_id: str) -> MaintenanceWindow | None:
+        """The window with this id, cancelled or not."""
+        ...
+
+    def list_windows(self, since: float | None = None) -> list[MaintenanceWindow]:
+        """Windows that may cover time after ``since`` (every window when None), by start."""
+        ...
+
     # -- ingest ------------------------------------------------------------
 
     def submit_ingest(self, item: IngestItem) -> Future[IngestOutcome]:
@@ -314,3 +333,13 @@ class Store(Protocol):
     def stats(self) -> StoreStats:
         """Journal backlog and aggregation progress, for /metrics."""
         ...
+
+
+def all_sites(store: Store, province: str | None = None) -> list[Site]:
+    """Every site of the inventory (or of one province), read a page at a time."""
+    sites: list[Site] = []
+    while True:
+        page = store.list_sites(province, 1000, len(sites))
+        sites += page.items
+        if not page.items or len(sites) >= page.total:
+            return sites

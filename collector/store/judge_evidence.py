@@ -28,6 +28,7 @@ import msgspec
 
 from commune_collector.evidence import BUCKET_SECONDS, bucket_of
 from commune_collector.judge.source import Keep, SiteRecord
+from commune_collector.maintenance.windows import MaintenanceWindow
 from commune_collector.store.verdicts import JudgeDb
 
 _labels = msgspec.json.Decoder(dict[str, str])
@@ -43,6 +44,7 @@ class StoreEvidence:
         """``read_only``: never move the trigger's cursor nor trim its log (a one-off pass beside a
         running collector, whose judge owns both)."""
         self.db = JudgeDb(store.dialect_impl)
+        self.store = store
         self.read_only = read_only
         self.bucket_seconds = float(bucket_seconds)
         self.rediscover_passes = max(1, rediscover_passes)
@@ -71,6 +73,9 @@ class StoreEvidence:
 
     def report_times(self) -> dict[str, float]:
         return {r[0]: float(r[1]) for r in self.db.fetch("SELECT site, last_report_at FROM site_state")}
+
+    def maintenance(self, since: float) -> list[MaintenanceWindow]:
+        return self.store.list_windows(since)
 
     # -- evidence ----------------------------------------------------------------------
 

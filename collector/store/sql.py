@@ -42,6 +42,7 @@ from commune_collector.store.base import (
     TokenRecord,
     WriteStats,
 )
+from commune_collector.store.maintenance import MaintenanceSql
 from commune_collector.store.migrate import Migration, discover
 from commune_collector.store.operators import OperatorSql
 from commune_collector.store.writer import GroupWriter
@@ -188,7 +189,7 @@ def latest_rows(item: IngestItem) -> list[tuple[Any, ...]]:
              _json.encode(r.labels).decode(), _json.encode(r.values).decode()) for r in newest.values()]
 
 
-class SqlStore(OperatorSql):
+class SqlStore(OperatorSql, MaintenanceSql):
     """The Store protocol over a Dialect; SQLiteStore and PostgresStore only pick the dialect."""
 
     def __init__(self, dialect: Dialect, *, max_pending: int = 4000, max_group: int = 256,

@@ -10,6 +10,7 @@ from commune_collector.api.routes import (
                             enroll,
                             health,
                             history,
+                            maintenance,
                             metrics,
                             provinces,
                             reports,
@@ -22,5 +23,6 @@ ROUTERS: list[APIRouter] = [health.router, reports.router, sites.router, metrics
                             verdicts.router, provinces.router, history.router,
                             access.router, whoami.router]
 ROUTERS += [enroll.router, agent_config.router]  # fleet management (collector.fleet)
+ROUTERS += [maintenance.router]  # maintenance windows (collector.maintenance)
 # schemas referenced by hand-written request bodies, merged into /openapi.json
 COMPONENTS: dict[str, dict] = {**reports.SCHEMA_COMPONENTS}
