@@ -5,9 +5,12 @@ and every problem is reported with its file and line
 (``inventory.csv:17 province: 'ha-nol' is not a known province slug``), so an
 import is all or nothing and can be fixed in one go.
 
-CSV columns: ``id,name,province,commune[,links,devices,power]``; list columns
-hold names separated by ``;`` (``fiber;lte``). YAML: ``sites: [{id, name,
-province, commune, links: [...], devices: [...], power: [...]}]``.
+CSV columns: ``id,name,province,commune[,links,devices,power,upstream]``; list
+columns hold names separated by ``;`` (``fiber;lte``). YAML: ``sites: [{id,
+name, province, commune, links: [...], devices: [...], power: [...],
+upstream}]``. ``upstream`` names what a group of communes shares on the way
+to the center (an aggregation router, one backbone link): the judge finds
+upstream outages per group as per province, and maintenance can cover one.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from commune_common.yamlconf import (
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-CSV_COLUMNS = ("id", "name", "province", "commune", "links", "devices", "power")
+CSV_COLUMNS = ("id", "name", "province", "commune", "links", "devices", "power", "upstream")
 REQUIRED_COLUMNS = ("id", "name", "province", "commune")
 
 
@@ -66,7 +69,20 @@ def _names(values: list[str]) -> list[str]:
     return values
 
 
+def _upstream(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _name(value: str | None) -> str | None:
+    if value is not None:
+        _names([value])
+    return value
+
+
 SiteId = Annotated[str, AfterValidator(_slug)]
+UpstreamName = Annotated[str | None, BeforeValidator(_upstream), AfterValidator(_name)]
 NameList = Annotated[list[str], BeforeValidator(_split), AfterValidator(_names)]
 
 
@@ -82,6 +98,8 @@ class SiteIn(BaseModel):
     links: NameList = []
     devices: NameList = []
     power: NameList = []
+    upstream: UpstreamName = Field(default=None, description="the upstream it shares with other communes, "
+                                                             "e.g. agg-soc-son (optional)")
 
     @field_validator("province")
     @classmethod
@@ -93,7 +111,7 @@ class SiteIn(BaseModel):
 
     def to_site(self) -> Site:
         return Site(self.id, self.name, self.province, self.commune, tuple(self.links), tuple(self.devices),
-                    tuple(self.power))
+                    tuple(self.power), self.upstream)
 
 
 class InventoryFile(LocatedChecks, BaseModel):
@@ -203,11 +221,12 @@ def sites_to_csv(sites: list[Site]) -> str:
     writer.writerow(CSV_COLUMNS)
     for s in sites:
         writer.writerow([s.id, s.name, s.province, s.commune, ";".join(s.links), ";".join(s.devices),
-                         ";".join(s.power)])
+                         ";".join(s.power), s.upstream or ""])
     return out.getvalue()
 
 
 def sites_to_yaml(sites: list[Site]) -> str:
     data = {"sites": [{"id": s.id, "name": s.name, "province": s.province, "commune": s.commune,
-                       "links": list(s.links), "devices": list(s.devices), "power": list(s.power)} for s in sites]}
+                       "links": list(s.links), "devices": list(s.devices), "power": list(s.power),
+                       **({"upstream": s.upstream} if s.upstream else {})} for s in sites]}
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=120)

@@ -17,6 +17,7 @@ class Site:
     links: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
     power: tuple[str, ...] = ()
+    upstream: str | None = None  # the upstream (aggregation router, backbone link) it shares with others
 
 
 def closest(word: str, candidates: list[str], n: int = 3, cutoff: float = 0.5) -> list[str]:

@@ -213,3 +213,22 @@ def test_the_server_keeps_idle_connections_longer_than_agents_do(tmp_path: Path)
     assert (config.ssl_certfile, config.ssl_keyfile, config.access_log) == (str(cert), str(key), False)
     (tmp_path / "default.yaml").write_text("listen: 127.0.0.1:8499\n")
     assert uvicorn_config(object(), load_settings(tmp_path / "default.yaml")).timeout_keep_alive == 75
+
+
+def test_the_upstream_column_is_optional_checked_and_kept(tmp_path: Path, config: Path) -> None:
+    from commune_collector.inventory import parse_csv, sites_to_csv
+    text = ("id,name,province,commune,links,devices,power,upstream\n"
+            "hue-a,Xã A,hue,Xã A,fiber,,ups,agg-hue-1\n"
+            "hue-b,Xã B,hue,Xã B,fiber,,ups,\n"
+            "hue-c,Xã C,hue,Xã C,fiber,,ups,Agg Huế\n")
+    path = tmp_path / "sites.csv"
+    path.write_text(text, encoding="utf-8")
+    result = run("sites", "import", str(path), "--config", str(config))
+    assert result.returncode == 1 and f"{path}:4 upstream: 'Agg Huế' is not a name" in result.stderr
+    sites = parse_csv(text.rsplit("hue-c", 1)[0].rstrip("\n") + "\n")
+    assert [s.upstream for s in sites] == ["agg-hue-1", None]
+    assert parse_csv(sites_to_csv(sites)) == sites, "an export imports back the same"
+    path.write_text(sites_to_csv(sites), encoding="utf-8")
+    assert run("sites", "import", str(path), "--config", str(config)).returncode == 0
+    listed = json.loads(run("sites", "list", "--json", "--config", str(config)).stdout)
+    assert {s["id"]: s.get("upstream") for s in listed["items"]} == {"hue-a": "agg-hue-1", "hue-b": None}

@@ -20,7 +20,8 @@ from testsupport.access import operator_headers, operator_token
 
 ICT = timezone(timedelta(hours=7))
 SITES = [Site(f"ha-noi-{i:02d}", f"Trung tâm {i}", "ha-noi", f"Xã {i}") for i in range(4)]
-SITES += [Site("hue-thuan-hoa", "Trung tâm Thuận Hóa", "hue", "Phường Thuận Hóa")]
+SITES += [Site("hue-thuan-hoa", "Trung tâm Thuận Hóa", "hue", "Phường Thuận Hóa", upstream="agg-hue-1"),
+          Site("hue-phong-dien", "Trung tâm Phong Điền", "hue", "Xã Phong Điền", upstream="agg-hue-1")]
 
 
 def iso(delta_h: float) -> str:
@@ -89,8 +90,20 @@ def test_a_province_operator_manages_only_its_province(api) -> None:
     assert len(client.get("/api/v1/maintenance", headers=auditor).json()["items"]) == 2
 
 
+def test_an_upstream_group_window_covers_the_communes_behind_it(api) -> None:
+    client, store = api
+    response = client.post("/api/v1/maintenance", json=body(covers={"kind": "group", "group": "agg-hue-1"}),
+                           headers=operator_headers(store, "province", "hue"))
+    assert response.status_code == 201, response.text
+    assert response.json()["sites"] == ["hue-phong-dien", "hue-thuan-hoa"]
+    assert response.json()["provinces"] == ["hue"]
+    assert client.get("/api/v1/sites/hue-thuan-hoa", headers=operator_headers(store)).json()["upstream"] == \
+        "agg-hue-1"
+
+
 @pytest.mark.parametrize(("overrides", "field", "words"), [
     ({"covers": sites("ha-noi-1")}, "targets", "did you mean"),
+    ({"covers": {"kind": "group", "group": "agg-hue-2"}}, "targets", "did you mean agg-hue-1"),
     ({"starts_at": iso(-3), "ends_at": iso(1)}, "starts_at", "60 minutes ago"),
     ({"ends_at": iso(0.5)}, "ends_at", "after the start"),
     ({"ends_at": iso(24 * 40)}, "ends_at", "31 days"),

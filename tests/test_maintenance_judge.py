@@ -1,4 +1,5 @@
-"""Declared maintenance in the judge: its time counts neither for nor against a commune.
+"""Quiet time in the judge: declared maintenance (and, with upstream.counts false, upstream outages)
+counts neither for nor against a commune.
 
 Two communes suffer the same hour-long power cut (UPS on battery, primary link
 down); one had it declared. The declared one keeps its verdict through it and
@@ -7,9 +8,12 @@ its availability over the day does not count the cut; the other regresses.
 
 from __future__ import annotations
 
-import numpy as np
+import json
 
-from commune_collector.judge.quiet import QuietTime
+import numpy as np
+import pytest
+
+from commune_collector.judge.quiet import QuietTime, UpstreamSpans
 from commune_collector.maintenance.windows import MaintenanceWindow
 from testsupport.judge import T0, H, World, between, criterion, short_criteria
 from testsupport.judge import ScriptedSite as S
@@ -112,6 +116,38 @@ def test_a_declared_province_cut_is_not_an_upstream_outage() -> None:
         assert len(world.judge.snapshot.fleet_summary()["upstream"]) == events
 
 
+def test_an_inventory_upstream_group_makes_one_event_below_the_province_share() -> None:
+    behind = [S(f"hn-agg-{i}", primary_down=between(*CUT), upstream="agg-soc-son") for i in range(5)]
+    others = [S(f"hn-{i}") for i in range(20)]
+    world = world_with(*behind, *others, windows=[])
+    world.advance(CUT[0] + 600)
+    events = world.judge.snapshot.fleet_summary()["upstream"]
+    assert [(e["key"], e["sites"], e["reporting"]) for e in events] == [("group:agg-soc-son", 5, 5)]
+    assert world.verdict("hn-agg-0")["outage_cause"] == "upstream"
+    assert world.verdict("hn-0")["outage_cause"] is None
+
+
+@pytest.mark.parametrize("counts", [True, False])
+def test_upstream_time_counts_against_a_commune_only_when_the_criteria_say_so(counts: bool) -> None:
+    cut = [S(f"hn-{i}", primary_down=between(*CUT)) for i in range(6)]
+    config = short_criteria(extra=SIX_HOURS + f"\nupstream: {{counts: {str(counts).lower()}}}\n")
+    world = World(cut, config=config, start=START)
+    for hour in range(1, 10):
+        world.advance(START + hour * H)
+    for t in (CUT[0] + 600, CUT[0] + 1800, CUT[1], T0 + 5 * H + 60, T0 + 6 * H):
+        world.advance(t)
+        if t < CUT[1]:
+            assert world.verdict("hn-0")["outage_cause"] == "upstream", t
+    verdict = world.verdict("hn-0")
+    availability = criterion(verdict, "primary-availability-6h")
+    regressed = {c.site for c in world.changes if c.kind == "regression"}
+    if counts:
+        assert availability["met"] is False and regressed == {s.id for s in cut}
+    else:
+        assert availability["met"] is True and availability["value"] == 1.0 and not regressed
+        assert verdict["state"] == "completed" and verdict["maintenance"] is None, "upstream is not maintenance"
+
+
 def test_quiet_time_counts_overlapping_windows_once() -> None:
     a = window(("s1",), T0, T0 + 2 * H, id="a")
     b = window(("s1", "s2"), T0 + H, T0 + 3 * H, id="b")
@@ -122,3 +158,17 @@ def test_quiet_time_counts_overlapping_windows_once() -> None:
     assert quiet.hidden(buckets, np.array([0, 1, 2])).tolist() == [
         [False, True, True, False], [False, False, True, False], [False, False, False, False]]
     assert quiet.held(T0 + 2.5 * H).tolist() == [True, True, False]
+
+
+def test_upstream_spans_extend_close_survive_a_checkpoint_and_are_forgotten() -> None:
+    spans = UpstreamSpans.empty()
+    event = {"key": "province:hue", "started_at": T0, "name": "hue"}
+    spans.record([event], {"province:hue": ("a", "b")}, T0 + 60, keep=24 * H)
+    spans.record([event], {"province:hue": ("b", "c")}, T0 + 120, keep=24 * H)
+    spans.record([], {}, T0 + 180, keep=24 * H)  # gone: closed at the last pass that saw it
+    restored = UpstreamSpans.from_json(json.loads(json.dumps(spans.to_json())))
+    (quiet,) = restored.quiet({"a": 0, "b": 1, "c": 2, "d": 3}, H)
+    assert quiet.sites.tolist() == [0, 1, 2] and (quiet.starts_at, quiet.ends_at) == (T0, T0 + 120)
+    assert (quiet.start, quiet.end, quiet.kind) == (T0, T0 + H, "upstream")
+    restored.record([], {}, T0 + 30 * H, keep=24 * H)
+    assert restored.spans == {}

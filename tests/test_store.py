@@ -148,6 +148,9 @@ def test_site_import_is_idempotent_and_keeps_diacritics(store_factory: Callable[
     assert store.get_site(renamed.id).commune == "Phường Thuận Hóa mới"
     assert store.get_site("nope") is None
     assert store.count_sites() == {"ha-noi": 1, "hue": 1, "dak-lak": 1}
+    behind = Site(SITES[2].id, SITES[2].name, SITES[2].province, SITES[2].commune, upstream="agg-dak-lak-1")
+    assert store.upsert_sites([behind]).updated == 1
+    assert store.get_site(behind.id).upstream == "agg-dak-lak-1"
 
 
 def test_list_sites_pages_and_filters_by_province(store_factory: Callable[..., Store]) -> None:

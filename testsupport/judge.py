@@ -68,6 +68,7 @@ class ScriptedSite:
     video_jitter: Callable[[float], float] = const(0.002)
     silent: Pred = never
     has_ups: bool = True
+    upstream: str | None = None  # the inventory's upstream group
 
     def script(self) -> SiteScript:
         def up(down: Pred) -> Pred:
@@ -100,7 +101,7 @@ class World:
     inventory_only: list[tuple[str, str]] = field(default_factory=list)  # sites with no agent at all
 
     def __post_init__(self) -> None:
-        records = [SiteRecord(s.id, f"Xã {s.id}", s.province, f"Xã {s.id}") for s in self.sites]
+        records = [SiteRecord(s.id, f"Xã {s.id}", s.province, f"Xã {s.id}", s.upstream) for s in self.sites]
         records += [SiteRecord(i, f"Xã {i}", p, f"Xã {i}") for i, p in self.inventory_only]
         self.evidence = MemoryEvidence(sites=records)
         self.recorded_to = self.start

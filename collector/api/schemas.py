@@ -29,6 +29,8 @@ class SitePublic(BaseModel):
     province_name: str
     commune: str
     expected: ExpectedPublic
+    upstream: str | None = Field(default=None, description="what it shares with other communes on the way to "
+                                                           "the center (inventory); upstream outages group by it")
     last_report_at: float | None = Field(description="unix seconds, collector clock; null if never reported")
     clock_offset_s: float | None = Field(description="the last report's clock correction: collector arrival time "
                                                      "minus the agent's sent_at, added to its timestamps; positive: "

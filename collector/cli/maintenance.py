@@ -91,15 +91,22 @@ def _sites(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _scope(args: argparse.Namespace) -> tuple[str, tuple[str, ...]]:
+    sites = _sites(args)
+    given = [(scope, targets) for scope, targets in (("sites", sites), ("province", (args.province,)),
+                                                     ("group", (args.upstream,))) if targets and targets[0]]
+    if len(given) != 1:
+        raise MaintenanceError("sites", "give communes (--site, --sites-file), one --province or one --upstream")
+    return given[0]
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     zone = ZoneInfo(settings.judge.timezone)
     store = open_store_from(args)
     try:
-        sites = _sites(args)
-        if bool(sites) == bool(args.province):
-            raise MaintenanceError("sites", "give communes (--site, --sites-file) or one --province, not both")
-        ask = Declaration("province" if args.province else "sites", (args.province,) if args.province else sites,
+        scope, targets = _scope(args)
+        ask = Declaration(scope, targets,
                           parse_time(args.start, zone, "from"), parse_time(args.end, zone, "to"), args.reason,
                           args.every, parse_time(args.until, zone, "until") if args.until else None)
         window = declare(store, _principal(args, store, settings), ask, time.time())
@@ -168,8 +175,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _covers(window: MaintenanceWindow) -> str:
-    if window.scope == "province":
-        return f"province {window.targets[0]} ({len(window.sites)} communes)"
+    if window.scope in ("province", "group"):
+        what = "province" if window.scope == "province" else "upstream"
+        return f"{what} {window.targets[0]} ({len(window.sites)} communes)"
     return window.sites[0] if len(window.sites) == 1 else f"{len(window.sites)} communes"
 
 
@@ -215,6 +223,7 @@ def add_maintenance(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--site", action="append", metavar="ID", help="a commune's site id (repeat for several)")
     add.add_argument("--sites-file", metavar="FILE", help="site ids, one per line (# comments allowed)")
     add.add_argument("--province", metavar="SLUG", help="every commune of this province")
+    add.add_argument("--upstream", metavar="NAME", help="every commune sharing this upstream (inventory column)")
     add.add_argument("--from", dest="start", required=True, metavar="TIME", help=TIME_HELP)
     add.add_argument("--to", dest="end", required=True, metavar="TIME", help="end of the (first) occurrence")
     add.add_argument("--every", choices=sorted(PERIODS), help="recurring: every day or week")

@@ -131,6 +131,11 @@ class UpstreamSettings(Strict):
                                                         "their path together")
     min_sites: int = Field(default=5, ge=1, description="and at least this many communes")
     within: Duration = Field(default=300.0, description="how close in time their losses must be")
+    counts: bool = Field(default=True, description=(
+        "whether a commune's time inside an upstream outage counts against its readiness. Default true: "
+        "readiness is whether the commune's services reach the center, and during a backbone cut they do not, "
+        "whoever is to blame (the outage is labelled upstream on the page and in alerts). false judges the "
+        "commune's own link and equipment only: that time is left out like declared maintenance"))
 
 
 class CriteriaConfig(LocatedChecks, Strict):

@@ -55,7 +55,7 @@ from commune_collector.judge.hysteresis import (
 )
 from commune_collector.judge.matrix import EvidenceMatrix, KeySpec
 from commune_collector.judge.persist import MemoryVerdictStore, StateRow, Transition, VerdictStore
-from commune_collector.judge.quiet import QuietTime
+from commune_collector.judge.quiet import QuietTime, UpstreamSpans
 from commune_collector.judge.reads import VerdictReads
 from commune_collector.judge.rollup import history_rows, roll_up
 from commune_collector.judge.source import ROUNDS, SKIP, VALUES, EvidenceSource, SiteRecord
@@ -115,6 +115,7 @@ class Judge(VerdictReads):
         self.evaluator = Evaluator(config, self.matrix)
         self.fact_finder = FactFinder(self.matrix)
         self.upstream = UpstreamDetector()
+        self.upstream_spans = UpstreamSpans.empty()  # for upstream.counts: false (judge/quiet.py)
         self.listeners: list[Listener] = []
         self.snapshot: Snapshot | None = None
         self.last_stats = PassStats()
@@ -233,6 +234,7 @@ class Judge(VerdictReads):
                 log.info("judge: evidence restored from %s (saved %.0fs ago)", self.checkpoint,
                          now - float(extra["saved_at"]))
                 self._saved_at = float(extra["saved_at"])
+                self.upstream_spans = UpstreamSpans.from_json(extra.get("upstream_spans", {}))
                 return self.source.read(now, horizon, self._keep, False,  # type: ignore[call-arg]
                                         resume_from=float(extra["bucket"]))
         return self.source.read(now, horizon, self._keep, True)
@@ -243,7 +245,8 @@ class Judge(VerdictReads):
         mark = self.source.backfill_mark()  # type: ignore[attr-defined]
         try:
             checkpoint_mod.save(self.matrix, self.checkpoint, self._stamp,
-                                {"bucket": self.matrix.bucket_of(now), "saved_at": now, "backfill": mark})
+                                {"bucket": self.matrix.bucket_of(now), "saved_at": now, "backfill": mark,
+                                 "upstream_spans": self.upstream_spans.to_json()})
         except OSError:
             log.exception("judge: cannot save the checkpoint %s; the next start reads the evidence again",
                           self.checkpoint)
@@ -267,11 +270,12 @@ class Judge(VerdictReads):
         ids = [r.id for r in records]
         if self._sites is not None and self._sites.ids == ids:
             old = self._sites
-            if (old.names, old.provinces, old.communes) == ([r.name for r in records], [r.province for r in records],
-                                                            [r.commune for r in records]):
+            if (old.names, old.provinces, old.communes, old.upstreams) == (
+                    [r.name for r in records], [r.province for r in records], [r.commune for r in records],
+                    [r.upstream for r in records]):
                 return old
         sites = SiteIndex(ids, [r.name for r in records], [r.province for r in records],
-                          [r.commune for r in records])
+                          [r.commune for r in records], [r.upstream for r in records])
         self._remap_tracks(sites)
         self._sites = sites
         return sites
@@ -313,8 +317,11 @@ class Judge(VerdictReads):
     def _quiet(self, sites: SiteIndex, now: float) -> QuietTime:
         """Declared maintenance over the longest window (judge/quiet.py)."""
         since = now - self.config.max_window - self.matrix.bucket_s
-        return QuietTime.from_windows(self.source.maintenance(since), sites.position, len(sites), since, now + 1.0,
-                                      self.matrix.bucket_s)
+        quiet = QuietTime.from_windows(self.source.maintenance(since), sites.position, len(sites), since, now + 1.0,
+                                       self.matrix.bucket_s)
+        if self.config.upstream.counts:
+            return quiet
+        return quiet.with_spans(self.upstream_spans.quiet(sites.position, self.matrix.bucket_s))
 
     def _report_times(self, sites: SiteIndex) -> np.ndarray:
         times = self.source.report_times()
@@ -325,7 +332,20 @@ class Judge(VerdictReads):
         assert self._track is not None
         n = len(sites)
         before, before_items = self._track, self._item_tracks
-        held, settling = quiet.held(now), quiet.held(now, self.config.restart_grace)
+        held = quiet.held(now)
+        freshness = max(3 * self.config.expected_interval, self.config.silence_threshold)
+        site_of_row = self.evaluator.site_of_row(sites)
+        found = self.fact_finder.compute(n, site_of_row, report_at, now, freshness, self.config.silence_threshold,
+                                         self.started_at, self.config.restart_grace)
+        up = self.config.upstream
+        self.upstream.min_share, self.upstream.min_sites, self.upstream.within = up.min_share, up.min_sites, up.within
+        events = self.upstream.apply(found, sites.ids, sites.provinces, sites.upstreams, report_at, now, held)
+        self.upstream_spans.record([e.to_json() for e in events], {e.key: e.sites for e in events}, now,
+                                   self.config.max_window + self.matrix.bucket_s)
+        if not up.counts and events:  # an outage found this pass holds its communes from this pass on
+            held = held | (found.upstream >= 0)
+        timer.lap("facts")
+        settling = held | quiet.held(now, self.config.restart_grace)
         raw, site_held = _held_raw(combine([o.status for o in outcomes if o.criterion.required], n), before,
                                    held, settling)
         site_step = step(before, raw, now, self.config.stable_period, site_held)
@@ -335,14 +355,6 @@ class Judge(VerdictReads):
                                                           n), before_items[item], held, settling)
             item_steps[item] = step(before_items[item], item_raw[item], now, self.config.stable_period, item_held)
         timer.lap("hysteresis")
-        freshness = max(3 * self.config.expected_interval, self.config.silence_threshold)
-        site_of_row = self.evaluator.site_of_row(sites)
-        found = self.fact_finder.compute(n, site_of_row, report_at, now, freshness, self.config.silence_threshold,
-                                         self.started_at, self.config.restart_grace)
-        up = self.config.upstream
-        self.upstream.min_share, self.upstream.min_sites, self.upstream.within = up.min_share, up.min_sites, up.within
-        self.upstream.apply(found, sites.ids, sites.provinces, [None] * n, report_at, now, held)
-        timer.lap("facts")
         changes = self._verdict_changes(sites, outcomes, site_step, now)
         changes += self._fact_changes(sites, found, now)
         self._track = site_step.track

@@ -41,10 +41,13 @@ class SiteIndex:
     names: list[str]
     provinces: list[str]
     communes: list[str]
+    upstreams: list[str | None] = field(default_factory=list)  # the inventory's upstream group, if any
     position: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.position = {site: i for i, site in enumerate(self.ids)}
+        if not self.upstreams:
+            self.upstreams = [None] * len(self.ids)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -40,6 +40,7 @@ class QuietSpan:
     reason: str
     starts_at: float  # the occurrence as declared, for pages
     ends_at: float
+    kind: str = "maintenance"  # or "upstream": an upstream outage's time, when upstream.counts is false
 
 
 class QuietTime:
@@ -48,6 +49,9 @@ class QuietTime:
     def __init__(self, spans: list[QuietSpan], n_sites: int):
         self.spans = spans
         self.n_sites = n_sites
+
+    def with_spans(self, spans: list[QuietSpan]) -> QuietTime:
+        return QuietTime(self.spans + spans, self.n_sites)
 
     @classmethod
     def from_windows(cls, windows: Iterable[MaintenanceWindow], position: dict[str, int], n_sites: int,
@@ -99,12 +103,52 @@ class QuietTime:
         return out
 
     def current(self, now: float) -> dict[int, QuietSpan]:
-        """Site position -> the span holding it now (the one ending last when several do)."""
+        """Site position -> the maintenance holding it now (the one ending last when several do)."""
         out: dict[int, QuietSpan] = {}
         for span in sorted(self.spans, key=lambda s: s.end):
-            if span.start <= now < span.end:
+            if span.kind == "maintenance" and span.start <= now < span.end:
                 out.update(dict.fromkeys(span.sites.tolist(), span))
         return out
 
 
 NO_QUIET = QuietTime([], 0)
+
+
+@dataclass
+class UpstreamSpans:
+    """The time each upstream outage covered its communes, for ``upstream.counts: false``.
+
+    An event is extended to every pass that still sees it and closed when it is
+    gone; spans older than the longest window are forgotten. They live in the
+    judge's memory (and its checkpoint): after a restart without a checkpoint,
+    past upstream time counts again, which can only fail a commune, never pass it.
+    """
+
+    spans: dict[str, tuple[tuple[str, ...], float, float, str]]  # event@start -> (sites, start, end, name)
+
+    @classmethod
+    def empty(cls) -> UpstreamSpans:
+        return cls({})
+
+    def record(self, events: Iterable[dict], members: dict[str, tuple[str, ...]], now: float, keep: float) -> None:
+        for event in events:
+            key = f"{event['key']}@{event['started_at']:.0f}"
+            sites, start, _, name = self.spans.get(key, ((), float(event["started_at"]), now, event["name"]))
+            self.spans[key] = (tuple(sorted(set(sites) | set(members.get(event["key"], ())))), start, now, name)
+        self.spans = {k: v for k, v in self.spans.items() if v[2] >= now - keep}
+
+    def quiet(self, position: dict[str, int], bucket_s: float) -> list[QuietSpan]:
+        out = []
+        for key, (sites, start, end, name) in self.spans.items():
+            rows = np.array(sorted(position[s] for s in sites if s in position), dtype=np.int64)
+            if len(rows):
+                out.append(QuietSpan(rows, math.floor(start / bucket_s) * bucket_s,
+                                     math.ceil(end / bucket_s) * bucket_s, key, name, start, end, "upstream"))
+        return out
+
+    def to_json(self) -> dict:
+        return {k: [list(v[0]), v[1], v[2], v[3]] for k, v in self.spans.items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> UpstreamSpans:
+        return cls({k: (tuple(v[0]), float(v[1]), float(v[2]), str(v[3])) for k, v in data.items()})

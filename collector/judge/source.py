@@ -28,6 +28,7 @@ class SiteRecord:
     name: str
     province: str
     commune: str
+    upstream: str | None = None  # shared with other communes (inventory); upstream outages are found per group
 
 
 class EvidenceSource(Protocol):

@@ -139,8 +139,10 @@ def _resolve(store: Store, scope: str, targets: tuple[str, ...]) -> list[Site]:
         raise MaintenanceError("targets", "name the communes (site ids) or the province it covers")
     if scope == "province":
         return _province_sites(store, targets)
+    if scope == "group":
+        return _group_sites(store, targets)
     if scope != "sites":
-        raise MaintenanceError("scope", "must be sites or province")
+        raise MaintenanceError("scope", "must be sites, province or group")
     if len(targets) > MAX_SITES_NAMED:
         raise MaintenanceError("targets", f"at most {MAX_SITES_NAMED} communes by name; use the province scope")
     found, missing = [], []
@@ -154,6 +156,20 @@ def _resolve(store: Store, scope: str, targets: tuple[str, ...]) -> list[Site]:
         raise MaintenanceError("targets", f"{first!r}{more} is not in the inventory"
                                           + (f"; did you mean {', '.join(hint)}?" if hint else ""))
     return found  # type: ignore[return-value]
+
+
+def _group_sites(store: Store, targets: tuple[str, ...]) -> list[Site]:
+    """The communes the inventory says share this upstream (its ``upstream`` column)."""
+    if len(targets) != 1:
+        raise MaintenanceError("targets", "one upstream group per window")
+    everyone = all_sites(store)
+    sites = [s for s in everyone if s.upstream == targets[0]]
+    if not sites:
+        groups = sorted({s.upstream for s in everyone if s.upstream})
+        hint = closest(targets[0], groups)
+        raise MaintenanceError("targets", f"no commune of the inventory has upstream {targets[0]!r}"
+                                          + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+    return sites
 
 
 def _province_sites(store: Store, targets: tuple[str, ...]) -> list[Site]:

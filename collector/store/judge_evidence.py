@@ -66,7 +66,7 @@ class StoreEvidence:
         """The sites, re-read only when an import changed them (a count and a time tell)."""
         mark = tuple(self.db.fetch("SELECT COUNT(*), MAX(updated_at) FROM sites")[0])
         if mark != self._inventory_mark:
-            rows = self.db.fetch("SELECT id, name, province, commune FROM sites ORDER BY id")
+            rows = self.db.fetch("SELECT id, name, province, commune, upstream FROM sites ORDER BY id")
             self._inventory = [SiteRecord(*r) for r in rows]
             self._inventory_mark = mark
         return self._inventory

@@ -80,7 +80,7 @@ SQL_SUMMARY_UPSERT = (
     "last_ts = excluded.last_ts, last_reason = excluded.last_reason, values_json = excluded.values_json")
 SUMMARY_COLUMNS = ("bucket_start, site, check_id, probe, labels, rounds_ok, rounds_fail, first_ts, last_ts, "
                    "last_reason, values_json")
-SITE_COLUMNS = "id, name, province, commune, expected"
+SITE_COLUMNS = "id, name, province, commune, expected, upstream"
 TOKEN_COLUMNS = "id, site, hash, created_at, revoked_at"
 STATE_COLUMNS = ("site, instance, agent_version, last_seq, last_report_at, last_sent_at, clock_offset_s, "
                  "clock_flagged")
@@ -163,7 +163,7 @@ def _expected_json(site: Site) -> str:
 def _site_from_row(row: Sequence[Any]) -> Site:
     expected = json.loads(row[4] or "{}")
     return Site(row[0], row[1], row[2], row[3], tuple(expected.get("links", ())),
-                tuple(expected.get("devices", ())), tuple(expected.get("power", ())))
+                tuple(expected.get("devices", ())), tuple(expected.get("power", ())), row[5])
 
 
 def _summary_from_row(row: Sequence[Any]) -> CheckSummary:
@@ -326,11 +326,13 @@ class SqlStore(OperatorSql, MaintenanceSql):
                 inserted += sum(1 for s in changed if s.id not in existing)
                 updated += sum(1 for s in changed if s.id in existing)
                 unchanged += len(chunk) - len(changed)
-                self._many(conn, "INSERT INTO sites (id, name, province, commune, expected, updated_at) "
-                                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+                self._many(conn, "INSERT INTO sites (id, name, province, commune, expected, upstream, updated_at) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
                                  "province = excluded.province, commune = excluded.commune, "
-                                 "expected = excluded.expected, updated_at = excluded.updated_at",
-                           [(s.id, s.name, s.province, s.commune, _expected_json(s), now) for s in changed])
+                                 "expected = excluded.expected, upstream = excluded.upstream, "
+                                 "updated_at = excluded.updated_at",
+                           [(s.id, s.name, s.province, s.commune, _expected_json(s), s.upstream, now)
+                            for s in changed])
                 if progress:
                     progress(min((n + 1) * _IN_CHUNK, len(sites)), len(sites))
             return ImportCounts(inserted, updated, unchanged)

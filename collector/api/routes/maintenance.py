@@ -58,6 +58,14 @@ class ProvinceCover(BaseModel):
     province: str = Field(json_schema_extra={"enum": sorted(provinces())}, description="province slug")
 
 
+class GroupCover(BaseModel):
+    """Every commune the inventory says shares this upstream (an aggregation router, one backbone link)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["group"]
+    group: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="the inventory's upstream name")
+
+
 class Repeat(BaseModel):
     """A recurring window: every day or week, each occurrence starting before ``until``."""
 
@@ -75,7 +83,7 @@ class WindowIn(BaseModel):
         "covers": {"kind": "sites", "sites": ["ha-noi-ba-dinh"]}, "starts_at": "2026-12-06T08:00:00+07:00",
         "ends_at": "2026-12-06T11:30:00+07:00", "reason": "EVN cắt điện theo lịch"}]})
 
-    covers: Annotated[SitesCover | ProvinceCover, Field(discriminator="kind")]
+    covers: Annotated[SitesCover | ProvinceCover | GroupCover, Field(discriminator="kind")]
     starts_at: AwareDatetime = Field(description="e.g. 2026-12-06T08:00:00+07:00")
     ends_at: AwareDatetime = Field(description="the end of the (first) occurrence")
     reason: str = Field(min_length=1, max_length=MAX_REASON, pattern=r"\S",
@@ -85,6 +93,8 @@ class WindowIn(BaseModel):
     def declaration(self) -> Declaration:
         if isinstance(self.covers, ProvinceCover):
             scope, targets = "province", (self.covers.province,)
+        elif isinstance(self.covers, GroupCover):
+            scope, targets = "group", (self.covers.group,)
         else:
             scope, targets = "sites", tuple(self.covers.sites)
         repeat = self.repeat

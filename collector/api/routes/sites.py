@@ -31,6 +31,7 @@ def _public(site: Site, status: SiteStatus | None) -> dict:
     return {"id": site.id, "name": site.name, "province": site.province,
             "province_name": province.name if province else site.province, "commune": site.commune,
             "expected": ExpectedPublic(links=list(site.links), devices=list(site.devices), power=list(site.power)),
+            "upstream": site.upstream,
             "last_report_at": status.last_report_at if status else None,
             "clock_offset_s": status.clock_offset_s if status else None,
             "clock_suspect": bool(status and status.clock_flagged),
