@@ -359,6 +359,9 @@ def test_a_dead_target_reaches_alertmanager_as_link_down_and_resolves(stack):
     assert alert["status"]["state"] == "active"
     assert alert["annotations"]["summary"] == f"{AGENT_SITE} (ha-noi): primary link fiber is down"
     assert "carrier" in alert["annotations"]["runbook"]
+    # names for people, looked up in the collector's commune_site_info by the rule itself
+    assert alert["annotations"]["site_name"] == SITES[0].name
+    assert alert["annotations"]["province_name"] == "Hà Nội"
     # the backup link kept answering: only the primary link is down
     assert prometheus.query_value(f'commune:link_up:max{{site="{AGENT_SITE}", link="lte"}}') == 1.0
 

@@ -279,6 +279,8 @@ def test_metrics_count_by_status_and_name_every_site(nation):
                                          {"site": site, "province": province, "status": status}) == 1
     assert registry.get_sample_value("commune_site_info", {"site": "hue-silent", "province": "hue", "name": "Xã A Lưới",
                                                            "commune": "A Lưới", "province_name": "Huế"}) == 1
+    assert registry.get_sample_value("commune_item_info", {"item": "power", "title": "Nguồn điện và UPS",
+                                                           "title_en": "Power and UPS"}) == 1, "legends read titles"
     for status, count in expected_counts().items():
         assert registry.get_sample_value("commune_national_sites_by_status",
                                          {"item": "overall", "status": status}) == count

@@ -87,6 +87,12 @@ class JudgeMetrics(Collector):
             for item, row in p.per_item.items():
                 completed.add_sample(completed.name, {"province": p.slug, "item": item}, float(row["completed"]))
                 done.add_sample(done.name, {"province": p.slug, "item": item}, 1.0 if row["done"] else 0.0)
+        titles = _family("item_info", "1 per readiness item with its titles (title in Vietnamese, title_en), for "
+                                      "dashboard legends to join on.")
+        for item, spec in snap.config.items.items():
+            titles.add_sample(titles.name, {"item": item, "title": spec.title.vi,
+                                            "title_en": spec.title.en}, 1.0)
+        yield titles
         national = _family("national_provinces_done", "Provinces done per readiness item (the N of N/34).")
         for item, row in rollup.national["per_item"].items():
             national.add_sample(national.name, {"item": item}, float(row["provinces_done"]))
@@ -146,3 +152,4 @@ class JudgeMetrics(Collector):
                               "counter")
         regressions.add_sample(regressions.name + "_total", {}, float(judge.regressions_total))
         yield regressions
+
