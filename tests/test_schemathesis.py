@@ -14,6 +14,7 @@ requests are accepted and invalid ones refused.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,12 +81,14 @@ SITE_TOKEN_PATHS = r"^/api/v1/(reports|whoami|agent-config)$"
 
 # One stated exception: declaring a maintenance window is checked against the inventory (the communes
 # it names) and the clock (an end after the start, a start at most an hour ago), which no JSON Schema
-# can state; a well-formed declaration may be refused 422 for those, naming the field.
+# can state; a well-formed declaration may be refused 422 for those, naming the field, and random
+# ones mostly are: schemathesis then warns "mostly rejected" for that operation, and for it alone.
 SCHEMATHESIS_TOML = """
 [[operations]]
 include-name = "POST /api/v1/maintenance"
 checks.positive_data_acceptance.expected-statuses = ["201", "401", "403", "422"]
 """
+EXPECTED_WARNING = "POST /api/v1/maintenance"
 
 
 @pytest.mark.parametrize("who", ["site", "operator"])
@@ -111,8 +114,19 @@ def test_schemathesis_run_checks_all_passes(collector: CollectorPeer, tmp_path: 
     summary = result.stdout[-6000:]
     assert result.returncode == 0, summary
     assert "Selected: 0" not in result.stdout, summary
-    assert "No issues found" in result.stdout, summary
+    assert "No issues found" in result.stdout or _only_the_expected_warning(result.stdout), summary
     assert collector.running
+
+
+def _only_the_expected_warning(stdout: str) -> bool:
+    """No failure, and the one warning is 'mostly rejected' for the maintenance declaration (see above)."""
+    if "Warnings:" not in stdout or " failed" in stdout.split("Test cases:")[-1].split("Reports:")[0]:
+        return False
+    section = stdout.split("= WARNINGS =")[-1].split("= SUMMARY =")[0]
+    listed = re.findall(r"^\s+- (.+)$", section, flags=re.MULTILINE)
+    warnings = re.findall(r"⚠️ (.+)", stdout.split("Warnings:")[-1].split("Test cases:")[0])
+    return (listed == [EXPECTED_WARNING] and len(warnings) == 1
+            and warnings[0].startswith("Schema validation mismatch: 1 operation"))
 
 
 def test_the_document_states_problem_json_and_the_values_that_exist(collector: CollectorPeer) -> None:
