@@ -93,10 +93,13 @@ class GroupWriter:
                 group.append(item)
             waiting = time.perf_counter()
             with self._gate:
-                self._commit_group(group, waiting)
+                done = self._commit_group(group, waiting)
+            _deliver(done)  # after the gate: a caller woken by its answer never finds it still held
         self._close_conn()
 
-    def _commit_group(self, group: list[tuple[Job, Future[Any]]], waiting: float) -> None:
+    def _commit_group(self, group: list[tuple[Job, Future[Any]]], waiting: float
+                      ) -> list[tuple[Future[Any], Any, BaseException | None]]:
+        """Run and commit one group; the jobs' answers, for the caller to deliver once the gate is free."""
         done: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
             conn = self._connection()
@@ -111,16 +114,9 @@ class GroupWriter:
         except Exception as exc:  # the group is not durable: every caller must retry
             self._rollback_after(exc)
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"write failed: {exc}")
-            for _, future in group:
-                if not future.done():
-                    if future.running() or future.set_running_or_notify_cancel():
-                        future.set_exception(error)
-            return
-        for future, value, error in done:
-            if error is None:
-                future.set_result(value)
-            else:
-                future.set_exception(error)
+            return [(future, None, error) for _, future in group
+                    if not future.done() and (future.running() or future.set_running_or_notify_cancel())]
+        return done
 
     def _count(self, jobs: int, waited: float, held: float) -> None:
         stats = self.stats
@@ -169,3 +165,11 @@ class GroupWriter:
             except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
             self._conn = None
+
+
+def _deliver(done: list[tuple[Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in done:
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
