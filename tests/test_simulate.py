@@ -30,6 +30,7 @@ from commune_collector.judge.facts import (
 from commune_collector.judge.upstream import UpstreamDetector, _densest
 from commune_collector.simulate import fleet as fleet_mod
 from commune_collector.simulate.check import compare, fetch_verdicts
+from commune_collector.simulate.driver import truth_document
 from commune_collector.simulate.fleet import build_fleet
 from testsupport.collector import CLI, CollectorPeer
 from testsupport.peers._base import wait_until
@@ -123,6 +124,31 @@ def test_the_check_catches_a_false_completed_and_a_wrong_cause():
     result = compare(truth, verdicts)
     assert not result.ok
     assert [m.site for m in result.false_completed] == ["a"] and [m.got for m in result.wrong_cause] == ["network"]
+
+
+def test_a_site_whose_history_is_not_sent_yet_is_pending_unless_called_completed():
+    """The truth file says whose day of history is in: before it is, "unknown" is all the collector can say."""
+    truth = {"sites": {s: {"kind": "healthy", "states": ["completed"], "cause": "none", "history_sent": sent}
+                       for s, sent in (("waiting", False), ("sent", True))}}
+    truth["sites"]["bad"] = {"kind": "power_cut", "states": ["not_completed"], "cause": "power",
+                             "history_sent": False}
+    unknown = {"state": "unknown", "last_report_at": None, "candidate_since": None}
+    result = compare(truth, {"waiting": unknown, "sent": unknown,
+                             "bad": {"state": "completed", "last_report_at": 1.0, "outage_cause": None}})
+    assert (result.pending, result.awaiting_history) == (1, 1)
+    assert [m.site for m in result.wrong_state] == ["sent"], "a site whose history is in is judged"
+    assert [m.site for m in result.false_completed] == ["bad"], "completed is never excused"
+    assert any("still sending" in line for line in result.lines())
+
+
+def test_the_truth_file_names_the_sites_whose_history_is_in(tmp_path):
+    sites = [(s.id, s.province) for s in generate_sites(40, seed=3)]
+    fleet = build_fleet(sites, 7, 1.7e9)
+    first = fleet.sites[0].id
+    doc = truth_document(fleet, fleet.start, {first})
+    assert doc["sites"][first]["history_sent"] is True
+    assert sum(e["history_sent"] for e in doc["sites"].values()) == 1
+    assert all(e["history_sent"] for e in truth_document(fleet, fleet.start)["sites"].values())
 
 
 # -- end to end -----------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ async def _run(args: argparse.Namespace, fleet: Fleet, tokens: dict[str, str]) -
     def tick() -> None:
         now = time.monotonic()
         if args.truth and time.time() - shown[1] >= TRUTH_EVERY:
-            write_truth(fleet, args.truth, time.time())
+            write_truth(fleet, args.truth, time.time(), driver.history_sent)
             shown[1] = time.time()
         if now - shown[0] >= args.progress:
             stderr(f"simulate: {driver.stats.line()}")
@@ -74,6 +74,8 @@ async def _run(args: argparse.Namespace, fleet: Fleet, tokens: dict[str, str]) -
 
     async def backfill() -> None:
         await driver.backfill(lambda line: stderr(f"simulate: {line}"))
+        if args.truth:
+            write_truth(fleet, args.truth, time.time(), driver.history_sent)
         print("simulate: backfill done, every site reporting live", flush=True)
 
     until = time.time() + args.duration if args.duration else float("inf")
@@ -103,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in describe(fleet, args.url):
         print(line, flush=True)
     if args.truth:
-        write_truth(fleet, args.truth, fleet.start)
+        write_truth(fleet, args.truth, fleet.start, set())
         print(f"ground truth: {args.truth} (check it: commune-collector simulate check --truth {args.truth} "
               f"--url {args.url})", flush=True)
     return asyncio.run(_run(args, fleet, tokens))

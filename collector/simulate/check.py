@@ -5,7 +5,9 @@ The verdict API is read the way an operator's tool would read it (paged
 order: never reported, then the present-tense outage cause (power, upstream,
 network), then "on battery", then a failing criterion of the network item.
 A site expected completed whose criteria are met but whose stable period is
-still running is *pending*, not wrong: the judge is doing what it must.
+still running is *pending*, not wrong: the judge is doing what it must; so
+is a site whose day of history the simulator has not sent yet (the truth file
+says which), unless the collector calls it completed.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Mismatch:
 class CheckResult:
     checked: int = 0
     pending: int = 0
+    awaiting_history: int = 0
     false_completed: list[Mismatch] = field(default_factory=list)
     wrong_state: list[Mismatch] = field(default_factory=list)
     wrong_cause: list[Mismatch] = field(default_factory=list)
@@ -71,6 +74,9 @@ class CheckResult:
         out.append(f"{self.checked} sites checked: {len(self.false_completed)} false completed, "
                    f"{len(self.wrong_state)} wrong state, {len(self.wrong_cause)} wrong cause, "
                    f"{self.pending} pending (stable period running), {len(self.missing)} missing from the API")
+        if self.awaiting_history:
+            out.append(f"{self.awaiting_history} sites not judged yet: the simulator is still sending their "
+                       "day of history (counted as pending)")
         for title, rows in (("false completed", self.false_completed), ("wrong state", self.wrong_state),
                             ("wrong cause", self.wrong_cause)):
             for m in rows[:10]:
@@ -118,6 +124,11 @@ def compare(truth: dict, verdicts: dict[str, dict]) -> CheckResult:
             counter["wrong"] += 1
             continue
         if state not in states:
+            if not expected.get("history_sent", True):
+                result.pending += 1
+                result.awaiting_history += 1
+                counter["pending"] += 1
+                continue
             if "completed" in states and state == "unknown" and verdict.get("candidate_since") is not None:
                 result.pending += 1
                 counter["pending"] += 1

@@ -81,6 +81,7 @@ class Driver:
                  concurrency: int = 32, clock: Callable[[], float] = time.time, timeout: float = 30.0):
         self.fleet = fleet
         self.url = url.rstrip("/") + "/api/v1/reports"
+        self.history_sent: set[str] = set()  # sites whose day of history is in (they report live since)
         self.interval = interval
         self.clock = clock
         self.stats = Stats()
@@ -165,6 +166,7 @@ class Driver:
     def _go_live(self, runs: list[SiteRun]) -> None:
         """From now on these sites report every interval (their first report carries what is due since start)."""
         now = self.clock()
+        self.history_sent.update(run.site.id for run in runs)
         for run in runs:
             run.next_round = [_first_after(spec, self.fleet.start) for spec in run.site.checks]
             heapq.heappush(self._heap, (now + run.rng.uniform(0, self.interval), self._index[run.site.id]))
@@ -241,20 +243,22 @@ def issue_tokens(store: object, site_ids: Sequence[str], progress: Callable[[int
     return tokens
 
 
-def truth_document(fleet: Fleet, at: float) -> dict:
-    """What the collector must conclude about every simulated site at ``at``."""
+def truth_document(fleet: Fleet, at: float, history_sent: set[str] | None = None) -> dict:
+    """What the collector must conclude about every simulated site at ``at``; ``history_sent`` (None: all)
+    says whose day of history the collector has been sent yet (a site still waiting cannot be judged)."""
     sites = {}
     for s in fleet.sites:
         e = fleet.expectation(s, at)
         sites[s.id] = {"province": s.province, "kind": e.kind, "states": list(e.states), "cause": e.cause,
-                       "note": e.note}
+                       "note": e.note, "history_sent": history_sent is None or s.id in history_sent}
     return {"at": at, "seed": fleet.seed, "start": fleet.start, "backbone_province": fleet.backbone_province,
             "power_province": fleet.power_province, "sites": sites}
 
 
-def write_truth(fleet: Fleet, path: Path, at: float) -> None:
+def write_truth(fleet: Fleet, path: Path, at: float, history_sent: set[str] | None = None) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(truth_document(fleet, at), ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps(truth_document(fleet, at, history_sent), ensure_ascii=False, indent=1),
+                   encoding="utf-8")
     os.replace(tmp, path)
 
 
