@@ -11,7 +11,7 @@ file's header) and the language decides the separators and unit words
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,33 @@ def criterion_line(row: Mapping[str, Any], lang: str) -> str:
     return f"{title}: {reason}" if reason else title
 
 
+def reasons_text(reasons: Iterable[Mapping[str, Any]], lang: str,
+                 titles: Mapping[str, str] | None = None) -> str:
+    """Why a verdict changed, in ``lang``: ``title: reason; ...`` from a transition's reason list
+    (``{"criterion", "code", "params"}``); a criterion is named by its title when given, else its id."""
+    lines = []
+    for r in reasons:
+        text = render(str(r.get("code")), r.get("params"), lang)
+        criterion = r.get("criterion")
+        if criterion and r.get("code") not in SELF_NAMING:
+            text = f"{(titles or {}).get(criterion, criterion)}: {text}"
+        lines.append(text)
+    return "; ".join(lines)
+
+
+def english(reasons: Iterable[Mapping[str, Any]]) -> str:
+    """The English text a transition's ``detail`` keeps for readers of that field."""
+    return reasons_text(reasons, "en")
+
+
+def transition_text(transition: Mapping[str, Any], lang: str, titles: Mapping[str, str] | None = None) -> str:
+    """A stored transition's reasons in ``lang``; rows from before reasons were data show their text in
+    English only (an English sentence never reaches a Vietnamese reader)."""
+    if transition.get("reasons"):
+        return reasons_text(transition["reasons"], lang, titles)
+    return str(transition.get("detail") or "") if lang == "en" else ""
+
+
 def placeholders(text: str) -> set[tuple[str, str]]:
     """``{(name, spec)}`` used by a text (the test compares the two languages with it)."""
     return {(name, spec or "") for _, name, spec, _ in string.Formatter().parse(text) if name is not None}
@@ -120,4 +147,6 @@ def localize(doc: Any, lang: str) -> Any:
     out = {k: localize(v, lang) for k, v in doc.items()}
     if "reason_code" in out:
         out["reason"] = render(out["reason_code"], out.get("reason_params"), lang)
+    if out.get("reasons") and "detail" in out:  # a verdict change: its detail in the reader's language
+        out["detail"] = reasons_text(out["reasons"], lang)
     return out

@@ -21,6 +21,7 @@ from commune_collector.judge.hysteresis import S_COMPLETED, S_NOT_COMPLETED, S_U
 from commune_collector.judge.matrix import BucketRow, EvidenceMatrix, KeySpec
 from commune_collector.judge.metrics import JudgeMetrics
 from commune_collector.judge.source import row_from_summary
+from commune_collector.reasons import catalogue, localize, reasons_text, transition_text
 from testsupport.judge import T0, H, World, between, criterion, short_criteria
 from testsupport.judge import ScriptedSite as S
 
@@ -294,3 +295,29 @@ def test_regression_event_names_every_failing_criterion() -> None:
     [event] = [c for c in world.changes if c.kind == "regression"]
     assert set(event.criteria) == {"primary-availability", "primary-loss", "mains-power"}
     assert event.criterion in event.criteria and "availability" in event.detail
+
+
+def test_verdict_changes_carry_their_reasons_as_data_rendered_in_either_language() -> None:
+    """A regression's and a fact's reasons are codes with parameters: the pages and the API render them
+    in the reader's language, the stored transition keeps them across a restart, ``detail`` stays English."""
+    world = completed_world(S("a"))
+    world.sites = [S("a", primary_down=between(START + 3 * H, START + 9 * H), on_battery=lambda ts: ts > START + 3 * H)]
+    world.advance(START + 3.5 * H)
+    by_kind = {c.kind: c for c in world.changes}
+    regression, battery = by_kind["regression"], by_kind["on_battery"]
+    assert [r["criterion"] for r in regression.reasons] == list(regression.criteria)
+    assert all(r["code"] in catalogue() for r in regression.reasons)
+    assert regression.detail == reasons_text(regression.reasons, "en")
+    vietnamese = reasons_text(regression.reasons, "vi")
+    assert "đo được" in vietnamese and "threshold" not in vietnamese and "over" not in vietnamese, vietnamese
+    assert battery.reasons == ({"code": "on_battery", "params": {}},) and battery.detail == "UPS on battery"
+    assert reasons_text(battery.reasons, "vi") == "UPS đang chạy bằng pin (mất điện lưới)"
+
+    world.judge = world.new_judge()  # read back from the store, not from the judge's memory
+    world.advance(START + 3.6 * H)
+    [shown] = world.verdict("a")["regressions"]
+    assert shown["reasons"] == list(regression.reasons)
+    assert transition_text(shown, "vi") == vietnamese
+    assert transition_text({**shown, "reasons": []}, "vi") == "", "an old English-only row never reaches a vi reader"
+    assert transition_text({**shown, "reasons": []}, "en") == regression.detail
+    assert localize({"regressions": [shown]}, "vi")["regressions"][0]["detail"] == vietnamese

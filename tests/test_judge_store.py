@@ -147,6 +147,11 @@ def test_a_restarted_judge_resumes_from_the_database(store: Any) -> None:
         again.close()
 
 
+WHY = {"criterion": "primary-loss", "code": "measured",
+       "params": {"what": {"en": "loss", "vi": "Tỷ lệ mất gói"}, "value": 0.03, "unit": "ratio", "op": "<",
+                  "threshold": 0.01, "window_s": 3600.0}}
+
+
 def test_verdict_store_round_trip(store: Any) -> None:
     verdicts = SqlVerdictStore.for_store(store)
     try:
@@ -157,11 +162,13 @@ def test_verdict_store_round_trip(store: Any) -> None:
         assert states["hn-1"] == StateRow("hn-1", 2, 10.0, 5.0, 2, {"network": (2, 10.0, 5.0, 2)})
         assert states["hue-1"].items == {"power": (1, 13.0, None, 1)}
         verdicts.add_transitions([Transition("hn-1", "ha-noi", 100.0, "completed", "not_completed", True,
-                                             ["primary-loss"], "loss 3% over 1h, threshold < 1%"),
+                                             ["primary-loss"], "loss 3% over 1h, threshold < 1%", [WHY]),
                                   Transition("hn-1", "ha-noi", 200.0, "not_completed", "completed", False)])
         assert [t.to_state for t in verdicts.transitions(0.0)] == ["not_completed", "completed"]
         [regression] = verdicts.transitions(0.0, regressions_only=True)
         assert regression.cause == ["primary-loss"] and regression.detail.startswith("loss 3%")
+        assert regression.reasons == [WHY], "the reason's code and parameters come back as written"
+        assert [t.reasons for t in verdicts.transitions(150.0)] == [[]]
         assert verdicts.regression_counts() == {"hn-1": 1}
         counts = {"total": 2, "completed": 1, "not_completed": 1, "unknown": 0,
                   "items": {"network": {"completed": 1, "done": False}}}

@@ -115,6 +115,16 @@ def test_commune_page_shows_every_criterion_with_value_threshold_window_evidence
     assert 'href="/p/an-giang?lang=en"' in html
 
 
+def test_a_regression_says_what_failed_in_the_readers_language(client):
+    """The judge's reasons for a change are data: Vietnamese on the Vietnamese page, English on the English."""
+    [vi] = re.findall(r'data-testid="regression-why">([^<]*)<', client.get("/s/an-giang-002?lang=vi").text)
+    [en] = re.findall(r'data-testid="regression-why">([^<]*)<', client.get("/s/an-giang-002?lang=en").text)
+    assert vi.strip() == "Tiêu chí network.loss: đo được 12,3% trong 24 giờ, ngưỡng &lt; 1%", vi
+    assert en.strip() == "loss 12.3% over 24h, threshold &lt; 1%", en
+    national = client.get("/?lang=vi").text
+    assert "Tiêu chí network.loss: đo được 12,3%" in national[national.index('id="regressions"'):]
+
+
 def test_unknown_commune_or_province_is_a_404_page(client):
     assert client.get("/s/nowhere-001").status_code == 404
     response = client.get("/p/atlantis?lang=en")

@@ -57,12 +57,14 @@ from commune_collector.judge.matrix import EvidenceMatrix, KeySpec
 from commune_collector.judge.persist import MemoryVerdictStore, StateRow, Transition, VerdictStore
 from commune_collector.judge.quiet import QuietTime, UpstreamSpans
 from commune_collector.judge.reads import VerdictReads
+from commune_collector.judge.reasons import Reason, criterion_reason
 from commune_collector.judge.rollup import history_rows, roll_up
 from commune_collector.judge.source import ROUNDS, SKIP, VALUES, EvidenceSource, SiteRecord
 from commune_collector.judge.status import raw_from_state, statuses
 from commune_collector.judge.upstream import UpstreamDetector
-from commune_collector.judge.verdict import Snapshot, reason
+from commune_collector.judge.verdict import Snapshot
 from commune_collector.provinces import provinces
+from commune_collector.reasons import english
 
 log = logging.getLogger("commune_collector.judge")
 Listener = Callable[[list[VerdictChange], Any], Any]
@@ -384,13 +386,13 @@ class Judge(VerdictReads):
         changes = []
         for i in np.flatnonzero(site_step.regressed):
             failing = [o for o in outcomes if o.criterion.required and o.status[i] == FAILED]
-            detail = "; ".join(f"{o.criterion.id}: {_reason(self.config, o, i)}" for o in failing)
+            reasons = tuple({"criterion": o.criterion.id, **_reason(self.config, o, i).to_json()} for o in failing)
             changes.append(VerdictChange(sites.ids[i], sites.provinces[i], "regression", now,
-                                         failing[0].criterion.id if failing else None, None, detail,
-                                         tuple(o.criterion.id for o in failing)))
+                                         failing[0].criterion.id if failing else None, None, english(reasons),
+                                         tuple(o.criterion.id for o in failing), reasons))
         for i in np.flatnonzero(site_step.recovered):
-            changes.append(VerdictChange(sites.ids[i], sites.provinces[i], "recovered", now,
-                                         detail=f"completed again after {self.config.stable_period:g}s stable"))
+            changes.append(_event(sites.ids[i], sites.provinces[i], "recovered", now, None,
+                                  Reason("recovered", {"stable_s": self.config.stable_period})))
         return changes
 
     def _fact_changes(self, sites: SiteIndex, found: facts_mod.Facts, now: float) -> list[VerdictChange]:
@@ -400,20 +402,18 @@ class Judge(VerdictReads):
         power_crit = next((c.id for c in self.config.criteria if c.expr.metric == facts_mod.ON_BATTERY_KEY), None)
         silent = flags(sites.ids, found.silent, np.ones(len(sites), dtype=bool))
         rose, fell = edges(self._memory.silent, silent)
-        changes += [VerdictChange(s, province[s], "site_silent", now, silent_crit,
-                                  detail=f"no report for more than {self.config.silence_threshold:g}s")
-                    for s in rose]
+        silence = Reason("site_silent", {"after_s": self.config.silence_threshold})
+        changes += [_event(s, province[s], "site_silent", now, silent_crit, silence) for s in rose]
         changes += [VerdictChange(s, province[s], "site_reporting", now, silent_crit) for s in fell]
         battery = flags(sites.ids, found.on_battery == 1.0, ~np.isnan(found.on_battery))
         rose, fell = edges(self._memory.on_battery, battery)
-        changes += [VerdictChange(s, province[s], "on_battery", now, power_crit, detail="UPS on battery")
-                    for s in rose]
+        changes += [_event(s, province[s], "on_battery", now, power_crit, Reason("on_battery")) for s in rose]
         changes += [VerdictChange(s, province[s], "on_mains", now, power_crit) for s in fell]
         down = {(sites.ids[site], self.matrix.check[row]): bool(up == 0)
                 for row, site, up in zip(found.device_rows, found.device_site, found.device_up, strict=True)
                 if up >= 0}
         rose_d, fell_d = edges(self._memory.device_up, down)  # type: ignore[arg-type]
-        changes += [VerdictChange(s, province[s], "device_down", now, None, check, f"{check} is not answering")
+        changes += [_event(s, province[s], "device_down", now, None, Reason("device_down", {"check": check}), check)
                     for s, check in rose_d]
         changes += [VerdictChange(s, province[s], "device_up", now, None, check) for s, check in fell_d]
         self._memory = Memory({**self._memory.silent, **silent}, {**self._memory.on_battery, **battery},
@@ -450,7 +450,8 @@ class Judge(VerdictReads):
             was = int(before.last_definite[i]) if regression else int(before.state[i])
             t = Transition(site, sites.provinces[i], now, STATE_NAMES[was],
                            STATE_NAMES[int(site_step.track.state[i])], regression,
-                           list(cause.criteria) if cause else [], cause.detail if cause else "")
+                           list(cause.criteria) if cause else [], cause.detail if cause else "",
+                           list(cause.reasons) if cause else [])
             out.append(t)
             if regression:
                 shown = self._regressions.setdefault(site, [])
@@ -509,13 +510,20 @@ def _canonical_provinces() -> dict[str, str]:
     return {slug: p.name for slug, p in provinces().items()}
 
 
-def _reason(config: CriteriaConfig, outcome: Outcome, i: int) -> str:
+def _reason(config: CriteriaConfig, outcome: Outcome, i: int) -> Reason:
     crit = outcome.criterion
     min_cov = config.min_coverage if crit.min_coverage is None else crit.min_coverage
     low, high = (math.nan, math.nan) if outcome.low is None or outcome.high is None else (
         float(outcome.low[i]), float(outcome.high[i]))
-    return reason(crit, int(outcome.status[i]), float(outcome.value[i]), int(outcome.why[i]),
-                  float(outcome.coverage[i]), min_cov, low, high)
+    return criterion_reason(crit, float(outcome.value[i]), int(outcome.why[i]), float(outcome.coverage[i]),
+                            min_cov, low, high)
+
+
+def _event(site: str, province: str, kind: str, at: float, criterion: str | None, why: Reason,
+           check: str | None = None) -> VerdictChange:
+    """A fact's edge with its reason as data (rendered per reader) and in English (``detail``)."""
+    reasons = (why.to_json(),)
+    return VerdictChange(site, province, kind, at, criterion, check, english(reasons), reasons=reasons)
 
 
 def _held_raw(raw: np.ndarray, before: Track, held: np.ndarray, settling: np.ndarray

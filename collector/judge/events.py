@@ -27,8 +27,9 @@ class VerdictChange:
     at: float
     criterion: str | None = None  # the criterion whose state clears it, when there is one
     check: str | None = None  # the check concerned (device events)
-    detail: str = ""
+    detail: str = ""  # the reasons in English, for readers of the old field
     criteria: tuple[str, ...] = field(default=())  # every failing criterion (regressions)
+    reasons: tuple[dict, ...] = field(default=())  # {"criterion", "code", "params"}: rendered in the reader's language
 
 
 @dataclass

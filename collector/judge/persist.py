@@ -36,11 +36,12 @@ class Transition:
     to_state: str
     regression: bool
     cause: list[str] = field(default_factory=list)
-    detail: str = ""
+    detail: str = ""  # the reasons in English, for readers of the old field
+    reasons: list[dict] = field(default_factory=list)  # {"criterion", "code", "params"} (judge/reasons.py)
 
     def to_json(self) -> dict:
         return {"at": self.at, "from": self.from_state, "to": self.to_state, "cause": list(self.cause),
-                "detail": self.detail}
+                "detail": self.detail, "reasons": list(self.reasons)}
 
 
 HistoryRow = tuple[str, str, dict]  # (day, province slug or '' for national, counts)

@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from commune_collector.judge.criteria import CriteriaConfig, Criterion
+from commune_collector.judge.criteria import CriteriaConfig
 from commune_collector.judge.evaluate import (
     FAILED,
     MET,
@@ -32,13 +32,6 @@ from commune_collector.judge.rollup import Rollup
 from commune_collector.judge.status import STATUS_CODES, STATUS_NAMES, raw_from_state, statuses
 from commune_collector.reasons import render as render_reason
 from commune_common.units import format_duration
-
-
-def reason(crit: Criterion, status: int, value: float, why: int, coverage: float, min_coverage: float,
-           low: float = math.nan, high: float = math.nan) -> str:
-    """The English sentence (the API's ``reason`` by default): ``loss 12.3% over 24h, threshold < 1%``."""
-    found = criterion_reason(crit, value, why, coverage, min_coverage, low, high)
-    return render_reason(found.code, found.params, "en")
 
 
 def format_bound(value: float, unit: str) -> str:

@@ -103,7 +103,7 @@ _HISTORY_UPSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, province) DO UPDATE SET total = excluded.total, "
     "completed = excluded.completed, not_completed = excluded.not_completed, unknown = excluded.unknown, "
     "items = excluded.items, updated_at = excluded.updated_at")
-_TRANSITION_COLUMNS = "site, province, at, from_state, to_state, regression, cause, detail"
+_TRANSITION_COLUMNS = "site, province, at, from_state, to_state, regression, cause, detail, reasons"
 
 
 class SqlVerdictStore:
@@ -137,10 +137,10 @@ class SqlVerdictStore:
 
     def add_transitions(self, rows: list[Transition]) -> None:
         data = [(t.site, t.province, t.at, t.from_state, t.to_state, int(t.regression),
-                 json.dumps(t.cause), t.detail) for t in rows]
+                 json.dumps(t.cause), t.detail, json.dumps(t.reasons, ensure_ascii=False)) for t in rows]
         with self.db.tx() as conn:
             self.db.executemany(conn, f"INSERT INTO judge_transitions ({_TRANSITION_COLUMNS}) "
-                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", data)
+                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", data)
 
     def transitions(self, since: float, site: str | None = None, regressions_only: bool = False
                     ) -> list[Transition]:
@@ -152,7 +152,8 @@ class SqlVerdictStore:
             where.append("regression = 1")
         rows = self.db.fetch(f"SELECT {_TRANSITION_COLUMNS} FROM judge_transitions WHERE {' AND '.join(where)} "
                              "ORDER BY at, id", params)
-        return [Transition(r[0], r[1], float(r[2]), r[3], r[4], bool(r[5]), json.loads(r[6]), r[7]) for r in rows]
+        return [Transition(r[0], r[1], float(r[2]), r[3], r[4], bool(r[5]), json.loads(r[6]), r[7],
+                           json.loads(r[8] or "[]")) for r in rows]
 
     def regression_counts(self) -> dict[str, int]:
         rows = self.db.fetch("SELECT site, COUNT(*) FROM judge_transitions WHERE regression = 1 GROUP BY site")

@@ -28,7 +28,7 @@ from commune_collector import l10n
 from commune_collector.access.deps import ViewerDep
 from commune_collector.alerting.rules import RULES, UPSTREAM
 from commune_collector.judge.status import STATUS_NAMES, WORST_FIRST
-from commune_collector.reasons import render_any
+from commune_collector.reasons import render_any, transition_text
 from commune_collector.web import fmt
 from commune_collector.web.chart import ChartLabels, Point, burnup_svg
 from commune_collector.web.clock import site_clock
@@ -293,7 +293,8 @@ def national_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, l
                        failing=_failing_groups(failing, names, page.t, page.lang, crit_titles),
                        failing_total=len(failing), regressions=regressions, names=names, crit_titles=crit_titles,
                        deadline=deadline, chart=_chart(history, today, page.t, page.lang),
-                       fleet=getattr(source, "fleet", lambda: None)(), province_names=_province_names(data))
+                       fleet=getattr(source, "fleet", lambda: None)(), province_names=_province_names(data),
+                       why_changed=lambda r: transition_text(r, page.lang, crit_titles))
 
 
 # -- province -------------------------------------------------------------------------
@@ -375,11 +376,12 @@ def site_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, site:
     if verdict is None or not viewer.may_read_province(verdict.get("province")):
         return page.render("not_found.html", 404, message=page.t("not_found_site", site=site))
     titles = _item_titles(national, page.t)
+    crit_titles = {c["id"]: page.t.pick(c.get("title"), c["id"]) for c in verdict.get("criteria", [])}
     return page.render("site.html", v=verdict, groups=_criteria_by_item(verdict, titles), clock=site_clock(request, site),
                        province_name=_province_names(national).get(verdict.get("province", ""),
                                                                     verdict.get("province", "")),
-                       item_titles=titles,
-                       crit_titles={c["id"]: page.t.pick(c.get("title"), c["id"]) for c in verdict.get("criteria", [])})
+                       item_titles=titles, crit_titles=crit_titles,
+                       why_changed=lambda r: transition_text(r, page.lang, crit_titles))
 
 
 # -- help -------------------------------------------------------------------------------

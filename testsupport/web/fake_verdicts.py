@@ -62,8 +62,11 @@ def site_verdict(site: str, name: str, province: str, state: str) -> dict[str, A
                              0.123, 0.01, "<", "ratio")
     items = {i: ("completed" if state == "completed" else "unknown" if state == "unknown" else
                  "not_completed" if i == "network" else "completed") for i, _, _ in ITEMS}
+    loss = crits[0]
     regressions = ([{"at": NOW - 7200, "from": "completed", "to": "not_completed", "cause": ["network.loss"],
-                     "detail": "loss above 1%"}] if state == "not_completed" else [])
+                     "detail": f"network.loss: {loss['reason']}",
+                     "reasons": [{"criterion": "network.loss", "code": loss["reason_code"],
+                                  "params": loss["reason_params"]}]}] if state == "not_completed" else [])
     return {"site": site, "name": name, "province": province, "commune": name, "state": state,
             "since": NOW - 7200, "candidate_since": None, "evaluated_at": NOW, "stable_period_s": 86400.0,
             "connectivity": "primary" if state != "unknown" else "unknown", "outage_cause": None,
@@ -129,6 +132,13 @@ class FakeVerdicts:
 
     def verdict(self, site: str) -> dict[str, Any] | None:
         return self.sites.get(site)
+
+    def regressions_since(self, since: float) -> list[dict[str, Any]]:
+        """As the judge's documents give them: each regression with its site's name and province."""
+        return sorted(({**r, "site": v["site"], "name": v["name"], "province": v["province"],
+                        "status": _STATUS[v["state"]]}
+                       for v in self.sites.values() for r in v["regressions"] if r["at"] >= since),
+                      key=lambda r: -r["at"])
 
     def history(self, province: str | None, days: int) -> dict[str, Any]:
         members = [v for v in self.sites.values() if province in (None, v["province"])]
