@@ -150,10 +150,13 @@ def test_a_group_spanning_provinces_holds_its_communes_alerts_in_each_province_a
     views = Views({"th-g": member("th-g", "thanh-hoa", event), "na-g": member("na-g", "nghe-an", event)}, [event])
     sent = book.apply([regression("th-g", "thanh-hoa", now - 30), regression("na-g", "nghe-an", now - 30)],
                       views, now)
-    assert {a.labels["alertname"] for a in sent} == {"CommuneUpstreamOutage", "CommuneBehindUpstreamOutage",
-                                                     "CommuneSiteRegressed"}
-    am.post_alerts([a.payload(now, 300.0) for a in sent])
-    wait_until(lambda: len(am.alerts()) == 5, timeout=30, what="the group's alerts to be held")
+    assert [a.labels["alertname"] for a in sent] == ["CommuneUpstreamOutage", *["CommuneBehindUpstreamOutage"] * 2,
+                                                     *["CommuneSiteRegressed"] * 2]  # inhibitors first
+    # posted as the collector's notifier does: the outage's alerts in a POST ahead of the ones they hold
+    am.post_alerts([a.payload(now, 300.0) for a in sent[:3]])
+    wait_until(lambda: len(am.alerts()) == 3, timeout=30, what="the group's alerts to be held")
+    am.post_alerts([a.payload(now, 300.0) for a in sent[3:]])
+    wait_until(lambda: len(am.alerts()) == 5, timeout=30, what="the communes' alerts to be held")
     am.post_alerts([alert("CommuneLinkDown", site, "critical", province=province, link="fiber", item="network",
                           source="prometheus")
                     for site, province in (("th-g", "thanh-hoa"), ("na-g", "nghe-an"),
@@ -176,3 +179,18 @@ def test_a_group_spanning_provinces_holds_its_communes_alerts_in_each_province_a
     notified = {(n, s) for r in list(sink.received) for n, sites in sink.alerts_for(r).items() for s in sites}
     assert not notified & set(held)
     assert "inhibit-only" not in sink.received
+
+
+def test_the_notifier_posts_the_outage_ahead_of_the_alerts_it_holds():
+    """Alertmanager flushes an alert whose startsAt is past group_wait at once: the inhibitor must be there."""
+    import httpx
+
+    from commune_collector.alerting import AlertingSettings, AlertmanagerNotifier
+
+    settings = AlertingSettings(hold_down=False, alertmanager_url="http://am.test:9093")
+    notifier = AlertmanagerNotifier(settings, clock=lambda: 2.0, transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    notifier([regression("th-a", "thanh-hoa")], Views({"th-a": member("th-a", "thanh-hoa")}, [EVENT]))
+    batches = [[a["labels"]["alertname"] for a in notifier._queue.get_nowait()] for _ in range(notifier._queue.qsize())]
+    assert batches == [["CommuneUpstreamOutage", "CommuneBehindUpstreamOutage"], ["CommuneSiteRegressed"]]
+    assert [a["labels"]["alertname"] for a in notifier.resend_batch()] == [
+        "CommuneUpstreamOutage", "CommuneBehindUpstreamOutage", "CommuneSiteRegressed"]

@@ -63,6 +63,7 @@ UPSTREAM = AlertRule("CommuneUpstreamOutage", "critical", "network", "", False,
 MEMBER = AlertRule("CommuneBehindUpstreamOutage", "info", "network", "", False,
                    "{name} is behind upstream outage {upstream}")
 SITE_KINDS = frozenset(RULES)
+INHIBITING = frozenset({"upstream", "member"})  # sent before the rest: Alertmanager must hold them first
 
 
 def field_of(obj: Any, name: str, default: Any = None) -> Any:
@@ -186,7 +187,7 @@ class AlertBook:
         events = getattr(snapshot, "upstream_events", None) or []
         self._upstream(events, now, changed)
         self._members(events, _upstream_members(snapshot, sites, events), now, changed)
-        return list(changed.values())
+        return inhibitors_first(changed.values())
 
     def _hold_of(self, alert: Alert) -> float:
         return RULES[alert.kind].hold_s if self.hold_down else 0.0
@@ -369,6 +370,12 @@ class AlertBook:
             if verdict is not None:
                 alert.evidence = _evidence(alert, verdict) or alert.evidence
                 alert.what = _what(alert, verdict) or alert.what
+
+
+def inhibitors_first(alerts: Iterable[Alert]) -> list[Alert]:
+    """The alerts that inhibit others first, each part in its own order."""
+    alerts = list(alerts)
+    return [a for a in alerts if a.kind in INHIBITING] + [a for a in alerts if a.kind not in INHIBITING]
 
 
 def _upstream_key(verdict: Mapping[str, Any]) -> str | None:
