@@ -43,22 +43,12 @@ stable_period: 2s
 min_coverage: 0%
 expected_interval: 1s
 restart_grace: 5s
+silent_after: 4s
 upstream: {within: 1m}
-items:
-  network: {title: {en: Network, vi: Mạng}}
-  reporting: {title: {en: Reporting, vi: Báo cáo}}
+items: {network: {title: {en: Network, vi: Mạng}}}
 criteria:
-  - id: primary-loss
-    item: network
-    title: {en: Primary link loss under 50%, vi: Mất gói đường truyền chính dưới 50%}
-    select: {probe: icmp, role: primary, target: provincial-dc}
-    expr: last(icmp_loss_ratio, 1h) < 50%
-    label: loss
-  - id: agent-reporting
-    item: reporting
-    title: {en: Agent reporting, vi: Thiết bị báo cáo}
-    required: false
-    expr: report_age() < 4s
+  - {id: primary-loss, item: network, title: {en: Primary link loss under 50%, vi: Mất gói dưới 50%},
+     select: {probe: icmp, role: primary, target: provincial-dc}, expr: "last(icmp_loss_ratio, 1h) < 50%"}
 """
 
 
