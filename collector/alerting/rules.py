@@ -166,6 +166,7 @@ class AlertBook:
     seeded: bool = False
     hold_down: bool = False  # wait each rule's hold_s (its Prometheus for:) before an alert is sent
     pending: dict[AlertKey, Alert] = field(default_factory=dict)
+    markers: dict[tuple[str, str, str], AlertKey] = field(default_factory=dict)  # (event, site, province) -> key
 
     def apply(self, changes: Iterable[Any], snapshot: Any, now: float) -> list[Alert]:
         """Fold one pass in; return the alerts whose state changed (fired or resolved)."""
@@ -225,18 +226,25 @@ class AlertBook:
     def _members(self, events: list[Mapping[str, Any]], members: Mapping[str, list[tuple[str, str]]], now: float,
                  changed: dict[AlertKey, Alert]) -> None:
         """One never-notified alert per commune an event explains, labelled with the event's key."""
-        live = set()
+        live: set[AlertKey] = set()
         starts = {str(e["key"]): float(e["started_at"]) for e in events}
+        known = self.markers
+        self.markers = {}
         for key, sites in members.items():
             for site, province in sites:
-                labels = {"alertname": MEMBER.alertname, "service": SERVICE, "site": site, "province": province,
-                          "upstream": key, "cause": "upstream", "severity": MEMBER.severity, "item": MEMBER.item}
-                alert = Alert("member", labels, starts.get(key, now), f"{self.external_url}/s/{site}",
-                              summary=MEMBER.summary.format(name=site, upstream=key))
-                live.add(alert.key)
-                if alert.key not in self.firing:
-                    self.firing[alert.key] = alert
-                    changed[alert.key] = alert
+                ident = (key, site, province)
+                alert_key = known.get(ident)  # a national outage is thousands of markers: build each once
+                if alert_key is None or alert_key not in self.firing:
+                    labels = {"alertname": MEMBER.alertname, "service": SERVICE, "site": site, "province": province,
+                              "upstream": key, "cause": "upstream", "severity": MEMBER.severity,
+                              "item": MEMBER.item}
+                    alert = Alert("member", labels, starts.get(key, now), f"{self.external_url}/s/{site}",
+                                  summary=MEMBER.summary.format(name=site, upstream=key))
+                    alert_key = alert.key
+                    self.firing[alert_key] = alert
+                    changed[alert_key] = alert
+                self.markers[ident] = alert_key
+                live.add(alert_key)
         self._resolve_missing("member", live, now, changed)
 
     def _resolve_missing(self, kind: str, live: set[AlertKey], now: float, changed: dict[AlertKey, Alert]) -> None:
