@@ -117,14 +117,16 @@ cat <<TXT
   agent metrics      http://127.0.0.1:9469/metrics
 
 The simulator first sends a day of history (about a minute), then reports live every 30 s;
-the national page shows completed, failing, waiting and never-reported communes and the upstream
-outage within two minutes. Compare the verdicts with the simulator's ground truth:
+the national page shows completed, failing, waiting and never-reported communes, the upstream
+outage and the communes in declared maintenance ("Bảo trì") within two minutes. Compare the verdicts with the simulator's ground truth:
   $BIN/commune-collector simulate check --truth $DEMO/truth.json --url $URL --token-file $DEMO/operator.token
 TXT
 if [ -n "$AM_BIN" ]; then
   cat <<TXT
   alerts             http://127.0.0.1:$AM_PORT/#/alerts  (the upstream outage: one CommuneUpstreamOutage;
                      amtool --alertmanager.url=http://127.0.0.1:$AM_PORT alert query alertname=CommuneUpstreamOutage)
+  maintenance        the communes in maintenance (above) are silenced for exactly their window:
+                     amtool --alertmanager.url=http://127.0.0.1:$AM_PORT silence query
 TXT
 fi
 echo "The agent pushes every 10 s; its site shows its latest checks within ~20 s. Ctrl-C stops everything."

@@ -68,8 +68,9 @@ def shipped_config_for_tests(sink_url: str) -> str:
     config["templates"] = [str(SHIPPED / "templates" / "*.tmpl")]
     # group_wait stays (shortened): it is what lets an inhibiting alert arrive before its symptoms are sent
     config["route"].update({"group_wait": "2s", "group_interval": "1s"})
+    # every receiver that notifies posts to the sink instead; one that notifies nobody stays so
     config["receivers"] = [{"name": r["name"], "webhook_configs": [{"url": sink_url, "send_resolved": True}]}
-                           for r in config["receivers"]]
+                           if len(r) > 1 else r for r in config["receivers"]]
     return yaml.safe_dump(config)
 
 

@@ -196,6 +196,9 @@ def test_simulated_fleet_verdicts_match_ground_truth(tmp_path):
             verdicts = fetch_verdicts(collector.url, token=collector.operator_token)
             upstream = [v for v in verdicts.values() if v.get("upstream")]
             assert {v["upstream"]["key"] for v in upstream} == {f"province:{expected['backbone_province']}"}
+            held = {site: v["maintenance"]["reason"] for site, v in verdicts.items() if v.get("maintenance")}
+            assert set(held) == {s for s, e in expected["sites"].items() if e["kind"] == fleet_mod.MAINTENANCE}
+            assert set(held.values()) == {fleet_mod.MAINTENANCE_REASON}
         finally:
             sim.send_signal(signal.SIGTERM)
             out, _ = sim.communicate(timeout=30)

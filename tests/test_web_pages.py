@@ -161,7 +161,8 @@ def test_static_stylesheet_is_served_with_a_cache_busting_version(client):
 
 def test_alert_runbook_has_an_anchor_per_alert(client):
     html = client.get("/help/alerts?lang=en").text
-    for name in ("CommuneSiteRegressed", "CommuneSiteSilent", "CommuneOnBattery", "CommuneDeviceDown"):
+    for name in ("CommuneSiteRegressed", "CommuneSiteSilent", "CommuneOnBattery", "CommuneDeviceDown",
+                 "CommuneUpstreamOutage", "CommuneBehindUpstreamOutage"):
         assert f'id="{name}"' in html
 
 

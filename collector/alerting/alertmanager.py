@@ -24,7 +24,7 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from commune_collector.alerting.rules import RULES, AlertBook
+from commune_collector.alerting.rules import INHIBITING, RULES, AlertBook, inhibitors_first
 from commune_collector.alerting.settings import AlertingSettings
 
 log = logging.getLogger("commune_collector.alerting")
@@ -80,11 +80,16 @@ class AlertmanagerNotifier:
             now = self.clock()
             with self._lock:
                 changed = self.book.apply(changes, snapshot, now)
-                payloads = [alert.payload(now, self.hold_s) for alert in changed]
+                # an upstream outage's alerts go in a POST of their own ahead of the commune alerts they
+                # hold: Alertmanager sends an alert whose startsAt is past group_wait at once, and the
+                # inhibitor has to know the outage by then
+                parts = ([a.payload(now, self.hold_s) for a in changed if a.kind in INHIBITING],
+                         [a.payload(now, self.hold_s) for a in changed if a.kind not in INHIBITING])
             for alert in changed:
                 self.stats["resolved" if alert.ends_at is not None else "fired"] += 1
-            for chunk in _chunks(payloads):
-                self._enqueue(chunk)
+            for payloads in parts:
+                for chunk in _chunks(payloads):
+                    self._enqueue(chunk)
         except Exception:  # noqa: BLE001 - alerting must never break the judge
             self.stats["listener_errors"] += 1
             log.exception("alerting listener failed; the judge goes on")
@@ -138,7 +143,7 @@ class AlertmanagerNotifier:
         """Every firing alert with a fresh ``endsAt``: Alertmanager's keep-alive."""
         now = self.clock()
         with self._lock:
-            return [alert.payload(now, self.hold_s) for alert in self.book.firing.values()]
+            return [alert.payload(now, self.hold_s) for alert in inhibitors_first(self.book.firing.values())]
 
     def deliver(self, client: httpx.Client, batch: Batch) -> bool:
         """POST one batch with retries and exponential backoff; count the outcome."""

@@ -58,6 +58,12 @@ RULES: dict[str, AlertRule] = {
 CLEARING: dict[str, str] = {rule.clears_on: kind for kind, rule in RULES.items()}
 UPSTREAM = AlertRule("CommuneUpstreamOutage", "critical", "network", "", False,
                      "{name}: {sites} of {reporting} communes lost their primary link together")
+# One per commune an upstream event explains, never notified (deploy/alertmanager routes it nowhere): it holds
+# that commune's own link alerts, Prometheus's included, by site, in whatever province the commune is.
+MEMBER = AlertRule("CommuneBehindUpstreamOutage", "info", "network", "", False,
+                   "{name} is behind upstream outage {upstream}")
+SITE_KINDS = frozenset(RULES)
+INHIBITING = frozenset({"upstream", "member"})  # sent before the rest: Alertmanager must hold them first
 
 
 def field_of(obj: Any, name: str, default: Any = None) -> Any:
@@ -160,6 +166,7 @@ class AlertBook:
     seeded: bool = False
     hold_down: bool = False  # wait each rule's hold_s (its Prometheus for:) before an alert is sent
     pending: dict[AlertKey, Alert] = field(default_factory=dict)
+    markers: dict[tuple[str, str, str], AlertKey] = field(default_factory=dict)  # (event, site, province) -> key
 
     def apply(self, changes: Iterable[Any], snapshot: Any, now: float) -> list[Alert]:
         """Fold one pass in; return the alerts whose state changed (fired or resolved)."""
@@ -175,10 +182,13 @@ class AlertBook:
             elif kind in CLEARING:
                 self._clear_by_event(CLEARING[kind], change, now, changed)
         self._clear_by_snapshot(sites, now, changed)
+        self._join_upstream(sites, now, changed)
         self._promote(now, changed)
         self._refresh_evidence(sites)
-        self._upstream(getattr(snapshot, "upstream_events", None) or [], now, changed)
-        return list(changed.values())
+        events = getattr(snapshot, "upstream_events", None) or []
+        self._upstream(events, now, changed)
+        self._members(events, _upstream_members(snapshot, sites, events), now, changed)
+        return inhibitors_first(changed.values())
 
     def _hold_of(self, alert: Alert) -> float:
         return RULES[alert.kind].hold_s if self.hold_down else 0.0
@@ -211,9 +221,54 @@ class AlertBook:
                 continue
             self.firing[alert.key] = alert
             changed[alert.key] = alert
+        self._resolve_missing("upstream", live, now, changed)
+
+    def _members(self, events: list[Mapping[str, Any]], members: Mapping[str, list[tuple[str, str]]], now: float,
+                 changed: dict[AlertKey, Alert]) -> None:
+        """One never-notified alert per commune an event explains, labelled with the event's key."""
+        live: set[AlertKey] = set()
+        starts = {str(e["key"]): float(e["started_at"]) for e in events}
+        known = self.markers
+        self.markers = {}
+        for key, sites in members.items():
+            for site, province in sites:
+                ident = (key, site, province)
+                alert_key = known.get(ident)  # a national outage is thousands of markers: build each once
+                if alert_key is None or alert_key not in self.firing:
+                    labels = {"alertname": MEMBER.alertname, "service": SERVICE, "site": site, "province": province,
+                              "upstream": key, "cause": "upstream", "severity": MEMBER.severity,
+                              "item": MEMBER.item}
+                    alert = Alert("member", labels, starts.get(key, now), f"{self.external_url}/s/{site}",
+                                  summary=MEMBER.summary.format(name=site, upstream=key))
+                    alert_key = alert.key
+                    self.firing[alert_key] = alert
+                    changed[alert_key] = alert
+                self.markers[ident] = alert_key
+                live.add(alert_key)
+        self._resolve_missing("member", live, now, changed)
+
+    def _resolve_missing(self, kind: str, live: set[AlertKey], now: float, changed: dict[AlertKey, Alert]) -> None:
         for key, alert in list(self.firing.items()):
-            if alert.kind == "upstream" and key not in live:
+            if alert.kind == kind and key not in live:
                 self._resolve(alert, now, changed)
+
+    def _join_upstream(self, sites: Snapshot, now: float, changed: dict[AlertKey, Alert]) -> None:
+        """A commune alert raised before its commune's upstream event was recognised (its loss reached the
+        judge a pass before the others') is raised again with the event's labels, so the event holds it;
+        the first copy resolves (a pending one is relabelled before it is ever sent)."""
+        for alert in list(self.firing.values()) + list(self.pending.values()):
+            if alert.kind not in SITE_KINDS:
+                continue
+            key = _upstream_key(sites.get(alert.labels["site"]) or {})
+            if key is None or alert.labels.get("upstream") == key:
+                continue
+            again = dataclasses.replace(alert, labels={**alert.labels, "cause": "upstream", "upstream": key})
+            if self.pending.pop(alert.key, None) is not None:
+                self.pending[again.key] = again
+                continue
+            self._resolve(alert, now, changed)
+            self.firing[again.key] = again
+            changed[again.key] = again
 
     # -- firing ---------------------------------------------------------------
 
@@ -234,8 +289,10 @@ class AlertBook:
         }
         if criterion:
             labels["criterion"] = str(criterion)
-        if verdict.get("outage_cause") == "upstream":
-            labels["cause"] = "upstream"  # Alertmanager inhibits it while the province's upstream alert fires
+        if verdict.get("outage_cause") == "upstream":  # held while its event's alert fires (equal: upstream)
+            labels["cause"] = "upstream"
+            if (upstream := _upstream_key(verdict)) is not None:
+                labels["upstream"] = upstream
         if check:
             labels["check"] = str(check)
         name = str(verdict.get("name") or site)
@@ -299,7 +356,7 @@ class AlertBook:
     def _clear_by_snapshot(self, sites: Snapshot, now: float,
                            changed: dict[AlertKey, Alert]) -> None:
         for alert in list(self.firing.values()) + list(self.pending.values()):
-            if alert.kind == "upstream":
+            if alert.kind not in SITE_KINDS:
                 continue
             verdict = sites.get(alert.labels["site"])
             if verdict is None or _cause_cleared(alert, verdict):
@@ -315,10 +372,39 @@ class AlertBook:
     def _refresh_evidence(self, sites: Snapshot) -> None:
         """Keep the evidence in firing alerts current; it goes out with the next re-send."""
         for alert in self.firing.values():
+            if alert.kind not in SITE_KINDS:
+                continue
             verdict = sites.get(alert.labels.get("site", ""))
             if verdict is not None:
                 alert.evidence = _evidence(alert, verdict) or alert.evidence
                 alert.what = _what(alert, verdict) or alert.what
+
+
+def inhibitors_first(alerts: Iterable[Alert]) -> list[Alert]:
+    """The alerts that inhibit others first, each part in its own order."""
+    alerts = list(alerts)
+    return [a for a in alerts if a.kind in INHIBITING] + [a for a in alerts if a.kind not in INHIBITING]
+
+
+def _upstream_key(verdict: Mapping[str, Any]) -> str | None:
+    """The key of the upstream event that explains this commune's outage, if one does."""
+    event = verdict.get("upstream") if verdict.get("outage_cause") == "upstream" else None
+    return str(event["key"]) if event and event.get("key") else None
+
+
+def _upstream_members(snapshot: Any, sites: Snapshot, events: list[Mapping[str, Any]]
+                      ) -> Mapping[str, list[tuple[str, str]]]:
+    """Each event's member communes: the judge's views know them; plain test snapshots are scanned."""
+    members = getattr(snapshot, "upstream_members", None)
+    if members is not None or not events:
+        return members or {}
+    out: dict[str, list[tuple[str, str]]] = {str(e["key"]): [] for e in events}
+    for site in sites.sites():
+        verdict = sites.get(site) or {}
+        key = _upstream_key(verdict)
+        if key in out:
+            out[key].append((site, str(verdict.get("province") or "")))
+    return out
 
 
 def _criterion(verdict: Mapping[str, Any], criterion: Any) -> Mapping[str, Any] | None:

@@ -12,7 +12,16 @@ from pathlib import Path
 
 from commune_collector.cli.common import Progress, add_config_arg, open_store_from, operator_token
 from commune_collector.simulate.driver import Driver, issue_tokens, stderr, usage, write_truth
-from commune_collector.simulate.fleet import BACKBONE, NEVER, NEW, POWER, Fleet, build_fleet
+from commune_collector.simulate.fleet import (
+    BACKBONE,
+    MAINTENANCE,
+    MAINTENANCE_REASON,
+    NEVER,
+    NEW,
+    POWER,
+    Fleet,
+    build_fleet,
+)
 
 TRUTH_EVERY = 30.0
 
@@ -36,6 +45,23 @@ def _tokens(args: argparse.Namespace, fleet: Fleet) -> dict[str, str]:
         store.close()
 
 
+def _declare_maintenance(args: argparse.Namespace, fleet: Fleet) -> str | None:
+    """Declare the fleet's maintenance window in the store, as an operator would (the rules of the API)."""
+    from commune_collector.access.roles import Principal, Role
+    from commune_collector.maintenance.service import Declaration, declare
+
+    sites = tuple(s.id for s in fleet.by_kind(MAINTENANCE))
+    if not sites:
+        return None
+    store = open_store_from(args)
+    try:
+        ask = Declaration("sites", sites, fleet.maintenance_from, fleet.maintenance_to, MAINTENANCE_REASON)
+        return declare(store, Principal("commune-collector simulate", Role.NATIONAL, via="cli"), ask,
+                       fleet.start).id
+    finally:
+        store.close()
+
+
 def describe(fleet: Fleet, url: str) -> list[str]:
     """What to look at, for a person starting the simulator."""
     lines = [f"simulated fleet: {len(fleet.sites):,} sites (seed {fleet.seed})"]
@@ -47,7 +73,8 @@ def describe(fleet: Fleet, url: str) -> list[str]:
     if battery:
         lines.append(f"  power cut         {fleet.power_province}, 50 min ago; on battery e.g. "
                      f"{url}/s/{battery[0].id}")
-    for kind, what in ((NEVER, "never installed"), (NEW, "installed 20 min ago (waiting)")):
+    for kind, what in ((NEVER, "never installed"), (NEW, "installed 20 min ago (waiting)"),
+                       (MAINTENANCE, "in maintenance")):
         members = fleet.by_kind(kind)
         if members:
             lines.append(f"  {what:<17} {len(members)} communes, e.g. {url}/s/{members[0].id}")
@@ -102,8 +129,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     fleet = build_fleet(sites, args.seed, time.time())
     tokens = _tokens(args, fleet)
+    window = _declare_maintenance(args, fleet)
     for line in describe(fleet, args.url):
         print(line, flush=True)
+    if window:
+        print(f"  maintenance       window {window}: {MAINTENANCE_REASON} "
+              f"(commune-collector maintenance show {window})", flush=True)
     if args.truth:
         write_truth(fleet, args.truth, fleet.start, set())
         print(f"ground truth: {args.truth} (check it: commune-collector simulate check --truth {args.truth} "

@@ -300,3 +300,15 @@ class VerdictViews(Mapping[str, SiteVerdictView]):
     def upstream_events(self) -> list[dict]:
         """This pass's upstream outages (judge/upstream.py), for the alerting listener."""
         return list(self._snapshot.facts.upstream_events)
+
+    @property
+    def upstream_members(self) -> dict[str, list[tuple[str, str]]]:
+        """Each upstream event's member communes as (site, province): the alerting listener holds their
+        alerts by site, whichever province each is in (an inventory upstream group may span provinces)."""
+        facts, sites = self._snapshot.facts, self._snapshot.sites
+        out: dict[str, list[tuple[str, str]]] = {str(e["key"]): [] for e in facts.upstream_events}
+        if facts.upstream is None:
+            return out
+        for i in np.flatnonzero(facts.upstream >= 0):
+            out[str(facts.upstream_events[int(facts.upstream[i])]["key"])].append((sites.ids[i], sites.provinces[i]))
+        return out

@@ -2,8 +2,9 @@
 
 The verdict API is read the way an operator's tool would read it (paged
 ``/api/v1/verdicts``). A site's cause is read from its verdict in a fixed
-order: never reported, then the present-tense outage cause (power, upstream,
-network), then "on battery", then a failing criterion of the network item.
+order: never reported, then declared maintenance, then the present-tense
+outage cause (power, upstream, network), then "on battery", then a failing
+criterion of the network item.
 A site expected completed whose criteria are met but whose stable period is
 still running is *pending*, not wrong: the judge is doing what it must; so
 is a site whose day of history the simulator has not sent yet (the truth file
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from commune_collector.simulate.fleet import (
+    CAUSE_MAINTENANCE,
     CAUSE_NETWORK,
     CAUSE_NEVER,
     CAUSE_NONE,
@@ -31,6 +33,8 @@ PAGE = 1000
 def cause_of(verdict: dict) -> str:
     if verdict.get("last_report_at") is None:
         return CAUSE_NEVER
+    if verdict.get("maintenance"):
+        return CAUSE_MAINTENANCE
     outage = verdict.get("outage_cause")
     if outage in ("power", "upstream"):
         return outage

@@ -12,8 +12,10 @@ verdicts show them: a province's backbone cut two hours ago (an upstream
 outage), an area's power cut fifty minutes ago with UPS batteries running down
 (some already flat, their agents dark), flapping primary links, communes whose
 agent was never installed, agents installed twenty minutes ago (too little
-evidence yet: waiting), and agents with skewed clocks that the collector must
-correct. ``Expectation`` is the ground truth for a site at a given time.
+evidence yet: waiting), agents with skewed clocks that the collector must
+correct, and a few communes in declared maintenance (an office renovation
+that began half an hour ago, its primary link unplugged: held, not failed).
+``Expectation`` is the ground truth for a site at a given time.
 """
 
 from __future__ import annotations
@@ -25,16 +27,20 @@ from dataclasses import dataclass, field
 
 from commune_common.wire import CheckResult, value_key
 
-HEALTHY, BACKBONE, POWER, FLAPPING, NEVER, NEW, SKEWED = (
-    "healthy", "backbone_cut", "power_cut", "flapping", "never_installed", "new_install", "skewed_clock")
-KINDS = (HEALTHY, BACKBONE, POWER, FLAPPING, NEVER, NEW, SKEWED)
+HEALTHY, BACKBONE, POWER, FLAPPING, NEVER, NEW, SKEWED, MAINTENANCE = (
+    "healthy", "backbone_cut", "power_cut", "flapping", "never_installed", "new_install", "skewed_clock",
+    "maintenance")
+KINDS = (HEALTHY, BACKBONE, POWER, FLAPPING, NEVER, NEW, SKEWED, MAINTENANCE)
 # causes as the check reads them from a verdict (check.cause_of)
-CAUSE_NONE, CAUSE_POWER, CAUSE_NETWORK, CAUSE_UPSTREAM, CAUSE_NEVER = (
-    "none", "power", "network", "upstream", "never_reported")
+CAUSE_NONE, CAUSE_POWER, CAUSE_NETWORK, CAUSE_UPSTREAM, CAUSE_NEVER, CAUSE_MAINTENANCE = (
+    "none", "power", "network", "upstream", "never_reported", "maintenance")
 
 BACKBONE_CUT_AGO = 2 * 3600.0
 POWER_CUT_AGO = 50 * 60.0
 NEW_INSTALL_AGO = 20 * 60.0
+MAINTENANCE_AGO = 30 * 60.0  # declared as starting then: within the hour a window may be back-dated
+MAINTENANCE_FOR = 4 * 3600.0
+MAINTENANCE_REASON = "Cải tạo trụ sở, tạm ngắt đường truyền (office renovation, link unplugged)"
 FLAP_DOWN_SHARE = 0.3
 SKEWS = (420.0, -300.0, 180.0, -600.0, 900.0, -240.0)
 ECHOES = 5
@@ -78,6 +84,8 @@ class SimSite:
     # -- the site's state at a true time t ------------------------------------------------
 
     def primary_up(self, t: float, fleet: Fleet, rng: random.Random) -> bool:
+        if self.kind == MAINTENANCE and t >= fleet.maintenance_from:
+            return False
         if self.kind == BACKBONE and t >= fleet.backbone_cut_at:
             return False
         return not (self.kind == FLAPPING and rng.random() < FLAP_DOWN_SHARE)
@@ -126,6 +134,14 @@ class Fleet:
     @property
     def power_cut_at(self) -> float:
         return self.start - POWER_CUT_AGO
+
+    @property
+    def maintenance_from(self) -> float:
+        return self.start - MAINTENANCE_AGO
+
+    @property
+    def maintenance_to(self) -> float:
+        return self.maintenance_from + MAINTENANCE_FOR
 
     def by_kind(self, kind: str) -> list[SimSite]:
         return [s for s in self.sites if s.kind == kind]
@@ -179,6 +195,10 @@ class Fleet:
             return Expectation(kind, ("unknown",), CAUSE_NEVER, "agent never installed")
         if kind == NEW:
             return Expectation(kind, ("unknown",), CAUSE_NONE, "installed recently: too little evidence yet")
+        if kind == MAINTENANCE and t < self.maintenance_to:
+            # held as it was before the window (completed, or unknown when the judge first sees it inside)
+            return Expectation(kind, ("completed", "unknown"), CAUSE_MAINTENANCE,
+                               "declared maintenance: link unplugged, verdict held, alerts silenced")
         note = f"agent clock {site.skew:+.0f}s off" if kind == SKEWED else "healthy"
         return Expectation(kind, ("completed",), CAUSE_NONE, note)
 
@@ -253,7 +273,7 @@ def build_fleet(sites: Sequence[tuple[str, str]], seed: int, start: float) -> Fl
     free = [s for s in fleet_sites if s.kind == HEALTHY]
     rng.shuffle(free)
     counts = {FLAPPING: max(3, n // 500), NEVER: max(3, n // 300), NEW: max(3, n // 300),
-              SKEWED: max(3, min(len(SKEWS), n // 300))}
+              SKEWED: max(3, min(len(SKEWS), n // 300)), MAINTENANCE: max(3, n // 1000)}
     for kind, count in counts.items():
         for k in range(count):
             if not free:

@@ -26,7 +26,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from commune_collector import l10n
 from commune_collector.access.deps import ViewerDep
-from commune_collector.alerting.rules import RULES, UPSTREAM
+from commune_collector.alerting.rules import MEMBER, RULES, UPSTREAM
 from commune_collector.judge.status import STATUS_NAMES, WORST_FIRST
 from commune_collector.reasons import render_any, transition_text
 from commune_collector.web import fmt
@@ -391,4 +391,4 @@ def site_page(request: Request, ui: UI, source: Source, viewer: ViewerDep, site:
 def alerts_help(request: Request, ui: UI, viewer: ViewerDep, lang: Lang = None) -> HTMLResponse:
     """The runbook the alerts link to (``runbook_url``)."""
     page = Page(ui, request, lang)
-    return page.render("alerts_help.html", rules=[*RULES.values(), UPSTREAM])
+    return page.render("alerts_help.html", rules=[*RULES.values(), UPSTREAM, MEMBER])

@@ -32,7 +32,7 @@ EMULATOR = Path(__file__).with_name("emulator.py")
 NEAR_DEV = "emu0"
 FAR_DEV = "emu1"
 PING_GROUP_RANGE = "0 2147483647"
-_NAME_RE = re.compile(rf"^{PREFIX}(\d+)-[0-9a-f]{{6}}-[nf]$")
+_NAME_RE = re.compile(rf"^{PREFIX}(\d+)-[0-9a-f]{{6}}-(?:[nf]|c\d+)$")
 
 Number = float | int
 PerDirection = Number | tuple[Number, Number]
