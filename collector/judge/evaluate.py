@@ -127,10 +127,11 @@ class Evaluator:
         if start == 0:
             self._members = [set() for _ in self.matchers]
         check_scoped = [(i, matcher) for i, matcher in enumerate(self.matchers) if matcher.check_scope]
-        for row in range(start, m.rows):
+        for config, rows in m.rows_by_config(start).items():  # a matcher runs once per configuration
+            probe, check, labels = m.configs[config]
             for i, matcher in check_scoped:
-                if matcher(m.probe[row], m.check[row], m.labels[row]):
-                    self._members[i].add(row)
+                if matcher(probe, check, labels):
+                    self._members[i].update(rows.tolist())
         self._arrays = [np.array(sorted(s), dtype=np.int64) for s in self._members]
         self._seen_rows = m.rows
         self._label_generation = m.generation

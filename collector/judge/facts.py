@@ -79,16 +79,16 @@ class FactFinder:
         m = self.matrix
         if m.generation == self._generation:
             return
-        kinds: dict[str, list[int]] = {"primary": [], "backup": [], "power": [], "device": []}
-        for row in range(m.rows):
-            probe, labels = m.probe[row], m.labels[row]
+        kinds: dict[str, list[np.ndarray]] = {"primary": [], "backup": [], "power": [], "device": []}
+        for config, rows in m.rows_by_config().items():  # decided once per check configuration
+            probe, _, labels = m.configs[config]
             if is_link(probe, labels):
-                kinds[labels["role"]].append(row)
+                kinds[labels["role"]].append(rows)
             if is_power(probe, labels):
-                kinds["power"].append(row)
+                kinds["power"].append(rows)
             if is_required_device(probe, labels):
-                kinds["device"].append(row)
-        self._rows = {k: np.array(v, dtype=np.int64) for k, v in kinds.items()}
+                kinds["device"].append(rows)
+        self._rows = {k: np.sort(np.concatenate(v)) if v else np.zeros(0, dtype=np.int64) for k, v in kinds.items()}
         self._generation = m.generation
 
     def compute(self, n_sites: int, site_of_row: np.ndarray, report_at: np.ndarray, now: float,

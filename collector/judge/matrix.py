@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -203,6 +204,13 @@ class EvidenceMatrix:
         self.labels: list[dict[str, str]] = []
         self.raw_labels: list[dict[str, str] | str] = []  # as given, to see a change without decoding
         self.row_keys: list[tuple[tuple[str, bool], ...]] = []  # per row: (key, with histogram)
+        # a fleet repeats a few check configurations: each row points at its (probe, check, labels) one,
+        # so what depends only on the configuration (keys, criteria, facts) is decided once per configuration
+        self.config: list[int] = []
+        self.configs: list[tuple[str, str, dict[str, str]]] = []
+        self._config_ids: dict[tuple[str, str, object], int] = {}
+        self._config_keys: list[tuple[tuple[str, bool], ...]] = []
+        self._label_texts: dict[str, dict[str, str]] = {}
         self.cols = _Columns()
         self.cols.add("bucket", np.float64, -np.inf, (self.slots,))
         self.cols.add("ok", np.int32, 0, (self.slots,))
@@ -214,7 +222,7 @@ class EvidenceMatrix:
         self.latest.add("ts", np.float64, -np.inf)
         self.latest.add("failed", np.bool_, False)
         self.generation = 0  # bumped when rows are added or relabelled, so selections can be cached
-        self._decode_values = _values_decoder(list(self.specs))
+        self._decode_values, self._value_fields = _values_decoder(list(self.specs))
 
     def _slots_for(self, window: float) -> int:
         return int(math.ceil(max(window, self.bucket_s) / self.bucket_s)) + 2
@@ -241,23 +249,76 @@ class EvidenceMatrix:
             self.cols.grow(row + 1)
             self.latest.grow(row + 1)
             self.index[key] = row
-            decoded = _labels_of(labels)
+            config = self._config_of(probe, check, labels)
             self.site.append(site)
             self.check.append(check)
             self.probe.append(probe)
-            self.labels.append(decoded)
+            self.labels.append(self.configs[config][2])
             self.raw_labels.append(labels)
-            self.row_keys.append(self.keys_of(probe, check, decoded))
+            self.config.append(config)
+            self.row_keys.append(self._config_keys[config])
             self.generation += 1
         elif labels != self.raw_labels[row] or probe != self.probe[row]:
-            decoded = _labels_of(labels)
+            config = self._config_of(probe, check, labels)
             self.raw_labels[row] = labels
-            if decoded != self.labels[row] or probe != self.probe[row]:
+            if config != self.config[row]:
+                decoded = self.configs[config][2]
+                changed = decoded != self.labels[row] or probe != self.probe[row]
                 self.labels[row] = decoded
                 self.probe[row] = probe
-                self.row_keys[row] = self.keys_of(probe, check, decoded)
-                self.generation += 1
+                self.config[row] = config
+                self.row_keys[row] = self._config_keys[config]
+                if changed:
+                    self.generation += 1
         return row
+
+    def add_rows(self, sites: Sequence[str], checks: Sequence[str], probes: Sequence[str],
+                 labels: Sequence[dict[str, str] | str], grow: bool = True) -> None:
+        """Append many new rows at once (a restored checkpoint: 70,000 of them at 10,000 sites);
+        ``grow=False``: the caller sets the row arrays itself (the checkpoint's own)."""
+        start = len(self.site)
+        keys = list(zip(sites, checks, strict=True))
+        if len(set(keys)) != len(keys) or any(k in self.index for k in keys):
+            raise ValueError("a (site, check) given twice, or already in the matrix")
+        configs = [self._config_of(p, c, raw) for p, c, raw in zip(probes, checks, labels, strict=True)]
+        if grow:
+            self.cols.grow(start + len(sites))
+            self.latest.grow(start + len(sites))
+        self.index.update(zip(keys, range(start, start + len(sites)), strict=True))
+        self.site += sites
+        self.check += checks
+        self.probe += probes
+        self.raw_labels += labels
+        self.config += configs
+        self.labels += [self.configs[c][2] for c in configs]
+        self.row_keys += [self._config_keys[c] for c in configs]
+        self.generation += len(sites)  # one per row, as row_for counts (selections then update incrementally)
+
+    def _config_of(self, probe: str, check: str, labels: dict[str, str] | str) -> int:
+        """The configuration id of (probe, check, labels), made (and its keys decided) on first sight."""
+        if isinstance(labels, str):
+            decoded = self._label_texts.get(labels)
+            if decoded is None:
+                decoded = self._label_texts[labels] = _labels_of(labels)
+            key: tuple[str, str, object] = (probe, check, labels)
+        else:
+            decoded = labels
+            key = (probe, check, tuple(sorted(labels.items())))
+        config = self._config_ids.get(key)
+        if config is None:
+            config = self._config_ids[key] = len(self.configs)
+            self.configs.append((probe, check, decoded))
+            self._config_keys.append(self.keys_of(probe, check, decoded))
+        return config
+
+    def rows_by_config(self, start: int = 0) -> dict[int, np.ndarray]:
+        """Rows from ``start`` on, grouped by their configuration id."""
+        config = np.asarray(self.config[start:], dtype=np.int64)
+        if not len(config):
+            return {}
+        order = np.argsort(config, kind="stable")
+        ids, first = np.unique(config[order], return_index=True)
+        return {int(c): start + part for c, part in zip(ids.tolist(), np.split(order, first[1:]), strict=True)}
 
     def keys_of(self, probe: str, check: str, labels: dict[str, str]) -> tuple[tuple[str, bool], ...]:
         """The value keys (and whether with a histogram) a check of this kind keeps."""
@@ -289,11 +350,13 @@ class EvidenceMatrix:
         (buckets_t, sites, checks, probes, labels, oks, fails, firsts, lasts, reasons, values) = zip(*batch,
                                                                                                    strict=True)
         buckets = np.array(buckets_t, dtype=np.float64)
-        index, raw = self.index, self.raw_labels
-        rows = np.fromiter((index.get(k, -1) for k in zip(sites, checks, strict=True)), dtype=np.int64,
-                           count=len(batch))
-        for i in np.flatnonzero(rows >= 0).tolist():  # an existing check with other labels (rare)
-            if labels[i] != raw[rows[i]]:
+        raw = self.raw_labels
+        rows = np.fromiter(map(self.index.get, zip(sites, checks, strict=True), itertools.repeat(-1)),
+                           dtype=np.int64, count=len(batch))
+        known = np.flatnonzero(rows >= 0).tolist()
+        held = map(raw.__getitem__, rows[known].tolist())
+        for i, same in zip(known, map(operator.eq, map(labels.__getitem__, known), held), strict=True):
+            if not same:  # an existing check with other labels (rare)
                 self.row_for(sites[i], checks[i], probes[i], labels[i])
         for i in np.flatnonzero(rows < 0).tolist():  # a check seen for the first time
             if buckets[i] >= horizon:
@@ -314,7 +377,7 @@ class EvidenceMatrix:
         if not len(pick):
             return 0
         r, sl = rows[pick], slots[pick]
-        failed = np.array([bool(reasons[i]) for i in pick.tolist()], dtype=bool)
+        failed = np.fromiter(map(bool, reasons), dtype=bool, count=len(reasons))[pick]
         c["bucket"][r, sl] = buckets[pick]
         c["ok"][r, sl] = ok[pick]
         c["fail"][r, sl] = fail[pick]
@@ -327,42 +390,51 @@ class EvidenceMatrix:
 
     def _load_values(self, pick: np.ndarray, rows: np.ndarray, buckets: np.ndarray,
                      values: tuple[dict[str, list] | str | bytes | None, ...]) -> None:
-        per_key: dict[str, list[tuple[int, float, dict[str, list], bool]]] = {}
+        """The kept value keys of the picked buckets: decoded together (one msgspec call a batch, only the
+        kept keys built), then written one key at a time with vectorised operations."""
         row_keys = self.row_keys
-        for i in pick.tolist():
-            row = int(rows[i])
-            wanted = row_keys[row]
-            raw = values[i]
-            if not wanted or not raw:
+        raws = [values[i] for i in pick.tolist()]
+        use = [n for n, (row, raw) in enumerate(zip(rows[pick].tolist(), raws, strict=True)) if raw and row_keys[row]]
+        if not use:
+            return
+        decoded = self._decode_values([raws[n] for n in use])
+        at = pick[use]
+        keyed_rows, keyed_buckets = rows[at], buckets[at]
+        wanted = {key: (np.zeros(len(use), dtype=bool), np.zeros(len(use), dtype=bool)) for key in self.keys}
+        for n, row in enumerate(keyed_rows.tolist()):  # which keys each row keeps (a handful per row)
+            for key, with_hist in row_keys[row]:
+                wanted[key][0][n] = True
+                wanted[key][1][n] = with_hist
+        for key, (want, hist) in wanted.items():
+            if not want.any():
                 continue
-            decoded = raw if isinstance(raw, dict) else self._decode_values(raw)
-            for key, with_hist in wanted:
-                if key in decoded:
-                    per_key.setdefault(key, []).append((row, float(buckets[i]), decoded, with_hist))
-        for key, found in per_key.items():
-            self._write_key(key, self.keys[key], found)
+            items = list(map(operator.attrgetter(self._value_fields[key]), decoded))
+            have = want & np.fromiter(map(_is_some, items), dtype=bool, count=len(items))
+            found = np.flatnonzero(have)
+            if len(found):
+                self._write_key(self.keys[key], keyed_rows[found], keyed_buckets[found],
+                                [items[n] for n in found.tolist()], hist[found])
 
-    def _write_key(self, key: str, store: _KeyColumns, found: list[tuple[int, float, dict[str, list], bool]]
-                   ) -> None:
-        buckets = np.array([f[1] for f in found], dtype=np.float64)
-        krows = store.krows(np.fromiter((f[0] for f in found), dtype=np.int64, count=len(found)))
+    def _write_key(self, store: _KeyColumns, rows: np.ndarray, buckets: np.ndarray, items: list[_KeyValue],
+                   with_hist: np.ndarray) -> None:
+        krows = store.krows(rows)
         kslots = (buckets // self.bucket_s).astype(np.int64) % store.slots
         # the key's ring may be shorter than the batch's span: per slot, only the newest bucket stays
         cell = krows * store.slots + kslots
         order = np.lexsort((buckets, cell))
         last_of_cell = np.r_[cell[order][1:] != cell[order][:-1], True]
-        newest = np.zeros(len(found), dtype=bool)
+        newest = np.zeros(len(items), dtype=bool)
         newest[order[last_of_cell]] = True
         held = store.ring["bucket"][krows, kslots]
         use = newest & (held <= buckets)  # never overwrite a newer bucket
         if not use.all():
             keep = np.flatnonzero(use)
-            found = [found[i] for i in keep]
-            krows, kslots, buckets = krows[keep], kslots[keep], buckets[keep]
-        if not found:
+            items = [items[i] for i in keep.tolist()]
+            krows, kslots, buckets, with_hist = krows[keep], kslots[keep], buckets[keep], with_hist[keep]
+        if not items:
             return
-        parts = np.fromiter(itertools.chain.from_iterable(f[2][key][:6] for f in found), dtype=np.float64,
-                            count=6 * len(found)).reshape(len(found), 6)
+        parts = np.fromiter(itertools.chain.from_iterable(map(_NUMBERS, items)), dtype=np.float64,
+                            count=6 * len(items)).reshape(len(items), 6)
         store.ring["bucket"][krows, kslots] = buckets
         for pos, (name, _, _) in enumerate(_KeyColumns.PARTS):
             store.ring[name][krows, kslots] = parts[:, pos]
@@ -370,24 +442,23 @@ class EvidenceMatrix:
         store.newest["value"][krows[newer]] = parts[newer, 4]
         store.newest["ts"][krows[newer]] = parts[newer, 5]
         if store.with_hist:
-            self._write_hist(key, store, found, krows, kslots)
+            self._write_hist(store, items, krows, kslots, with_hist)
 
-    def _write_hist(self, key: str, store: _KeyColumns, found: list[tuple[int, float, dict[str, list], bool]],
-                    krows: np.ndarray, kslots: np.ndarray) -> None:
+    def _write_hist(self, store: _KeyColumns, items: list[_KeyValue], krows: np.ndarray, kslots: np.ndarray,
+                    with_hist: np.ndarray) -> None:
         """Replace the histograms of these (row, slot) cells, all entries in one vectorised add."""
-        picked = [i for i, f in enumerate(found) if f[3]]
-        if not picked:
+        picked = np.flatnonzero(with_hist)
+        if not len(picked):
             return
         hrows = store.hrows(krows[picked])
         h = store.hist["h"]  # after hrow(): it may have grown the array
         slots = kslots[picked]
         h[hrows, slots] = 0
-        sketches, legacies = [], []
-        for i in picked:
-            parts = found[i][2][key][6:8]
-            sketches.append(next((p for p in parts if isinstance(p, list)), None) or [])
-            legacies.append(next((p for p in parts if isinstance(p, dict)), None) or {})
-        store.hist["legacy"][hrows, slots] = np.array([bool(x) for x in legacies], dtype=bool)
+        chosen = [items[i] for i in picked.tolist()]
+        # the sketch is the first list at positions 6-7, the legacy histogram the first object there
+        sketches = [a if type(a) is list else b if type(b) is list else [] for a, b in map(_TAIL, chosen)]
+        legacies = [a if type(a) is dict else b if type(b) is dict else {} for a, b in map(_TAIL, chosen)]
+        store.hist["legacy"][hrows, slots] = np.fromiter(map(bool, legacies), dtype=bool, count=len(legacies))
         cells, counts = _sketch_cells(sketches, store.bins), _legacy_cells(legacies, store.bins)
         rows = np.r_[np.repeat(hrows, cells[2]), np.repeat(hrows, counts[2])]
         cols = np.r_[np.repeat(slots, cells[2]), np.repeat(slots, counts[2])]
@@ -426,8 +497,8 @@ class EvidenceMatrix:
 
 def _sketch_cells(sketches: list[list[int]], bins: SketchBins) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stored sketches (``[i0, c0, gap, c1, ...]``) as (bins, counts, entries per sketch)."""
-    sizes = np.fromiter((len(x) // 2 for x in sketches), dtype=np.int64, count=len(sketches))
-    flat = np.fromiter((v for x in sketches for v in x), dtype=np.int64, count=int(sizes.sum()) * 2)
+    sizes = np.fromiter(map(len, sketches), dtype=np.int64, count=len(sketches)) // 2
+    flat = np.fromiter(itertools.chain.from_iterable(sketches), dtype=np.int64, count=int(sizes.sum()) * 2)
     gaps, counts = flat[0::2], flat[1::2]
     starts = np.cumsum(sizes) - sizes
     # indices are gap-coded within each sketch: a cumulative sum restarted at each sketch's first entry
@@ -445,20 +516,67 @@ def _legacy_cells(legacies: list[dict], bins: SketchBins) -> tuple[np.ndarray, n
     return bins.of_legacy(index), counts, sizes
 
 
-def _values_decoder(keys: list[str]) -> Callable[[str | bytes], dict[str, list]]:
-    """A decoder of ``values_json`` that builds only the keys the matrix keeps.
+class _KeyValue(msgspec.Struct, array_like=True):
+    """One value key of a summary (``ValueStats.to_json``); positions 6-7 hold the sketch or legacy histogram."""
 
-    A summary carries ~8 value keys and the judge keeps one or two of them:
-    the others are left as raw JSON (``msgspec.Raw``, a view, nothing built).
+    count: float
+    sum: float
+    min: float
+    max: float
+    last: float
+    last_ts: float
+    tail6: Any = None
+    tail7: Any = None
+
+
+_NUMBERS = operator.attrgetter("count", "sum", "min", "max", "last", "last_ts")
+_TAIL = operator.attrgetter("tail6", "tail7")
+
+
+def _is_some(x: object) -> bool:
+    return x is not None
+
+
+def _values_decoder(keys: list[str]) -> tuple[Callable[[list[Any]], list[Any]], dict[str, str]]:
+    """A decoder of many ``values_json`` at once that builds only the keys the matrix keeps, and each
+    key's attribute name in what it returns.
+
+    A summary carries ~8 value keys and the judge keeps one or two of them. The
+    fast path decodes a whole batch in one msgspec call into a struct holding
+    only the kept keys (msgspec skips the others without building anything).
+    msgspec does not accept ``"`` in a field's JSON name, and every key with
+    labels has some (``icmp_rtt_seconds{stat="avg"}``): the batch's text has
+    its escaped quotes turned into ``'`` first, which is exact only when the
+    text has no ``'`` of its own. Anything else (a ``'`` or ``\\`` in the text,
+    evidence handed over as dicts) takes the per-summary path, which gives
+    the same objects.
     """
+    fields = {key: f"k{n}" for n, key in enumerate(keys)}
+    spec = [(name, _KeyValue | None, None) for name in fields.values()]
+    plain = msgspec.defstruct("Values", spec)
+    fast = all("\\" not in k and "'" not in k and all(ord(ch) >= 32 for ch in k) for k in keys)
+    many = msgspec.json.Decoder(list[msgspec.defstruct(  # type: ignore[misc]
+        "QuotedValues", spec, rename={name: key.replace('"', "'") for key, name in fields.items()})]).decode
     outer = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
-    inner = msgspec.json.Decoder(list).decode
-    wanted = frozenset(keys)
+    one = msgspec.json.Decoder(_KeyValue).decode
 
-    def values(raw: str | bytes) -> dict[str, list]:
-        return {key: inner(v) for key, v in outer(raw).items() if key in wanted}
+    def each(raw: dict[str, list] | str | bytes) -> Any:
+        if isinstance(raw, dict):  # evidence handed over in memory (tests, fixtures)
+            return plain(**{name: _KeyValue(*raw[key][:8]) for key, name in fields.items() if raw.get(key)})
+        found = outer(raw)
+        return plain(**{name: one(found[key]) for key, name in fields.items() if key in found})
 
-    return values
+    def decode(raws: list[Any]) -> list[Any]:
+        if fast and all(type(r) is str for r in raws):
+            text = "[" + ",".join(raws) + "]"
+            if "'" not in text:
+                try:
+                    return many(text.replace('\\"', "'"))
+                except msgspec.DecodeError:  # e.g. a key ending in a backslash: the exact path decides
+                    pass
+        return [each(r) for r in raws]
+
+    return decode, fields
 
 
 def _labels_of(labels: dict[str, str] | str) -> dict[str, str]:

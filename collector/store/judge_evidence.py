@@ -157,23 +157,50 @@ class StoreEvidence:
                 chunk = sites[i:i + 500]
                 rows += self.db.fetch("SELECT site, check_id, probe, labels FROM latest WHERE site IN "
                                       f"({','.join('?' * len(chunk))})", chunk)
+        if not rows:
+            self._apply([], [], reset=sites is None)
+            return
+        site_col, check_col, probe_col, label_col = zip(*rows, strict=True)
+        self._sites_known.update(site_col)
+        # a fleet repeats the same few check configurations: one dictionary look-up a row, in C
+        configs = list(zip(probe_col, check_col, label_col, strict=True))
+        table = self._decisions
+        missing = set(configs) - table.keys()
+        if missing:  # configurations not decided yet: each once, for one of its sites
+            a_site = dict(zip(configs, site_col, strict=True))
+            decided = {c: self._decide(keep, a_site[c], *c) for c in missing}
+            if not decided.keys() <= table.keys():  # the cache is full
+                table = {**table, **decided}
+        levels = list(map(table.__getitem__, configs))
+        kept = self._kept
+        if sites is None:  # everything decided afresh; _apply rebuilds judge_keep from _kept
+            pairs = zip(zip(site_col, check_col, strict=True), levels, strict=True)
+            for key in [k for k, level in pairs if not level and k in kept]:
+                del kept[key]
+            kept.update({(site, check): (labels, level) for site, check, labels, level
+                         in zip(site_col, check_col, label_col, levels, strict=True) if level})
+            self._apply([], [], reset=True)
+            return
         add, drop = [], []
-        for site, check, probe, labels in rows:
-            self._sites_known.add(site)
-            decided = (probe, check, labels)  # a fleet repeats the same few check configurations
-            level = self._decisions.get(decided)
-            if level is None:
-                level = keep(site, check, probe, self._decode(labels))
-                if len(self._decisions) < 100_000:
-                    self._decisions[decided] = level
-            held = self._kept.get((site, check))
+        for site, check, labels, level in zip(site_col, check_col, label_col, levels, strict=True):
+            held = kept.get((site, check))
             if level and held != (labels, level):
                 add.append((site, check, level))
-                self._kept[(site, check)] = (labels, level)
+                kept[(site, check)] = (labels, level)
             elif not level and held is not None:
                 drop.append((site, check))
-                del self._kept[(site, check)]
-        self._apply(add, drop, reset=sites is None)
+                del kept[(site, check)]
+        self._apply(add, drop, reset=False)
+
+    def _decide(self, keep: Keep, site: str, probe: str, check: str, labels: str) -> int:
+        """Whether to read a check configuration (and its values), decided once per configuration."""
+        decided = (probe, check, labels)
+        level = self._decisions.get(decided)
+        if level is None:
+            level = keep(site, check, probe, self._decode(labels))
+            if len(self._decisions) < 100_000:
+                self._decisions[decided] = level
+        return level
 
     def _discover_some(self, keep: Keep) -> None:
         """Sites that appeared since the last pass, and the next slice of all sites."""

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+import msgspec
+
 from commune_collector.judge.persist import HistoryRow, StateRow, Transition
 from commune_collector.store.sql import Dialect
 
@@ -93,6 +95,18 @@ class JudgeDb:
                     self._conn = None
 
 
+_msgspec_decode = msgspec.json.Decoder().decode
+
+
+def _decode_json(text: str) -> Any:
+    """msgspec's decoder (a restart reads 10,000 states and their transitions); ``json`` for what only
+    ``json.dumps`` writes (NaN, Infinity)."""
+    try:
+        return _msgspec_decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
 _STATE_UPSERT = (
     "INSERT INTO judge_state (site, state, since, candidate_since, last_definite, items, updated_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET state = excluded.state, "
@@ -121,7 +135,7 @@ class SqlVerdictStore:
         out = {}
         for site, state, since, candidate, definite, items in rows:
             parsed = {k: (int(v[0]), float(v[1]), None if v[2] is None else float(v[2]), int(v[3]))
-                      for k, v in json.loads(items).items()}
+                      for k, v in _decode_json(items).items()}
             out[site] = StateRow(site, int(state), float(since), None if candidate is None else float(candidate),
                                  int(definite), parsed)
         return out
@@ -152,8 +166,8 @@ class SqlVerdictStore:
             where.append("regression = 1")
         rows = self.db.fetch(f"SELECT {_TRANSITION_COLUMNS} FROM judge_transitions WHERE {' AND '.join(where)} "
                              "ORDER BY at, id", params)
-        return [Transition(r[0], r[1], float(r[2]), r[3], r[4], bool(r[5]), json.loads(r[6]), r[7],
-                           json.loads(r[8] or "[]")) for r in rows]
+        return [Transition(r[0], r[1], float(r[2]), r[3], r[4], bool(r[5]), _decode_json(r[6]), r[7],
+                           _decode_json(r[8] or "[]")) for r in rows]
 
     def regression_counts(self) -> dict[str, int]:
         rows = self.db.fetch("SELECT site, COUNT(*) FROM judge_transitions WHERE regression = 1 GROUP BY site")
