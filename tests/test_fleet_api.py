@@ -228,3 +228,44 @@ def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_pe
     table = collector_cli(config, "fleet", "--province", "ha-noi")
     assert "drift" in table.stdout and "error: config x: refused" in table.stdout and "UTC+7" in table.stdout
     assert "3 sites, 2 enrolled, 2 reporting, 1 on the desired config" in table.stderr
+
+
+def test_a_rollout_through_the_api_national_operators_write_others_watch(fleet: Fleet) -> None:
+    from commune_collector.fleet.rollout import is_canary
+    from tests.fleet_support import loopback_profile
+
+    store = fleet.state.store
+    province = operator_headers(store, "province", "ha-noi")
+    auditor = operator_headers(store, "auditor")
+    body = {"profile": loopback_profile(9, extra_target=True), "name": "candidate.yaml", "percent": 100,
+            "provinces": ["hue"]}
+    assert fleet.client.post("/api/v1/rollouts", json=body, headers=province).status_code == 403
+    assert fleet.client.post("/api/v1/rollouts", json=body, headers=auditor).status_code == 403
+    bad = fleet.client.post("/api/v1/rollouts", json={**body, "profile": "links: [1"})
+    assert bad.status_code == 422 and "candidate.yaml:1" in bad.json()["detail"], bad.text
+    unknown = fleet.client.post("/api/v1/rollouts", json={**body, "provinces": ["atlantis"]})
+    assert unknown.status_code == 422 and "atlantis" in unknown.text
+
+    before = {s.id: fleet.client.get(f"/api/v1/sites/{s.id}/agent").json()["desired_config_version"] for s in SITES}
+    started = fleet.client.post("/api/v1/rollouts", json=body)
+    assert started.status_code == 201, started.text
+    rollout = started.json()
+    assert rollout["adoption"] == {"touched": 4, "canaries": 1, "canaries_on_new": 0, "canaries_on_old": 0,
+                                   "others_on_old": 0, "others_on_new": 0, "apply_errors": 0}
+    assert started.headers["location"] == f"/api/v1/rollouts/{rollout['id']}"
+    after = {s.id: fleet.client.get(f"/api/v1/sites/{s.id}/agent").json()["desired_config_version"] for s in SITES}
+    assert {s for s in after if after[s] != before[s]} == {"hue-thuan-hoa"}  # served at once on this replica
+    assert all(is_canary(s.id, s.province, 100, ("hue",)) == (s.id == "hue-thuan-hoa") for s in SITES)
+    assert fleet.client.post("/api/v1/rollouts", json=body).status_code == 409  # one open rollout at a time
+    watched = fleet.client.get(f"/api/v1/rollouts/{rollout['id']}", headers=province)
+    assert watched.status_code == 200 and watched.json()["state"] == "running"
+    assert fleet.client.post(f"/api/v1/rollouts/{rollout['id']}/rollback", json={}, headers=province
+                             ).status_code == 403
+    rolled = fleet.client.post(f"/api/v1/rollouts/{rollout['id']}/rollback", json={"reason": "not yet"})
+    assert rolled.status_code == 200 and rolled.json()["state"] == "rolled_back"
+    assert fleet.client.post(f"/api/v1/rollouts/{rollout['id']}/rollback", json={}).status_code == 409
+    assert fleet.client.get("/api/v1/rollouts/ro-00000000").status_code == 404
+    back = {s.id: fleet.client.get(f"/api/v1/sites/{s.id}/agent").json()["desired_config_version"] for s in SITES}
+    assert back == before
+    assert fleet.metric("commune_collector_rollout_state", rollout=rollout["id"], state="rolled_back") == 1.0
+    assert [r["id"] for r in fleet.client.get("/api/v1/rollouts").json()["items"]] == [rollout["id"]]

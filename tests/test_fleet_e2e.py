@@ -111,13 +111,13 @@ class Box:
 class Center:
     """The collector process and what it holds."""
 
-    def __init__(self, root: Path, dsn: str | None):
+    def __init__(self, root: Path, dsn: str | None, fleet: str = ""):
         self.profile = root / "agent-profile.yaml"
         database = f"database: {{dsn: '{dsn}'}}\n" if dsn else ""
         self.dsn = dsn
         self.process = CollectorProcess(root, f"aggregator: {{interval: 1h, process: false}}\n"
                                               f"auth: {{cache_ttl: 0s}}\n{database}"
-                                              f"fleet: {{profile: {self.profile}, live_within: 10m}}\n")
+                                              f"fleet: {{profile: {self.profile}, live_within: 10m{fleet}}}\n")
         write_profile(self.profile, self.process.port)
         self.url = self.process.url
 
