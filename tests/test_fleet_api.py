@@ -20,7 +20,7 @@ from commune_collector.fleet.tokens import new_enroll_token
 from commune_collector.runtime.app import create_app
 from commune_collector.settings import CollectorSettings
 from commune_collector.sites import Site
-from commune_common.wire import Report, encode_report
+from commune_common.wire import Report, SpoolState, encode_report
 from tests.fleet_support import sites, write_profile
 from testsupport.access import operator_headers
 from testsupport.collector import sample_results
@@ -43,7 +43,7 @@ class Fleet:
     def enroll(self, token: str, site: str, instance: str = "box-1") -> Any:
         return self.client.post("/api/v1/enroll", json={"token": token, "site": site, "instance": instance})
 
-    def report(self, site_token: str, site: str, seq: int, instance: str = "box-1", **extra: str) -> Any:
+    def report(self, site_token: str, site: str, seq: int, instance: str = "box-1", **extra: Any) -> Any:
         report = Report(site=site, instance=instance, seq=seq, sent_at=time.time(), agent_version="test",
                         results=sample_results(1, time.time() - 1), **extra)
         return self.client.post("/api/v1/reports", content=encode_report(report),
@@ -191,6 +191,7 @@ def test_reports_without_fleet_fields_are_the_bytes_an_older_collector_expects()
     assert b"config_" not in encode_report(report) and b"wire_version" not in encode_report(report)
     managed = Report(site="s", instance="i", seq=1, sent_at=1.0, agent_version="v", results=[], config_version="x")
     assert b'"config_version":"x"' in encode_report(managed)
+    assert b"spool" not in encode_report(managed)  # only sent to a collector whose Ack.stores lists it
 
 
 def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_per_province(
@@ -205,8 +206,9 @@ def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_pe
     tokens = {s: fleet.enroll(token, s, f"box-{s}").json()["token"] for s in ("hn-site-00", "hn-site-01")}
     desired = {s: fleet.client.get("/api/v1/agent-config", headers={"Authorization": f"Bearer {t}"}).json()["version"]
                for s, t in tokens.items()}
-    assert fleet.report(tokens["hn-site-00"], "hn-site-00", 1, "box-hn-site-00",
-                        config_version=desired["hn-site-00"]).status_code == 200
+    acked = fleet.report(tokens["hn-site-00"], "hn-site-00", 1, "box-hn-site-00",
+                         config_version=desired["hn-site-00"], spool=SpoolState(12, 2100.0, 1, 40))
+    assert acked.status_code == 200 and acked.json()["stores"] == ["spool"]  # newer agents send their backlog
     assert fleet.report(tokens["hn-site-01"], "hn-site-01", 1, "box-hn-site-01", config_version="old",
                         config_error="config x: refused").status_code == 200
     view = fleet.client.get("/api/v1/fleet", params={"province": "ha-noi"}).json()
@@ -215,7 +217,11 @@ def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_pe
     assert rows["hn-site-00"]["on_desired"] and rows["hn-site-00"]["enroll_token"] == token.split("_")[1]
     assert not rows["hn-site-01"]["on_desired"] and rows["hn-site-01"]["config_error"] == "config x: refused"
     assert rows["hn-site-02"]["enrolled_at"] is None and not rows["hn-site-02"]["reporting"]
+    assert (rows["hn-site-00"]["spool_reports"], rows["hn-site-00"]["spool_oldest_age_s"],
+            rows["hn-site-00"]["spool_dropped_reports"], rows["hn-site-00"]["spool_dropped_results"]) == (12, 2100, 1, 40)
+    assert rows["hn-site-01"]["spool_reports"] is None  # its report did not say (an older agent)
     counts = view["provinces"]["ha-noi"]
+    assert (counts["with_backlog"], counts["with_drops"]) == (1, 1)
     assert (counts["sites"], counts["enrolled"], counts["reporting"], counts["on_desired_config"],
             counts["config_errors"], counts["agent_versions"]) == (3, 2, 2, 1, 1, {"test": 2})
 
@@ -227,6 +233,7 @@ def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_pe
     assert json.loads(collector_cli(config, "fleet", "--format", "json").stdout)["provinces"]["hue"]["sites"] == 1
     table = collector_cli(config, "fleet", "--province", "ha-noi")
     assert "drift" in table.stdout and "error: config x: refused" in table.stdout and "UTC+7" in table.stdout
+    assert "12 / 35m" in table.stdout and "dropped 40 results" in table.stdout
     assert "3 sites, 2 enrolled, 2 reporting, 1 on the desired config" in table.stderr
 
 

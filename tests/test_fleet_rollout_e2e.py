@@ -127,6 +127,10 @@ def test_a_staged_rollout_halts_when_its_canaries_fail_and_a_good_one_is_promote
         assert done["adoption"]["canaries_on_new"] + done["adoption"]["others_on_new"] == N
         for box in boxes:
             wait_until(lambda b=box: b.rounds().get(ADDED, 0) >= 1, timeout=30, what="the added check to run")
+        # the fleet view has each agent's spool as its last report said: a backlog of its own report, no drops
+        view = {r["site"]: r for r in _api(c, "GET", "/fleet")["sites"]}
+        assert all(view[b.site]["spool_reports"] is not None and view[b.site]["spool_dropped_results"] == 0
+                   for b in boxes), [view[b.site] for b in boxes][:2]
     finally:
         for box in boxes:
             box.stop()
