@@ -6,6 +6,7 @@ in test_fleet_e2e.py.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,6 +223,17 @@ def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_pe
     assert rows["hn-site-01"]["spool_reports"] is None  # its report did not say (an older agent)
     counts = view["provinces"]["ha-noi"]
     assert (counts["with_backlog"], counts["with_drops"]) == (1, 1)
+
+    # the same rows on the status page, for the province's operators
+    page = fleet.client.get("/p/ha-noi/fleet").text
+    rows_html = dict(re.findall(r'data-site="([^"]+)" data-config="([^"]+)"', page))
+    assert rows_html == {"hn-site-00": "ok", "hn-site-01": "error", "hn-site-02": "none"}
+    assert page.index('data-site="hn-site-01"') < page.index('data-site="hn-site-00"')  # the worst first
+    assert "12 báo cáo, cũ nhất" in page and "đã bỏ 40 kết quả" in page and "Bị từ chối" in page
+    assert "12 reports, oldest" in fleet.client.get("/p/ha-noi/fleet", params={"lang": "en"}).text
+    hue = operator_headers(fleet.state.store, "province", "hue")
+    assert fleet.client.get("/p/ha-noi/fleet", headers=hue).status_code == 404  # another province: absent
+    assert fleet.client.get("/p/hue/fleet", headers=hue).status_code == 200
     assert (counts["sites"], counts["enrolled"], counts["reporting"], counts["on_desired_config"],
             counts["config_errors"], counts["agent_versions"]) == (3, 2, 2, 1, 1, {"test": 2})
 

@@ -63,6 +63,8 @@ async def observe_report(state: Any, report: Any, received_at: float) -> None:
     fleet = fleet_of(state)
     row = fleet.tracker.observe(report.site, report.instance, report.config_version, report.config_error,
                                 received_at)
+    if report.spool is not None:
+        fleet.tracker.spools[report.site] = report.spool
     fleet.counts.observe(report.site, report.config_version, len(report.results),
                          sum(1 for r in report.results if not r.ok))
     if row is not None:

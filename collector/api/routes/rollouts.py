@@ -93,7 +93,7 @@ async def _status(state: Any, rollout_id: str) -> dict[str, Any]:
 
 
 @router.post("/rollouts", status_code=201, responses={
-    403: documented("not a national operator"), 409: documented("another rollout is still open"),
+    400: documented("the body is not JSON"), 403: documented("not a national operator"), 409: documented("another rollout is still open"),
     422: documented("an invalid candidate, an unknown province, a share that picks no site")})
 async def start_rollout(response: Response, state: StateDep, viewer: ViewerDep,
                         body: RolloutIn) -> dict[str, Any]:
@@ -112,7 +112,7 @@ async def start_rollout(response: Response, state: StateDep, viewer: ViewerDep,
 
 
 @router.post("/rollouts/{rollout_id}/promote", responses={
-    403: documented("not a national operator"), 404: documented("no such rollout"),
+    400: documented("the body is not JSON"), 403: documented("not a national operator"), 404: documented("no such rollout"),
     409: documented("not running (halted: force it), or not a wider share")})
 async def promote_rollout(state: StateDep, viewer: ViewerDep, rollout_id: Annotated[str, Path(pattern=ROLLOUT_ID)],
                           body: PromoteIn) -> dict[str, Any]:
@@ -129,7 +129,7 @@ async def promote_rollout(state: StateDep, viewer: ViewerDep, rollout_id: Annota
 
 
 @router.post("/rollouts/{rollout_id}/rollback", responses={
-    403: documented("not a national operator"), 404: documented("no such rollout"),
+    400: documented("the body is not JSON"), 403: documented("not a national operator"), 404: documented("no such rollout"),
     409: documented("already ended")})
 async def rollback_rollout(state: StateDep, viewer: ViewerDep, rollout_id: Annotated[str, Path(pattern=ROLLOUT_ID)],
                            body: RollbackIn) -> dict[str, Any]:
