@@ -22,9 +22,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from commune_collector.fleet.rollout import is_canary
-from commune_collector.inventory import sites_to_csv
 from tests.fleet_support import loopback_profile, sites
-from tests.test_fleet_e2e import POLL, Box, Center, _all
+from tests.test_fleet_e2e import POLL, Center, _all
 from testsupport.peers._base import wait_until
 
 pytestmark = pytest.mark.slow
@@ -63,14 +62,7 @@ def _halted_metric(c: Center) -> float:
 def test_a_staged_rollout_halts_when_its_canaries_fail_and_a_good_one_is_promoted(
         tmp_path: Path, closed_port: int) -> None:
     c = Center(tmp_path, None, ", rollout: {check_every: 1s, min_results: 20}")
-    inventory = tmp_path / "sites.csv"
-    inventory.write_text(sites_to_csv(sites(N)), encoding="utf-8")
-    c.process.cli("sites", "import", str(inventory))
-    c.process.start()
-    token_file = tmp_path / "enroll-token"
-    token_file.write_text(c.process.cli("enroll-token", "create", "--province", "ha-noi", "--max-uses", str(N)))
-    token_file.chmod(0o600)
-    boxes = [Box(tmp_path / f"box-{i}", s.id, c.url) for i, s in enumerate(sites(N))]
+    token_file, boxes = c.open_province(tmp_path, N)
     canaries = {s.id for s in sites(N) if is_canary(s.id, s.province, 25, ())}
     assert 0 < len(canaries) < N
     try:

@@ -162,6 +162,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from commune_collector.fleet.desired import ProfileSource
+    from commune_collector.fleet.rollout_db import RolloutDb
+    from commune_collector.fleet.rollouts import serving
     from commune_collector.fleet.view import fleet_rows, province_counts, to_csv
 
     if args.province and args.province not in provinces():
@@ -170,7 +172,9 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     store, db = _open(args)
     try:
-        rows = fleet_rows(store, db, ProfileSource(settings.fleet), time.time(), args.province,  # type: ignore[arg-type]
+        source = ProfileSource(settings.fleet)
+        serving(RolloutDb(db.db), source)  # a staged rollout decides what some sites should run
+        rows = fleet_rows(store, db, source, time.time(), args.province,  # type: ignore[arg-type]
                           settings.fleet.live_within, settings.fleet.duplicate_window)
     finally:
         db.close()

@@ -64,10 +64,10 @@ def print_status(s: dict[str, Any]) -> None:
     print(f"  adoption: {a['canaries_on_new']}/{a['canaries']} canaries on the new version "
           f"({a['canaries_on_old']} still on the old), {a['others_on_old']}/{a['touched'] - a['canaries']} others on "
           f"the old, {a['apply_errors']} refusing a config")
-    print(f"  {'':<12} {'CHECK FAILURES':>22} {'REPORTING':>16}")
-    for name, g in (("new version", new), ("old version", old)):
-        print(f"  {name:<12} {_pct(g['fail_rate']):>8} of {g['results']:>9} {g['reporting']:>6}/{g['sites']:<4} "
-              f"{_pct(g['reporting_rate']):>6}")
+    print(f"  {'':<26} {'LỖI KIỂM TRA (CHECK FAILURES)':<32} ĐANG BÁO CÁO (REPORTING)")
+    for name, g in (("bản mới (new version)", new), ("bản cũ (old version)", old)):
+        print(f"  {name:<26} {_pct(g['fail_rate']):>7} of {g['results']:<21} {g['reporting']:>4}/{g['sites']:<5} "
+              f"{_pct(g['reporting_rate'])}")
     if s["halt_reason"]:
         print(f"  halted: {s['halt_reason']}")
     for w in s["warnings"]:

@@ -92,6 +92,16 @@ async def _status(state: Any, rollout_id: str) -> dict[str, Any]:
         raise _problem(exc) from None
 
 
+async def _act(state: Any, rollout_id: str, action: Any, *args: Any) -> dict[str, Any]:
+    """Run a state change (``action(db, *args, now)``), follow it here at once, answer the new status."""
+    try:
+        await run_in_threadpool(action, fleet_of(state).rollouts, *args, time.time())
+    except rollouts.RolloutError as exc:
+        raise _problem(exc) from None
+    await follow(state)
+    return await _status(state, rollout_id)
+
+
 @router.post("/rollouts", status_code=201, responses={
     400: documented("the body is not JSON"), 403: documented("not a national operator"), 409: documented("another rollout is still open"),
     422: documented("an invalid candidate, an unknown province, a share that picks no site")})
@@ -118,14 +128,7 @@ async def promote_rollout(state: StateDep, viewer: ViewerDep, rollout_id: Annota
                           body: PromoteIn) -> dict[str, Any]:
     """Widen the share, or serve the candidate to every site it changes (it becomes the profile)."""
     actor = _writer(viewer)
-    fleet = fleet_of(state)
-    try:
-        await run_in_threadpool(rollouts.promote, fleet.rollouts, rollout_id, body.percent, body.force, actor,
-                                time.time())
-    except rollouts.RolloutError as exc:
-        raise _problem(exc) from None
-    await follow(state)
-    return await _status(state, rollout_id)
+    return await _act(state, rollout_id, rollouts.promote, rollout_id, body.percent, body.force, actor)
 
 
 @router.post("/rollouts/{rollout_id}/rollback", responses={
@@ -135,10 +138,4 @@ async def rollback_rollout(state: StateDep, viewer: ViewerDep, rollout_id: Annot
                            body: RollbackIn) -> dict[str, Any]:
     """End the rollout: every site is served the old version again."""
     actor = _writer(viewer)
-    fleet = fleet_of(state)
-    try:
-        await run_in_threadpool(rollouts.rollback, fleet.rollouts, rollout_id, body.reason, actor, time.time())
-    except rollouts.RolloutError as exc:
-        raise _problem(exc) from None
-    await follow(state)
-    return await _status(state, rollout_id)
+    return await _act(state, rollout_id, rollouts.rollback, rollout_id, body.reason, actor)
