@@ -122,7 +122,8 @@ def build(db_path: Path, n_sites: int, now: float, seed: int) -> None:
     conn.execute("PRAGMA synchronous = OFF")
     judged, others = judged_checks(), other_checks()
     conn.execute("BEGIN")
-    conn.executemany("INSERT INTO site_state VALUES (?, 'bench', 'bench', 1, ?, ?, 0, 0)",
+    conn.executemany("INSERT INTO site_state (site, instance, agent_version, last_seq, last_report_at, last_sent_at, "
+                     "clock_offset_s, clock_flagged) VALUES (?, 'bench', 'bench', 1, ?, ?, 0, 0)",
                      [(s.id, now - 10, now - 10) for s in sites])
     conn.executemany("INSERT INTO latest VALUES (?, ?, ?, ?, 1, 0.01, '', ?, '{}')",
                      [(s.id, c, p, now - 10, _labels_text(labels)) for s in sites

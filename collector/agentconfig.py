@@ -106,6 +106,11 @@ def load_profile(path: str | Path | None = None) -> Profile:
         text = Path(path).read_text(encoding="utf-8") if path else builtin_profile_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(filename, None, "", f"cannot read: {exc}")]) from None
+    return parse_profile(text, filename)
+
+
+def parse_profile(text: str, filename: str) -> Profile:
+    """A profile from its text (a staged rollout's candidate is kept in the store, not in a file)."""
     data, lines = load_yaml(text, filename)
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(filename, 1, "", "the profile must be a YAML mapping")])

@@ -43,4 +43,4 @@ def to_item(report: Report, received_at: float, clock: ClockReading, json_body: 
     return IngestItem(site=report.site, instance=report.instance, seq=report.seq, received_at=received_at,
                       sent_at=report.sent_at, clock_offset_s=clock.offset_s, shift_s=clock.shift_s,
                       clock_flagged=clock.flagged, agent_version=report.agent_version, results=report.results,
-                      journal_blob=blob)
+                      journal_blob=blob, spool=report.spool)

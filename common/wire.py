@@ -46,6 +46,22 @@ class CheckResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     values: dict[str, float] = {}
 
 
+MAX_AGE_S = 10 * 365 * 86400.0  # bounds a spool age on the wire (a clock gone wild reads as ten years at most)
+
+
+class SpoolState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The agent's spool as it sent the report: what is still unsent and what it has had to drop.
+
+    Sent only to a collector whose ``Ack.stores`` lists ``"spool"``, so a newer agent never sends
+    a field an older collector would refuse; an older agent simply never sends it.
+    """
+
+    reports: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]  # batches waiting for an ack, this one's included
+    oldest_age_s: Annotated[float, msgspec.Meta(ge=0, le=MAX_AGE_S)] = 0.0  # the oldest waiting batch's age
+    dropped_reports: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] = 0  # since the agent started, any reason
+    dropped_results: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] = 0
+
+
 class Report(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """A batch pushed by one agent.
 
@@ -63,6 +79,7 @@ class Report(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     wire_version: Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_VERSION)] = WIRE_VERSION
     config_version: str = ""
     config_error: str = ""
+    spool: SpoolState | None = None  # the agent's backlog and drops (see SpoolState)
 
 
 class Ack(msgspec.Struct, frozen=True):
@@ -71,6 +88,7 @@ class Ack(msgspec.Struct, frozen=True):
     accepted: Seq
     duplicate: bool = False
     clock_offset_s: float = 0.0
+    stores: list[str] = []  # the optional report fields this collector keeps ("spool"); an agent sends only these
 
 
 def value_key(name: str, labels: dict[str, str] | None = None) -> str:

@@ -96,7 +96,10 @@ def _construct(node: yaml.Node, loc: Loc, linemap: LineMap, loader: yaml.SafeLoa
 def load_yaml(text: str, filename: str = "<string>") -> tuple[Any, LineMap]:
     """Parse YAML text into plain values plus the line of every path in it."""
     linemap = LineMap()
-    loader = _UniqueKeyLoader(text)
+    try:
+        loader = _UniqueKeyLoader(text)  # the reader refuses control characters here, before parsing
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigIssue(filename, None, "", f"invalid YAML: {exc}")]) from None
     try:
         node = loader.get_single_node()
         if node is None:

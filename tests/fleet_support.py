@@ -9,11 +9,16 @@ import yaml
 from commune_collector.sites import Site
 
 
-def loopback_profile(port: int, *, interval: str = "1s", timeout: str = "500ms", extra_target: bool = False) -> str:
-    """An agent profile that probes only ``127.0.0.1:port`` (TCP): never a generated real address."""
+def loopback_profile(port: int, *, interval: str = "1s", timeout: str = "500ms", extra_target: bool = False,
+                     closed_port: int | None = None) -> str:
+    """An agent profile that probes only ``127.0.0.1:port`` (TCP): never a generated real address.
+
+    ``closed_port``: one more check, to a loopback port nobody listens on (a change that breaks a check)."""
     targets = [{"probe": "tcp", "name": "collector", "host": "127.0.0.1", "port": port}]
     if extra_target:
         targets.append({"probe": "tcp", "name": "collector-again", "host": "127.0.0.1", "port": port})
+    if closed_port is not None:
+        targets.append({"probe": "tcp", "name": "nobody", "host": "127.0.0.1", "port": closed_port})
     profile = {
         "collector": {"url": "{{ collector_url }}", "token_file": "/nonexistent/served-token"},
         "agent": {"state_dir": "/nonexistent/served-state"},

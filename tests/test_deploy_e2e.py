@@ -248,6 +248,7 @@ def wait_for_stack(prometheus: PrometheusPeer) -> None:
         f'commune_probe_success{{site="{AGENT_SITE}", job=""}}',  # forwarded by the collector's remote_write
         f'commune_snmp_interface_receive_bytes_per_second{{site="{AGENT_SITE}"}}',  # two router rounds
         f'commune_power_on_battery{{site="{AGENT_SITE}"}}',
+        f'commune_collector_fleet_spool_oldest_age_seconds{{site="{AGENT_SITE}"}}',  # the agent's spool, reported
         f'commune_site_criterion_met{{site="{AGENT_SITE}"}}',
         'commune_site_criterion_met{province="ha-noi"} == 0',
         'ALERTS{alertname="CommuneCollectorRejectingReports", alertstate="firing"}',

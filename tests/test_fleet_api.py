@@ -6,6 +6,7 @@ in test_fleet_e2e.py.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from commune_collector.fleet.tokens import new_enroll_token
 from commune_collector.runtime.app import create_app
 from commune_collector.settings import CollectorSettings
 from commune_collector.sites import Site
-from commune_common.wire import Report, encode_report
+from commune_common.wire import Report, SpoolState, encode_report
 from tests.fleet_support import sites, write_profile
 from testsupport.access import operator_headers
 from testsupport.collector import sample_results
@@ -43,7 +44,7 @@ class Fleet:
     def enroll(self, token: str, site: str, instance: str = "box-1") -> Any:
         return self.client.post("/api/v1/enroll", json={"token": token, "site": site, "instance": instance})
 
-    def report(self, site_token: str, site: str, seq: int, instance: str = "box-1", **extra: str) -> Any:
+    def report(self, site_token: str, site: str, seq: int, instance: str = "box-1", **extra: Any) -> Any:
         report = Report(site=site, instance=instance, seq=seq, sent_at=time.time(), agent_version="test",
                         results=sample_results(1, time.time() - 1), **extra)
         return self.client.post("/api/v1/reports", content=encode_report(report),
@@ -191,6 +192,7 @@ def test_reports_without_fleet_fields_are_the_bytes_an_older_collector_expects()
     assert b"config_" not in encode_report(report) and b"wire_version" not in encode_report(report)
     managed = Report(site="s", instance="i", seq=1, sent_at=1.0, agent_version="v", results=[], config_version="x")
     assert b'"config_version":"x"' in encode_report(managed)
+    assert b"spool" not in encode_report(managed)  # only sent to a collector whose Ack.stores lists it
 
 
 def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_per_province(
@@ -205,8 +207,9 @@ def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_pe
     tokens = {s: fleet.enroll(token, s, f"box-{s}").json()["token"] for s in ("hn-site-00", "hn-site-01")}
     desired = {s: fleet.client.get("/api/v1/agent-config", headers={"Authorization": f"Bearer {t}"}).json()["version"]
                for s, t in tokens.items()}
-    assert fleet.report(tokens["hn-site-00"], "hn-site-00", 1, "box-hn-site-00",
-                        config_version=desired["hn-site-00"]).status_code == 200
+    acked = fleet.report(tokens["hn-site-00"], "hn-site-00", 1, "box-hn-site-00",
+                         config_version=desired["hn-site-00"], spool=SpoolState(12, 2100.0, 1, 40))
+    assert acked.status_code == 200 and acked.json()["stores"] == ["spool"]  # newer agents send their backlog
     assert fleet.report(tokens["hn-site-01"], "hn-site-01", 1, "box-hn-site-01", config_version="old",
                         config_error="config x: refused").status_code == 200
     view = fleet.client.get("/api/v1/fleet", params={"province": "ha-noi"}).json()
@@ -215,7 +218,22 @@ def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_pe
     assert rows["hn-site-00"]["on_desired"] and rows["hn-site-00"]["enroll_token"] == token.split("_")[1]
     assert not rows["hn-site-01"]["on_desired"] and rows["hn-site-01"]["config_error"] == "config x: refused"
     assert rows["hn-site-02"]["enrolled_at"] is None and not rows["hn-site-02"]["reporting"]
+    assert (rows["hn-site-00"]["spool_reports"], rows["hn-site-00"]["spool_oldest_age_s"],
+            rows["hn-site-00"]["spool_dropped_reports"], rows["hn-site-00"]["spool_dropped_results"]) == (12, 2100, 1, 40)
+    assert rows["hn-site-01"]["spool_reports"] is None  # its report did not say (an older agent)
     counts = view["provinces"]["ha-noi"]
+    assert (counts["with_backlog"], counts["with_drops"]) == (1, 1)
+
+    # the same rows on the status page, for the province's operators
+    page = fleet.client.get("/p/ha-noi/fleet").text
+    rows_html = dict(re.findall(r'data-site="([^"]+)" data-config="([^"]+)"', page))
+    assert rows_html == {"hn-site-00": "ok", "hn-site-01": "error", "hn-site-02": "none"}
+    assert page.index('data-site="hn-site-01"') < page.index('data-site="hn-site-00"')  # the worst first
+    assert "12 báo cáo, cũ nhất" in page and "đã bỏ 40 kết quả" in page and "Bị từ chối" in page
+    assert "12 reports, oldest" in fleet.client.get("/p/ha-noi/fleet", params={"lang": "en"}).text
+    hue = operator_headers(fleet.state.store, "province", "hue")
+    assert fleet.client.get("/p/ha-noi/fleet", headers=hue).status_code == 404  # another province: absent
+    assert fleet.client.get("/p/hue/fleet", headers=hue).status_code == 200
     assert (counts["sites"], counts["enrolled"], counts["reporting"], counts["on_desired_config"],
             counts["config_errors"], counts["agent_versions"]) == (3, 2, 2, 1, 1, {"test": 2})
 
@@ -227,4 +245,46 @@ def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_pe
     assert json.loads(collector_cli(config, "fleet", "--format", "json").stdout)["provinces"]["hue"]["sites"] == 1
     table = collector_cli(config, "fleet", "--province", "ha-noi")
     assert "drift" in table.stdout and "error: config x: refused" in table.stdout and "UTC+7" in table.stdout
+    assert "12 / 35m" in table.stdout and "dropped 40 results" in table.stdout
     assert "3 sites, 2 enrolled, 2 reporting, 1 on the desired config" in table.stderr
+
+
+def test_a_rollout_through_the_api_national_operators_write_others_watch(fleet: Fleet) -> None:
+    from commune_collector.fleet.rollout import is_canary
+    from tests.fleet_support import loopback_profile
+
+    store = fleet.state.store
+    province = operator_headers(store, "province", "ha-noi")
+    auditor = operator_headers(store, "auditor")
+    body = {"profile": loopback_profile(9, extra_target=True), "name": "candidate.yaml", "percent": 100,
+            "provinces": ["hue"]}
+    assert fleet.client.post("/api/v1/rollouts", json=body, headers=province).status_code == 403
+    assert fleet.client.post("/api/v1/rollouts", json=body, headers=auditor).status_code == 403
+    bad = fleet.client.post("/api/v1/rollouts", json={**body, "profile": "links: [1"})
+    assert bad.status_code == 422 and "candidate.yaml:1" in bad.json()["detail"], bad.text
+    unknown = fleet.client.post("/api/v1/rollouts", json={**body, "provinces": ["atlantis"]})
+    assert unknown.status_code == 422 and "atlantis" in unknown.text
+
+    before = {s.id: fleet.client.get(f"/api/v1/sites/{s.id}/agent").json()["desired_config_version"] for s in SITES}
+    started = fleet.client.post("/api/v1/rollouts", json=body)
+    assert started.status_code == 201, started.text
+    rollout = started.json()
+    assert rollout["adoption"] == {"touched": 4, "canaries": 1, "canaries_on_new": 0, "canaries_on_old": 0,
+                                   "others_on_old": 0, "others_on_new": 0, "apply_errors": 0}
+    assert started.headers["location"] == f"/api/v1/rollouts/{rollout['id']}"
+    after = {s.id: fleet.client.get(f"/api/v1/sites/{s.id}/agent").json()["desired_config_version"] for s in SITES}
+    assert {s for s in after if after[s] != before[s]} == {"hue-thuan-hoa"}  # served at once on this replica
+    assert all(is_canary(s.id, s.province, 100, ("hue",)) == (s.id == "hue-thuan-hoa") for s in SITES)
+    assert fleet.client.post("/api/v1/rollouts", json=body).status_code == 409  # one open rollout at a time
+    watched = fleet.client.get(f"/api/v1/rollouts/{rollout['id']}", headers=province)
+    assert watched.status_code == 200 and watched.json()["state"] == "running"
+    assert fleet.client.post(f"/api/v1/rollouts/{rollout['id']}/rollback", json={}, headers=province
+                             ).status_code == 403
+    rolled = fleet.client.post(f"/api/v1/rollouts/{rollout['id']}/rollback", json={"reason": "not yet"})
+    assert rolled.status_code == 200 and rolled.json()["state"] == "rolled_back"
+    assert fleet.client.post(f"/api/v1/rollouts/{rollout['id']}/rollback", json={}).status_code == 409
+    assert fleet.client.get("/api/v1/rollouts/ro-00000000").status_code == 404
+    back = {s.id: fleet.client.get(f"/api/v1/sites/{s.id}/agent").json()["desired_config_version"] for s in SITES}
+    assert back == before
+    assert fleet.metric("commune_collector_rollout_state", rollout=rollout["id"], state="rolled_back") == 1.0
+    assert [r["id"] for r in fleet.client.get("/api/v1/rollouts").json()["items"]] == [rollout["id"]]

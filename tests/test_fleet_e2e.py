@@ -111,15 +111,26 @@ class Box:
 class Center:
     """The collector process and what it holds."""
 
-    def __init__(self, root: Path, dsn: str | None):
+    def __init__(self, root: Path, dsn: str | None, fleet: str = ""):
         self.profile = root / "agent-profile.yaml"
         database = f"database: {{dsn: '{dsn}'}}\n" if dsn else ""
         self.dsn = dsn
         self.process = CollectorProcess(root, f"aggregator: {{interval: 1h, process: false}}\n"
                                               f"auth: {{cache_ttl: 0s}}\n{database}"
-                                              f"fleet: {{profile: {self.profile}, live_within: 10m}}\n")
+                                              f"fleet: {{profile: {self.profile}, live_within: 10m{fleet}}}\n")
         write_profile(self.profile, self.process.port)
         self.url = self.process.url
+
+    def open_province(self, root: Path, n: int) -> tuple[Path, list[Box]]:
+        """Import n sites, start the collector, make one enrollment token for them all and a box per site."""
+        inventory = root / "sites.csv"
+        inventory.write_text(sites_to_csv(sites(n)), encoding="utf-8")
+        self.process.cli("sites", "import", str(inventory))
+        self.process.start()
+        token_file = root / "enroll-token"
+        token_file.write_text(self.process.cli("enroll-token", "create", "--province", "ha-noi", "--max-uses", str(n)))
+        token_file.chmod(0o600)
+        return token_file, [Box(root / f"box-{i}", s.id, self.url) for i, s in enumerate(sites(n))]
 
     def agent(self, site: str) -> dict[str, Any]:
         """The site's agent as the fleet view shows it to a national operator."""
@@ -209,14 +220,7 @@ def center(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Cen
 def test_a_province_enrolls_takes_its_config_from_the_center_and_refuses_a_bad_one(
         center: tuple[Center, int], tmp_path: Path) -> None:
     c, n = center
-    inventory = tmp_path / "sites.csv"
-    inventory.write_text(sites_to_csv(sites(n)), encoding="utf-8")
-    c.process.cli("sites", "import", str(inventory))
-    c.process.start()
-    token_file = tmp_path / "enroll-token"
-    token_file.write_text(c.process.cli("enroll-token", "create", "--province", "ha-noi", "--max-uses", str(n)))
-    token_file.chmod(0o600)
-    boxes = [Box(tmp_path / f"box-{i}", s.id, c.url) for i, s in enumerate(sites(n))]
+    token_file, boxes = c.open_province(tmp_path, n)
     try:
         # a typo gets the nearest names, in plain words; nothing is enrolled, no use is spent
         typo = boxes[0].enroll(token_file, site="hn-site-O0")  # a letter O for a zero

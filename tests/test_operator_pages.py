@@ -123,6 +123,7 @@ def test_vietnamese_pages_have_no_english(client, nation):
             assert sentence not in html, f"{path}: English reason {sentence!r}"
     vi = client.get("/p/ha-noi?lang=vi").text
     assert "Tỷ lệ mất gói trên đường truyền chính dưới 1%: đo được 12,3% trong 24 giờ, ngưỡng &lt; 1%" in vi
+    assert 'href="/p/ha-noi/fleet?lang=vi"' in vi or 'href="/p/ha-noi/fleet"' in vi  # the province's agents
     assert counts(client.get("/?lang=vi").text, "nation-counts") == expected_counts()
 
 

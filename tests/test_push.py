@@ -40,7 +40,7 @@ from commune_agent.push.pusher import Pusher
 from commune_agent.push.token import TokenSource
 from commune_agent.push.wiring import tls_verify
 from commune_agent.spool import Spool
-from commune_common.wire import Ack, CheckResult, decode_report
+from commune_common.wire import Ack, CheckResult, SpoolState, decode_report
 from commune_common.yamlconf import ConfigError, parse_model
 from testsupport.peers._base import require_binary
 
@@ -59,6 +59,7 @@ class Received:
     results: list[CheckResult]
     duplicate: bool
     headers: dict[str, str]
+    spool: SpoolState | None = None
 
 
 @dataclass
@@ -88,6 +89,7 @@ class FakeCollector:
     stored: dict[tuple[str, str, int], list[CheckResult]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     peers: list[tuple[str, int]] = field(default_factory=list)  # client address of each request (real server)
+    stores: list[str] = field(default_factory=list)  # Ack.stores: [] is an older collector
 
     def answer(self, headers: dict[str, str], body: bytes) -> httpx.Response:
         if headers.get("authorization") != f"Bearer {self.token}":
@@ -96,7 +98,7 @@ class FakeCollector:
             body = gzip.decompress(body)
         report = decode_report(body)
         key = (report.site, report.instance, report.seq)
-        got = Received(report.seq, report.instance, report.results, key in self.stored, headers)
+        got = Received(report.seq, report.instance, report.results, key in self.stored, headers, report.spool)
         self.received.append(got)
         step = self.script.pop(0) if self.script else None
         if step is None or step.store:
@@ -105,7 +107,7 @@ class FakeCollector:
             if step.status == "timeout":
                 raise httpx.ReadTimeout("read timed out")
             return httpx.Response(int(step.status), **step.kwargs)
-        ack = Ack(accepted=report.seq, duplicate=got.duplicate, clock_offset_s=0.25)
+        ack = Ack(accepted=report.seq, duplicate=got.duplicate, clock_offset_s=0.25, stores=self.stores)
         return httpx.Response(200, content=msgspec.json.encode(ack), headers={"content-type": "application/json"})
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -232,6 +234,37 @@ async def test_current_state_first_then_backlog_oldest_first(tmp_path: Path, fak
     assert [r.ts for r in second.results] == [1000.0, 1001.0, 1010.0, 1011.0, 1020.0, 1021.0, 1030.0, 1031.0]
     assert second.seq > first.seq  # never-sent rows were renumbered and coalesced into one report
     assert len(fake.all_stored()) == 10 and pusher.spool.stats.reports == 0
+
+
+async def test_the_backlog_rides_along_only_once_the_collector_said_it_keeps_it(
+        tmp_path: Path, fake: FakeCollector) -> None:
+    pusher = make_pusher(tmp_path, fake)
+    async with pusher.client() as client:
+        await spool_batch(pusher, [result(1)])
+        assert await pusher.send_pending(client) is None  # an older collector: no Ack.stores
+        fake.stores = ["spool"]
+        await spool_batch(pusher, [result(2)])
+        assert await pusher.send_pending(client) is None  # the first ack that lists it
+        fake.down = True
+        for i in range(3):
+            await spool_batch(pusher, [result(10 + i)])
+            await pusher.send_pending(client)
+        pusher.batch.on_drop(7)  # what a full memory batch reports
+        fake.down = False
+        await spool_batch(pusher, [result(20)])
+        assert await pusher.send_pending(client) is None
+    assert [r.spool for r in fake.received[:2]] == [None, None]  # never sent to a collector that did not ask
+    current, backlog = fake.received[2], fake.received[3]
+    assert current.spool is not None and current.spool.reports == 4  # three waiting, and itself
+    assert current.spool.dropped_results == 7 and current.spool.dropped_reports == 0
+    assert 0 <= current.spool.oldest_age_s < 60
+    assert backlog.spool is not None and backlog.spool.reports == 3
+    fake.stores = []
+    async with pusher.client() as client:
+        await spool_batch(pusher, [result(30)])
+        await spool_batch(pusher, [result(31)])
+        assert await pusher.send_pending(client) is None
+    assert fake.received[-1].spool is None  # the next ack came from an older collector (a rollback)
 
 
 async def test_lost_ack_resends_the_same_report_stored_once(tmp_path: Path, fake: FakeCollector) -> None:

@@ -55,7 +55,7 @@ from commune_agent.push.metrics import PushStats
 from commune_agent.push.request import AUTH, REPORTS_PATH, PushOutcome, classify
 from commune_agent.push.token import TokenSource
 from commune_agent.spool import Group, Spool
-from commune_common.wire import MAX_RESULTS_PER_REPORT, Report, encode_report
+from commune_common.wire import MAX_AGE_S, MAX_RESULTS_PER_REPORT, Report, SpoolState, encode_report
 
 log = logging.getLogger("commune_agent.push")
 T = TypeVar("T")
@@ -90,6 +90,7 @@ class Pusher:
         self._failing = 0
         self.config_version = ""  # set by commune_agent.remote_config when centrally managed
         self.config_error = ""
+        self._send_spool = False  # the collector's Ack said it keeps Report.spool (an older one would refuse it)
 
     def sink(self, check: Check, result: ProbeResult) -> None:
         """Agent sink: keep the result for the next spool write."""
@@ -202,6 +203,13 @@ class Pusher:
         await self._settle(group, outcome)
         return outcome
 
+    def _spool_state(self) -> SpoolState:
+        """The backlog and the drops as /metrics shows them, for the collector's fleet view."""
+        stats, drops = self.spool.stats, self.spool.drops.by_reason.values()
+        age = max(0.0, self.clock() - stats.oldest_created) if stats.oldest_created is not None else 0.0
+        return SpoolState(reports=stats.reports, oldest_age_s=min(age, MAX_AGE_S),
+                          dropped_reports=sum(r for r, _ in drops), dropped_results=sum(n for _, n in drops))
+
     async def _post(self, client: httpx.AsyncClient, group: Group) -> PushOutcome:
         try:
             token = self.token.read()
@@ -209,7 +217,7 @@ class Pusher:
             return PushOutcome("retry", "token", detail=str(exc))
         report = Report(site=self.site, instance=self.spool.instance, seq=group.seq, sent_at=self.clock(),
                         agent_version=__version__, results=group.results, config_version=self.config_version,
-                        config_error=self.config_error)
+                        config_error=self.config_error, spool=self._spool_state() if self._send_spool else None)
         body = gzip.compress(encode_report(report), compresslevel=6)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
                    "Content-Encoding": "gzip"}
@@ -238,6 +246,7 @@ class Pusher:
             self.stats.results_acked += results
             self.stats.last_success = self.clock()
             if outcome.ack is not None:
+                self._send_spool = "spool" in outcome.ack.stores
                 self.stats.duplicate += int(outcome.ack.duplicate)
                 self.stats.clock_offset = outcome.ack.clock_offset_s
         elif outcome.kind == "rejected":

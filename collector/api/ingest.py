@@ -43,6 +43,7 @@ _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
 _PATH = re.compile(r" - at `\$(.*)`$")
 KEY_PATTERN = _KEY.pattern
 _INTEGER_FIELDS = ("seq", "wire_version")
+_SPOOL_INTEGER_FIELDS = ("reports", "dropped_reports", "dropped_results")
 _MISSING = re.compile(r"missing required field `([^`]+)`|unknown field `([^`]+)`")
 
 
@@ -153,11 +154,17 @@ def _decode_integral_floats(data: bytes) -> Report:
     """JSON Schema's integers include 12.0: accept a whole float where the report has an integer (the slow path)."""
     doc = msgspec.json.decode(data)
     if isinstance(doc, dict):
-        for field in _INTEGER_FIELDS:
-            value = doc.get(field)
-            if isinstance(value, float) and value.is_integer():
-                doc[field] = int(value)
+        _whole(doc, _INTEGER_FIELDS)
+        if isinstance(doc.get("spool"), dict):
+            _whole(doc["spool"], _SPOOL_INTEGER_FIELDS)
     return msgspec.convert(doc, Report)
+
+
+def _whole(doc: dict, fields: tuple[str, ...]) -> None:
+    for field in fields:
+        value = doc.get(field)
+        if isinstance(value, float) and value.is_integer():
+            doc[field] = int(value)
 
 
 def _text_problem(value: str, limit: int) -> str | None:

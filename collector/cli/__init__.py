@@ -21,6 +21,7 @@ from commune_collector.cli import (
     fleet,
     maintenance,
     operator,
+    rollout,
     serve,
     simulate,
     sites,
@@ -41,7 +42,8 @@ COMMANDS: list[Register] = [serve.add_serve, check.add_check_config, database.ad
                             database.add_aggregate, sites.add_sites, token.add_token,
                             operator.add_operator,
                             agent_config.add_agent_config, export.add_report, check.add_check_criteria,
-                            simulate.add_simulate, fleet.add_subcommands, maintenance.add_maintenance]
+                            simulate.add_simulate, fleet.add_subcommands, maintenance.add_maintenance,
+                            rollout.add_rollout]
 
 
 def build_parser() -> argparse.ArgumentParser:

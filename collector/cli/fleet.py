@@ -13,7 +13,7 @@ from commune_collector.cli.common import add_config_arg, open_store_from, settin
 from commune_collector.fleet.db import FleetDb
 from commune_collector.fleet.tokens import EnrollToken, new_enroll_token
 from commune_collector.provinces import provinces
-from commune_common.units import parse_duration
+from commune_common.units import format_duration, parse_duration
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -162,6 +162,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from commune_collector.fleet.desired import ProfileSource
+    from commune_collector.fleet.rollout_db import RolloutDb
+    from commune_collector.fleet.rollouts import serving
     from commune_collector.fleet.view import fleet_rows, province_counts, to_csv
 
     if args.province and args.province not in provinces():
@@ -170,7 +172,9 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     store, db = _open(args)
     try:
-        rows = fleet_rows(store, db, ProfileSource(settings.fleet), time.time(), args.province,  # type: ignore[arg-type]
+        source = ProfileSource(settings.fleet)
+        serving(RolloutDb(db.db), source)  # a staged rollout decides what some sites should run
+        rows = fleet_rows(store, db, source, time.time(), args.province,  # type: ignore[arg-type]
                           settings.fleet.live_within, settings.fleet.duplicate_window)
     finally:
         db.close()
@@ -181,18 +185,31 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(to_csv(rows))
     else:
-        print(f"{'SITE':<28} {'AGENT':<8} {'LAST REPORT':<24} {'CONFIG':<8} {'ENROLLED':<24} NOTE")
+        print(f"{'SITE':<28} {'AGENT':<8} {'LAST REPORT':<24} {'CONFIG':<8} {'BACKLOG':<14} {'ENROLLED':<24} NOTE")
         for r in rows:
             config = "-" if r.applied_config is None else ("ok" if r.on_desired else "drift")
             note = "; ".join(x for x in (r.config_error and f"error: {r.config_error[:60]}",
-                                         r.duplicate_instance and "two agents") if x)
+                                         r.duplicate_instance and "two agents",
+                                         r.spool_dropped_results and f"dropped {r.spool_dropped_results} results")
+                             if x)
             print(f"{r.site:<28} {r.agent_version or '-':<8} {_local(r.last_report_at):<24} {config:<8} "
-                  f"{_local(r.enrolled_at):<24} {note}")
+                  f"{_backlog(r):<14} {_local(r.enrolled_at):<24} {note}")
         for province, c in province_counts(rows).items():
             print(f"{province}: {c['sites']} sites, {c['enrolled']} enrolled, {c['reporting']} reporting, "
-                  f"{c['on_desired_config']} on the desired config, {c['config_errors']} refusing it; agent "
+                  f"{c['on_desired_config']} on the desired config, {c['config_errors']} refusing it, "
+                  f"{c['with_backlog']} with a backlog, {c['with_drops']} that dropped data; agent "
                   f"versions {c['agent_versions'] or '-'}", file=sys.stderr)
     return 0
+
+
+def _backlog(r: object) -> str:
+    """``12 / 35m``: reports unsent and the oldest one's age; ``-`` when the agent does not say (older agents)."""
+    reports, age = getattr(r, "spool_reports", None), getattr(r, "spool_oldest_age_s", None)
+    if reports is None:
+        return "-"
+    if not reports or age is None:
+        return str(reports)
+    return f"{reports} / {format_duration(age)}"
 
 
 def add_fleet_view(sub: argparse._SubParsersAction) -> None:

@@ -10,6 +10,9 @@ from typing import Any
 
 from commune_collector.fleet.db import FleetDb
 from commune_collector.fleet.desired import ProfileSource
+from commune_collector.fleet.rollout_db import RolloutDb
+from commune_collector.fleet.rollout_metrics import RolloutMetrics
+from commune_collector.fleet.rollouts import Counts
 from commune_collector.fleet.settings import FleetSettings
 from commune_collector.fleet.tracker import FleetMetrics, FleetTracker
 from commune_collector.store.base import StoreError
@@ -24,6 +27,9 @@ class Fleet:
     profiles: ProfileSource
     settings: FleetSettings
     metrics: FleetMetrics
+    rollouts: RolloutDb
+    counts: Counts
+    rollout_metrics: RolloutMetrics
 
 
 def fleet_of(state: Any) -> Fleet:
@@ -32,7 +38,8 @@ def fleet_of(state: Any) -> Fleet:
         settings: FleetSettings = state.settings.fleet
         db = FleetDb(state.store)
         tracker = FleetTracker(db, settings.duplicate_window)
-        state.fleet = Fleet(db, tracker, ProfileSource(settings), settings, FleetMetrics(tracker, time.time))
+        state.fleet = Fleet(db, tracker, ProfileSource(settings), settings, FleetMetrics(tracker, time.time),
+                            RolloutDb(db.db), Counts(), RolloutMetrics())
         state.registry.register(state.fleet.metrics)
     return state.fleet
 
@@ -56,6 +63,10 @@ async def observe_report(state: Any, report: Any, received_at: float) -> None:
     fleet = fleet_of(state)
     row = fleet.tracker.observe(report.site, report.instance, report.config_version, report.config_error,
                                 received_at)
+    if report.spool is not None:
+        fleet.tracker.spools[report.site] = report.spool
+    fleet.counts.observe(report.site, report.config_version, len(report.results),
+                         sum(1 for r in report.results if not r.ok))
     if row is not None:
         try:
             await asyncio.to_thread(fleet.db.save_agent_state, row)

@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from commune_collector.fleet.db import AgentState, FleetDb
+from commune_common.wire import SpoolState
 
 
 @dataclass
@@ -39,6 +40,7 @@ class FleetTracker:
         self._sites: dict[str, _Site] = {}
         self._lock = threading.Lock()
         self.enrollments: dict[str, int] = {}  # outcome -> count, for the metric
+        self.spools: dict[str, SpoolState] = {}  # site -> its agent's spool as its newest report said
 
     def load(self) -> None:
         """Start from what was persisted (versions and errors survive a collector restart)."""
@@ -120,9 +122,27 @@ class FleetMetrics(Collector):
         for site in self.tracker.error_sites():
             err.add_metric([site], 1.0)
         yield err
+        yield from self._spool_families()
         enr = CounterMetricFamily("commune_collector_fleet_enrollments",
                                   "Enrollment requests by outcome (enrolled, reenrolled, or why refused)",
                                   labels=["outcome"])
         for outcome, n in sorted(dict(self.tracker.enrollments).items()):
             enr.add_metric([outcome], float(n))
         yield enr
+
+    def _spool_families(self) -> Iterator[Metric]:
+        """Each site's agent spool as its newest report to this replica said (newer agents only)."""
+        spools = dict(self.tracker.spools)
+        families = [
+            ("commune_collector_fleet_spool_reports", "Reports the site's agent had not yet had acknowledged "
+             "(its own included), as its newest report said; absent for agents that do not say", "reports"),
+            ("commune_collector_fleet_spool_oldest_age_seconds", "Age of the oldest of those reports then",
+             "oldest_age_s"),
+            ("commune_collector_fleet_spool_dropped_results", "Check results the site's agent dropped since it "
+             "started (spool full or too old, memory bound), as its newest report said", "dropped_results"),
+        ]
+        for name, text, attr in families:
+            family = GaugeMetricFamily(name, text, labels=["site"])
+            for site, spool in sorted(spools.items()):
+                family.add_metric([site], float(getattr(spool, attr)))
+            yield family

@@ -31,6 +31,10 @@ class FleetRow:
     duplicate_instance: str | None
     enrolled_at: float | None
     enroll_token: str | None
+    spool_reports: int | None = None  # reports the agent had not yet sent, as its last report said
+    spool_oldest_age_s: float | None = None  # ... the oldest one's age then
+    spool_dropped_reports: int | None = None  # ... what it dropped since it started (a full or too old spool)
+    spool_dropped_results: int | None = None
 
 
 def fleet_rows(store: Store, db: FleetDb, profiles: ProfileSource, now: float, province: str | None = None,
@@ -50,8 +54,15 @@ def fleet_rows(store: Store, db: FleetDb, profiles: ProfileSource, now: float, p
             st.last_report_at if st else None, bool(st and now - st.last_report_at <= live_within),
             st.clock_offset_s if st else None, desired, applied, desired is not None and applied == desired,
             (ag.config_error or None) if ag else None, dup or None, en.enrolled_at if en else None,
-            en.enroll_token if en else None))
+            en.enroll_token if en else None, *_spool(st)))
     return rows
+
+
+def _spool(st: Any) -> tuple[int | None, float | None, int | None, int | None]:
+    spool = st.spool if st else None
+    if spool is None:
+        return None, None, None, None
+    return spool.reports, spool.oldest_age_s, spool.dropped_reports, spool.dropped_results
 
 
 def province_counts(rows: list[FleetRow]) -> dict[str, dict[str, Any]]:
@@ -64,6 +75,8 @@ def province_counts(rows: list[FleetRow]) -> dict[str, dict[str, Any]]:
                          "reporting": sum(r.reporting for r in items),
                          "on_desired_config": sum(r.on_desired for r in items),
                          "config_errors": sum(r.config_error is not None for r in items),
+                         "with_backlog": sum(bool(r.spool_reports and r.spool_reports > 1) for r in items),
+                         "with_drops": sum(bool(r.spool_dropped_reports or r.spool_dropped_results) for r in items),
                          "agent_versions": dict(Counter(r.agent_version for r in items if r.agent_version))}
     return out
 

@@ -28,6 +28,7 @@ from commune_collector.api import arrival
 from commune_collector.api.openapi import conform
 from commune_collector.api.routes import COMPONENTS, ROUTERS
 from commune_collector.auth import TokenVerifier
+from commune_collector.fleet.rollout_task import run_rollouts
 from commune_collector.fleet.service import run_fleet
 from commune_collector.host_metrics import host_metrics
 from commune_collector.httpguard import SERVER_STATS
@@ -64,6 +65,7 @@ async def _run_remote_writer(state: CollectorState) -> None:
 BACKGROUND: list[Callable[[CollectorState], Awaitable[None]]] = [_run_aggregator, _run_remote_writer, run_alerting,
                                                               run_judge]
 BACKGROUND.append(run_fleet)  # fleet management: enrollment, served configs, agents' config state
+BACKGROUND.append(run_rollouts)  # staged rollouts of the agent profile: follow, count, halt by itself
 BACKGROUND.append(run_silences)  # maintenance windows mirrored as Alertmanager silences
 
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from commune_collector.evidence import CheckSummary
 from commune_collector.maintenance.windows import MaintenanceWindow
 from commune_collector.sites import Site
-from commune_common.wire import CheckResult
+from commune_common.wire import CheckResult, SpoolState
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -97,6 +97,7 @@ class IngestItem:
     agent_version: str
     results: Sequence[CheckResult]
     journal_blob: bytes  # the report as stored in the journal (collector.journal)
+    spool: SpoolState | None = None  # the agent's backlog and drops, when it says (newer agents)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class SiteStatus:
     last_sent_at: float
     clock_offset_s: float
     clock_flagged: bool
-
+    spool: SpoolState | None = None  # as of the last report; None when the agent does not say
 
 @dataclass(frozen=True)
 class PruneCounts:

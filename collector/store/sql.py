@@ -46,7 +46,7 @@ from commune_collector.store.maintenance import MaintenanceSql
 from commune_collector.store.migrate import Migration, discover
 from commune_collector.store.operators import OperatorSql
 from commune_collector.store.writer import GroupWriter
-from commune_common.wire import CheckResult
+from commune_common.wire import CheckResult, SpoolState
 
 log = logging.getLogger("commune_collector.store")
 _json = msgspec.json.Encoder()
@@ -68,10 +68,13 @@ SQL_LATEST = (
     "WHERE excluded.ts >= latest.ts")
 SQL_STATE = (
     "INSERT INTO site_state (site, instance, agent_version, last_seq, last_report_at, last_sent_at, "
-    "clock_offset_s, clock_flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET "
+    "clock_offset_s, clock_flagged, spool_reports, spool_oldest_age_s, spool_dropped_reports, "
+    "spool_dropped_results) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET "
     "instance = excluded.instance, agent_version = excluded.agent_version, last_seq = excluded.last_seq, "
     "last_report_at = excluded.last_report_at, last_sent_at = excluded.last_sent_at, "
-    "clock_offset_s = excluded.clock_offset_s, clock_flagged = excluded.clock_flagged")
+    "clock_offset_s = excluded.clock_offset_s, clock_flagged = excluded.clock_flagged, "
+    "spool_reports = excluded.spool_reports, spool_oldest_age_s = excluded.spool_oldest_age_s, "
+    "spool_dropped_reports = excluded.spool_dropped_reports, spool_dropped_results = excluded.spool_dropped_results")
 SQL_SUMMARY_UPSERT = (
     "INSERT INTO summaries (bucket_start, site, check_id, probe, labels, rounds_ok, rounds_fail, first_ts, "
     "last_ts, last_reason, values_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -83,7 +86,7 @@ SUMMARY_COLUMNS = ("bucket_start, site, check_id, probe, labels, rounds_ok, roun
 SITE_COLUMNS = "id, name, province, commune, expected, upstream"
 TOKEN_COLUMNS = "id, site, hash, created_at, revoked_at"
 STATE_COLUMNS = ("site, instance, agent_version, last_seq, last_report_at, last_sent_at, clock_offset_s, "
-                 "clock_flagged")
+                 "clock_flagged, spool_reports, spool_oldest_age_s, spool_dropped_reports, spool_dropped_results")
 
 
 class Lease(Protocol):
@@ -406,8 +409,11 @@ class SqlStore(OperatorSql, MaintenanceSql):
             return IngestOutcome(duplicate=True)
         self._exec(conn, SQL_JOURNAL, (item.site, item.received_at, item.shift_s, item.journal_blob))
         self._many(conn, SQL_LATEST, latest_rows(item))
+        spool = item.spool
         self._exec(conn, SQL_STATE, (item.site, item.instance, item.agent_version, item.seq, item.received_at,
-                                     item.sent_at, item.clock_offset_s, bool(item.clock_flagged)))
+                                     item.sent_at, item.clock_offset_s, bool(item.clock_flagged),
+                                     *((spool.reports, spool.oldest_age_s, spool.dropped_reports,
+                                        spool.dropped_results) if spool else (None, None, None, None))))
         return IngestOutcome(duplicate=False)
 
     def _record_seq(self, conn: Any, site: str, instance: str, seq: int, now: float) -> bool:
@@ -456,7 +462,8 @@ class SqlStore(OperatorSql, MaintenanceSql):
             for chunk in _chunks(list(sites), _IN_CHUNK):
                 rows += self._read(f"SELECT {STATE_COLUMNS} FROM site_state WHERE site IN ({_marks(len(chunk))})",
                                    chunk)
-        return {r[0]: SiteStatus(r[0], r[1], r[2], int(r[3]), float(r[4]), float(r[5]), float(r[6]), bool(r[7]))
+        return {r[0]: SiteStatus(r[0], r[1], r[2], int(r[3]), float(r[4]), float(r[5]), float(r[6]), bool(r[7]),
+                                 None if r[8] is None else SpoolState(int(r[8]), float(r[9]), int(r[10]), int(r[11])))
                 for r in rows}
 
     def summaries(self, since: float, until: float, sites: Sequence[str] | None = None) -> list[CheckSummary]:

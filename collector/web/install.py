@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from commune_collector.web import exports, login, public
+from commune_collector.web import exports, fleet_page, login, public
 from commune_collector.web.routes import HERE, WebUI, router
 
 
@@ -21,6 +21,7 @@ def install(app: FastAPI) -> None:
     app.include_router(exports.router)
     app.include_router(public.router)
     app.include_router(login.router)
+    app.include_router(fleet_page.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="web-static")
     if not any(m.cls is GZipMiddleware for m in app.user_middleware):
         app.add_middleware(GZipMiddleware, minimum_size=1024)

@@ -14,6 +14,7 @@ from commune_collector.api.routes import (
                             metrics,
                             provinces,
                             reports,
+                            rollouts,
                             sites,
                             verdicts,
                             whoami,
@@ -22,7 +23,7 @@ from commune_collector.api.routes import (
 ROUTERS: list[APIRouter] = [health.router, reports.router, sites.router, metrics.router,
                             verdicts.router, provinces.router, history.router,
                             access.router, whoami.router]
-ROUTERS += [enroll.router, agent_config.router]  # fleet management (collector.fleet)
+ROUTERS += [enroll.router, agent_config.router, rollouts.router]  # fleet management (collector.fleet)
 ROUTERS += [maintenance.router]  # maintenance windows (collector.maintenance)
 # schemas referenced by hand-written request bodies, merged into /openapi.json
 COMPONENTS: dict[str, dict] = {**reports.SCHEMA_COMPONENTS}

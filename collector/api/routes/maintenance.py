@@ -187,6 +187,7 @@ async def declare_window(request: Request, response: Response, store: StoreDep, 
 
 
 @router.post("/maintenance/{window_id}/cancel", response_model=WindowOut, responses={
+    400: documented("the body is not JSON"),
     403: documented("the operator does not manage every province the window touches"),
     404: documented("no such window in this operator's scope"),
     409: documented("already cancelled")})

@@ -26,6 +26,7 @@ router = APIRouter(prefix="/api/v1", tags=["reports"])
 bearer = HTTPBearer(auto_error=False, description="the site's token: commune-collector token issue SITE")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 RETRY_AFTER = "5"
+STORES = ["spool"]  # the optional report fields kept here (Ack.stores): agents send only these
 
 
 def _report_schema() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -84,7 +85,7 @@ async def _accept(request: Request, state: CollectorState, credentials: HTTPAuth
         await observe_report(state, report, received_at)  # the agent's config version and instance (fleet)
     if not outcome.duplicate and state.remote_writer is not None:
         state.remote_writer.offer(report.site, report.results, clock.shift_s)
-    return Ack(accepted=report.seq, duplicate=outcome.duplicate, clock_offset_s=clock.offset_s)
+    return Ack(accepted=report.seq, duplicate=outcome.duplicate, clock_offset_s=clock.offset_s, stores=STORES)
 
 
 async def _authenticate(state: CollectorState, credentials: HTTPAuthorizationCredentials | None) -> str:

@@ -1,0 +1,129 @@
+"""A staged rollout end to end: 20 real ``commune-agent run`` processes, centrally managed, one collector.
+
+The machinery is tests/test_fleet_e2e.py's (Box, Center). Scenario: a candidate that adds a TCP check to a
+loopback port bound by the test but never listening (every round refused) goes to 25 % of the sites by
+``commune-collector rollout start``; the canaries apply it, their checks fail, the collector halts the
+rollout by itself and serves them the old version again, which they apply; the other sites never ran it.
+The operator rolls it back through the API. A good candidate then goes to 25 % (API), is widened to 50 %
+and promoted (CLI), and reaches every agent.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from commune_collector.fleet.rollout import is_canary
+from tests.fleet_support import loopback_profile, sites
+from tests.test_fleet_e2e import POLL, Center, _all
+from testsupport.peers._base import wait_until
+
+pytestmark = pytest.mark.slow
+
+N = 20
+BROKEN = "link/fiber/tcp/nobody"
+ADDED = "link/fiber/tcp/collector-again"
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port held by the test and never listening: a connect to it is refused, every time."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+def _api(c: Center, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {c.process.operator_token}"}
+    response = httpx.request(method, f"{c.url}/api/v1{path}", json=body, headers=headers, timeout=30)
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+def _status(c: Center) -> dict[str, Any]:
+    return json.loads(c.process.cli("rollout", "status", "--json"))
+
+
+def _halted_metric(c: Center) -> float:
+    headers = {"Authorization": f"Bearer {c.process.operator_token}"}
+    text = httpx.get(f"{c.url}/metrics", headers=headers, timeout=5).text
+    return max(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "commune_collector_rollout_halted")
+
+
+def test_a_staged_rollout_halts_when_its_canaries_fail_and_a_good_one_is_promoted(
+        tmp_path: Path, closed_port: int) -> None:
+    c = Center(tmp_path, None, ", rollout: {check_every: 1s, min_results: 20}")
+    token_file, boxes = c.open_province(tmp_path, N)
+    canaries = {s.id for s in sites(N) if is_canary(s.id, s.province, 25, ())}
+    assert 0 < len(canaries) < N
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            assert all(done.returncode == 0 for done in pool.map(lambda b: b.enroll(token_file), boxes))
+        for box in boxes:
+            box.tune()
+            box.launch()
+        for box in boxes:
+            box.wait_ready()
+        v1 = {b.site: c.agent(b.site)["desired_config_version"] for b in boxes}
+        _all(boxes, c, lambda a: a.get("config_version") == v1[a["site"]], "every agent on the first config", 60)
+
+        # a change that breaks a check, to 25 %: the canaries run it, fail, and the rollout halts by itself
+        broken = tmp_path / "candidate-broken.yaml"
+        broken.write_text(loopback_profile(c.process.port, closed_port=closed_port), encoding="utf-8")
+        rollout = c.process.cli("rollout", "start", "--profile", str(broken), "--percent", "25",
+                                "--note", "thêm kiểm tra").strip()
+        assert _status(c)["adoption"]["canaries"] == len(canaries)
+        wait_until(lambda: _status(c)["state"] == "halted", timeout=4 * POLL + 30, interval=0.5,
+                   what="the rollout to halt by itself")
+        halted = _status(c)
+        assert "checks on the new version fail" in halted["halt_reason"]
+        assert halted["new"]["fail_rate"] >= 0.25 and halted["old"]["fail_rate"] == 0.0
+        assert halted["old"]["results"] > 0 and halted["new"]["results"] >= 20
+        assert [(e["action"], e["actor"]) for e in halted["history"]] == [
+            ("started", halted["started_by"]), ("halted", "collector")]
+        assert _halted_metric(c) == 1.0
+        # every agent on the old version again; only the canaries ever ran the broken check
+        _all(boxes, c, lambda a: a.get("config_version") == v1[a["site"]], "the canaries back on the old version",
+             2 * POLL * 1.2 + 10)
+        ran = {b.site for b in boxes if b.rounds().get(BROKEN, 0) > 0}
+        assert ran and ran <= canaries
+
+        rolled = _api(c, "POST", f"/rollouts/{rollout}/rollback", {"reason": "cổng sai (wrong port)"})
+        assert rolled["state"] == "rolled_back" and rolled["history"][-1]["detail"] == "cổng sai (wrong port)"
+        wait_until(lambda: _halted_metric(c) == 0.0, timeout=10, what="the halt to clear")
+
+        # a good change: 25 % (API), widened to 50 % and promoted (CLI); it reaches every agent
+        good = loopback_profile(c.process.port, extra_target=True)
+        started = _api(c, "POST", "/rollouts", {"profile": good, "name": "candidate-good.yaml", "percent": 25})
+        assert started["state"] == "running" and started["adoption"]["touched"] == N
+        c.process.cli("rollout", "promote", "--percent", "50")
+        c.process.cli("rollout", "promote")
+        def served() -> dict[str, str] | None:  # the collector follows the CLI's write within check_every
+            now = {b.site: c.agent(b.site)["desired_config_version"] for b in boxes}
+            return now if all(now[s] != v1[s] for s in v1) else None
+        v2 = wait_until(served, timeout=15, interval=0.5, what="the promoted candidate to be served to every site")
+        _all(boxes, c, lambda a: a.get("config_version") == v2[a["site"]], "every agent on the promoted config",
+             2 * POLL * 1.2 + 10)
+        done = _api(c, "GET", f"/rollouts/{started['id']}")
+        assert done["state"] == "promoted" and [e["action"] for e in done["history"]] == [
+            "started", "widened", "promoted"]
+        assert done["adoption"]["canaries_on_new"] + done["adoption"]["others_on_new"] == N
+        for box in boxes:
+            wait_until(lambda b=box: b.rounds().get(ADDED, 0) >= 1, timeout=30, what="the added check to run")
+        # the fleet view has each agent's spool as its last report said: a backlog of its own report, no drops
+        view = {r["site"]: r for r in _api(c, "GET", "/fleet")["sites"]}
+        assert all(view[b.site]["spool_reports"] is not None and view[b.site]["spool_dropped_results"] == 0
+                   for b in boxes), [view[b.site] for b in boxes][:2]
+    finally:
+        for box in boxes:
+            box.stop()
+        c.process.stop()
