@@ -30,10 +30,10 @@ test: setup deps  ## install everything, lint, check the import contracts, run t
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -p no:cacheprovider -m "not deb" $(PYTEST_ARGS)
 
-test-deb: setup deps  ## build the .deb for Debian 12 and 13, install-test it in bare roots, upgrade it from an apt repository (~20 min, root)
+test-deb: setup deps  ## build the .deb for Debian 12 and 13, install-test it in bare roots, upgrade it from an apt repository (~8 min once the roots are cached, root)
 	$(PY) -m pytest -q -p no:cacheprovider -m "deb and not arm64" $(PYTEST_ARGS)
 
-test-deb-arm64: setup  ## build the arm64 .deb for Debian 12 under qemu-user and smoke-test it in an arm64 root (~15 min, root)
+test-deb-arm64: setup  ## build the arm64 .deb for Debian 12 under qemu-user and smoke-test it in an arm64 root (~2 min; +6 min the first time, root)
 	EXTRA_PACKAGES=qemu-user-static bash scripts/install-test-deps.sh
 	$(PY) -m pytest -q -p no:cacheprovider -m arm64 $(PYTEST_ARGS)
 

@@ -9,9 +9,10 @@ with `apt install ./commune-agent_*_arm64.deb`; `--version`, `check-config`
 on the shipped example and `probe-once` on a config whose only targets are a
 TCP and HTTP listener this test starts on loopback all pass there, emulated.
 Every ELF file in /opt/commune-agent is aarch64: nothing of the build
-machine's architecture slipped in. ICMP under emulation is not exercised
-(probe-once here is TCP and HTTP only). Slow (about 15 minutes, most of it
-the first debootstrap under emulation; cached afterwards): marked `deb` and
+machine's architecture slipped in. ICMP is not exercised: qemu-user 7.2 does not
+implement setsockopt(SO_TIMESTAMPNS), which the ICMP engine sets, so it fails
+under emulation only (docs/deploy.md, "arm64"). Slow (about 2 minutes with the arm64
+root cached in /var/tmp; the first debootstrap under emulation adds about 6): marked `deb` and
 `arm64`, run by `make test-deb-arm64`, not by `make test` nor `make test-deb`.
 """
 
