@@ -33,7 +33,7 @@ test: setup deps  ## install everything, lint, check the import contracts, run t
 test-deb: setup deps  ## build the .deb for Debian 12 and 13, install-test it in bare roots, upgrade it from an apt repository (~8 min once the roots are cached, root)
 	$(PY) -m pytest -q -p no:cacheprovider -m "deb and not arm64" $(PYTEST_ARGS)
 
-test-deb-arm64: setup  ## build the arm64 .deb for Debian 12 under qemu-user and smoke-test it in an arm64 root (~2 min; +6 min the first time, root)
+test-deb-arm64: setup  ## build the arm64 .deb for Debian 12 and 13 under qemu-user and smoke-test each in an arm64 root (~7 min; +14 min the first time, root)
 	EXTRA_PACKAGES=qemu-user-static bash scripts/install-test-deps.sh
 	$(PY) -m pytest -q -p no:cacheprovider -m arm64 $(PYTEST_ARGS)
 
@@ -56,8 +56,9 @@ deb: setup  ## build the agent's .deb for Debian 12 and 13 (amd64) into dist/deb
 	bash scripts/build-deb.sh bookworm
 	bash scripts/build-deb.sh trixie
 
-deb-arm64: setup  ## build the agent's .deb for Debian 12 arm64 into dist/deb, under qemu-user (root; needs qemu-user-static)
+deb-arm64: setup  ## build the agent's .deb for Debian 12 and 13 arm64 into dist/deb, under qemu-user (root; needs qemu-user-static)
 	ARCH=arm64 bash scripts/build-deb.sh bookworm
+	ARCH=arm64 bash scripts/build-deb.sh trixie
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache dist

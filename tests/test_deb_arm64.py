@@ -1,18 +1,18 @@
 """The arm64 commune-agent .deb, built and smoke-tested on this amd64 machine under qemu-user.
 
-`ARCH=arm64 scripts/build-deb.sh bookworm` debootstraps an arm64 Debian 12
-root (its programs run through qemu-aarch64-static, registered with the
+For Debian 12 and 13, `ARCH=arm64 scripts/build-deb.sh SUITE` debootstraps an
+arm64 root (its programs run through qemu-aarch64-static, registered with the
 kernel's binfmt_misc by the script), fetches aarch64 wheels, builds the
-virtualenv with that root's python3.11 and packs it. A fresh copy of the
+virtualenv with that root's python3 and packs it. A fresh copy of the
 root, entered through a network namespace holding only loopback, then gets it
 with `apt install ./commune-agent_*_arm64.deb`; `--version`, `check-config`
 on the shipped example and `probe-once` on a config whose only targets are a
 TCP and HTTP listener this test starts on loopback all pass there, emulated.
 Every ELF file in /opt/commune-agent is aarch64: nothing of the build
-machine's architecture slipped in. ICMP is not exercised: qemu-user 7.2 does not
-implement setsockopt(SO_TIMESTAMPNS), which the ICMP engine sets, so it fails
-under emulation only (docs/deploy.md, "arm64"). Slow (about 2 minutes with the arm64
-root cached in /var/tmp; the first debootstrap under emulation adds about 6): marked `deb` and
+machine's architecture slipped in. ICMP is not exercised: qemu-user 7.2 does
+not implement setsockopt(SO_TIMESTAMPNS), which the ICMP engine sets, so it
+fails under emulation only (docs/deploy.md, "arm64"). Slow (about 7 minutes for both with the
+arm64 roots cached in /var/tmp; the first debootstraps under emulation add about 14): marked `deb` and
 `arm64`, run by `make test-deb-arm64`, not by `make test` nor `make test-deb`.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from testsupport.collector import http_get
-from testsupport.debroot import BareRoot, build_deb, run
+from testsupport.debroot import SUITES, BareRoot, build_deb, run
 from testsupport.peers._base import require_binary, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.deb, pytest.mark.arm64, pytest.mark.timeout(3000)]
@@ -56,13 +56,14 @@ def elf_machines(tree: Path) -> dict[Path, int]:
     return machines
 
 
-def test_arm64_deb_installs_offline_and_probes_under_qemu(tmp_path: Path):
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_arm64_deb_installs_offline_and_probes_under_qemu(suite: str, tmp_path: Path):
     require_binary("qemu-aarch64-static")
-    deb = build_deb("bookworm", tmp_path / "out", arch="arm64")
-    assert deb.name.endswith("~deb12_arm64.deb")
+    deb = build_deb(suite, tmp_path / "out", arch="arm64")
+    assert deb.name.endswith(f"~deb{SUITES[suite]}_arm64.deb")
     assert run(["dpkg-deb", "-f", str(deb), "Architecture"]).stdout.strip() == "arm64"
 
-    root = BareRoot("bookworm", tmp_path, arch="arm64")
+    root = BareRoot(suite, tmp_path, arch="arm64")
     listener = None
     try:
         assert root.sh("uname -m").stdout.strip() == "aarch64"  # the root's programs are emulated
