@@ -31,6 +31,7 @@ from testsupport.debroot import (
     build_deb,
     install_site_files,
     repack_newer,
+    spool_while_collector_down,
     start_agent,
     stop_agent,
 )
@@ -101,12 +102,7 @@ def test_installs_offline_upgrades_keeping_the_spool_and_removes(debs, tmp_path:
         assert "2/2 checks ok" in once.stdout
 
         # the collector is down: the old version spools
-        agent = start_agent(root, tmp_path / "agent-1.log")
-        wait_until(lambda: root.file("/var/lib/commune-agent/spool.db").exists() and root.spool()[0] >= 3,
-                   timeout=120, what="three batches spooled while the collector is down",
-                   abort=lambda: agent.poll() is not None and (tmp_path / "agent-1.log").read_text())
-        stop_agent(agent)
-        before = root.spool()
+        before = spool_while_collector_down(root, 3, tmp_path / "agent-1.log")
 
         # upgrade: the spool stays, untouched
         upgraded = root.sh(f"apt-get install -y -q ./tmp/{newer.name} 2>&1")

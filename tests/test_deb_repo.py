@@ -30,8 +30,7 @@ from testsupport.debroot import (
     install_site_files,
     repack_newer,
     run,
-    start_agent,
-    stop_agent,
+    spool_while_collector_down,
 )
 from testsupport.peers._base import require_binary, wait_until
 
@@ -78,18 +77,13 @@ def test_site_upgrades_from_the_province_repository_keeping_the_spool(tmp_path: 
     assert "-----BEGIN PGP SIGNATURE-----" in (release / "InRelease").read_text()
 
     root = BareRoot("bookworm", tmp_path)
-    server = agent = None
+    server = None
     try:
         root.assert_loopback_only()
         shutil.copy(old, root.file(f"/tmp/{old.name}"))
         root.sh(f"apt-get install -y -q ./tmp/{old.name} 2>&1")
         install_site_files(root, SPOOLING_YAML, "t" * 43)
-        agent = start_agent(root, tmp_path / "agent.log")
-        wait_until(lambda: root.file("/var/lib/commune-agent/spool.db").exists() and root.spool()[0] >= 2,
-                   timeout=120, what="two batches spooled while the collector is down",
-                   abort=lambda: agent.poll() is not None and (tmp_path / "agent.log").read_text())
-        stop_agent(agent)
-        spooled = root.spool()
+        spooled = spool_while_collector_down(root, 2, tmp_path / "agent.log")
         token = root.file("/etc/commune-agent/token").read_text()
 
         server = subprocess.Popen(root.host_argv(sys.executable, "-m", "http.server", str(PORT), "--bind",
@@ -115,8 +109,6 @@ def test_site_upgrades_from_the_province_repository_keeping_the_spool(tmp_path: 
         assert root.file("/etc/commune-agent/agent.yaml").read_text(encoding="utf-8") == SPOOLING_YAML
         assert root.file("/etc/commune-agent/token").read_text() == token
     finally:
-        if agent is not None:
-            stop_agent(agent)
         if server is not None:
             server.terminate()
             server.wait(10)

@@ -17,7 +17,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from testsupport.peers._base import require_binary, require_root
+from testsupport.peers._base import require_binary, require_root, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = {"bookworm": "12", "trixie": "13"}
@@ -143,3 +143,15 @@ def stop_agent(agent: subprocess.Popen[str]) -> None:
     if agent.poll() is None:
         agent.send_signal(signal.SIGTERM)
         agent.wait(30)
+
+
+def spool_while_collector_down(root: BareRoot, batches: int, log: Path) -> tuple[int, int]:
+    """Run the installed agent until ``batches`` batches wait in its spool, stop it; the spool's (batches, results)."""
+    agent = start_agent(root, log)
+    try:
+        wait_until(lambda: root.file("/var/lib/commune-agent/spool.db").exists() and root.spool()[0] >= batches,
+                   timeout=120, what=f"{batches} batches spooled while the collector is down",
+                   abort=lambda: agent.poll() is not None and log.read_text())
+    finally:
+        stop_agent(agent)
+    return root.spool()
