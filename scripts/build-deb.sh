@@ -15,8 +15,9 @@
 #      (deploy/deb/): system user, /etc/commune-agent, /var/lib/commune-agent; remove keeps config,
 #      token and spool, purge deletes them.
 # Must run as root (chroot). Env: OUT (default dist/deb), VERSION (default: pyproject's),
-# REVISION (default 1), ARCH (default amd64; arm64 needs qemu-user-static and binfmt: see
-# docs/deploy.md), PIP (default: .venv/bin/pip).
+# REVISION (default 1), ARCH (default amd64; arm64 on amd64 needs qemu-user-static, whose
+# binfmt_misc registration this script loads when missing: see docs/deploy.md), PIP (default:
+# .venv/bin/pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +60,26 @@ ensure_root() {
   mv "$ROOT_CACHE.new" "$ROOT_CACHE"
 }
 
+# A foreign architecture's programs run under qemu-user: the static emulator registered with the
+# kernel's binfmt_misc with the F flag (opened once, so it also works inside the chroot).
+# Debian's qemu-user-static ships the registration; without systemd it is never loaded, so do it.
+ensure_emulation() {
+  local host qarch conf binfmt=/proc/sys/fs/binfmt_misc
+  host=$(dpkg --print-architecture)
+  [ "$ARCH" = "$host" ] && return 0
+  case "$ARCH" in arm64) qarch=aarch64 ;; *) qarch=$ARCH ;; esac
+  conf=/usr/lib/binfmt.d/qemu-$qarch.conf
+  if [ ! -x "/usr/bin/qemu-$qarch-static" ] || [ ! -f "$conf" ]; then
+    log "building for $ARCH on $host needs qemu-user-static (apt-get install qemu-user-static)"; exit 1
+  fi
+  [ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt" \
+    || { log "cannot mount binfmt_misc on $binfmt (the kernel needs CONFIG_BINFMT_MISC)"; exit 1; }
+  [ -e "$binfmt/qemu-$qarch" ] || cat "$conf" > "$binfmt/register" \
+    || { log "cannot register $conf with binfmt_misc"; exit 1; }
+  grep -qx enabled "$binfmt/qemu-$qarch" || { log "binfmt_misc has qemu-$qarch disabled"; exit 1; }
+}
+
+ensure_emulation
 ensure_root
 WORK=$(mktemp -d /var/tmp/commune-deb-build-XXXXXX)
 trap 'rm -rf --one-file-system "$WORK"' EXIT

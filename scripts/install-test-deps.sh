@@ -36,6 +36,7 @@ PACKAGES=(
   shellcheck                       # lints deploy/install-agent.sh and scripts/
   libatomic1                       # Playwright's bundled node needs it; a minimal Debian lacks it
   debootstrap                      # bare Debian 12/13 roots: build and install-test the agent's .deb
+  dpkg-dev apt-utils gnupg         # the province's apt repository: deploy/apt/update-repo.sh, tests/test_deb_repo.py
   nginx                            # the single-sign-on reverse proxy in front of the collector (deploy/nginx)
 )
 # chromium is installed with its Recommends (fonts etc.) so pages render.

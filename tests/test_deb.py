@@ -11,146 +11,52 @@ spool, and the new version delivers it to a real collector process (running
 in the same namespace); `remove` keeps config, token and spool, `purge`
 deletes them. Slow (a build and an install per release): bounded by the
 timeouts below, marked `slow` and `deb`: `make test-deb` runs them, `make test`
-does not (they add about 15 minutes on a shared 2-core machine). COMMUNE_DEB_DIR=dist/deb tests packages built
+does not (about 6 minutes for both releases on a shared 2-core machine once the roots are cached). COMMUNE_DEB_DIR=dist/deb tests packages built
 by `make deb` instead of building them again.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import sqlite3
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from testsupport.collector import CLI, http_get, in_netns
-from testsupport.peers._base import require_binary, require_root, wait_until
+from testsupport.collector import CollectorProcess
+from testsupport.debroot import (
+    ROOT,
+    SUITES,
+    BareRoot,
+    build_deb,
+    install_site_files,
+    repack_newer,
+    spool_while_collector_down,
+    start_agent,
+    stop_agent,
+)
+from testsupport.peers._base import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.deb, pytest.mark.timeout(1500)]
 
-ROOT = Path(__file__).resolve().parents[1]
 SITE = "ha-noi-ba-dinh"
-SUITES = {"bookworm": "12", "trixie": "13"}
-ENV = ["/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"]
-
-
-def run(argv: list[str], timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module", params=list(SUITES))
 def debs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
     """(suite, the built .deb, the same package repacked as a newer version for the upgrade)."""
-    require_root("building a .deb chroots into a Debian root")
-    for tool in ("debootstrap", "dpkg-deb", "ip"):
-        require_binary(tool)
     suite = request.param
     out = tmp_path_factory.mktemp(f"deb-{suite}")
-    prebuilt = sorted(Path(os.environ.get("COMMUNE_DEB_DIR", "/nonexistent")).glob(
-        f"commune-agent_*~deb{SUITES[suite]}_amd64.deb"))
-    if prebuilt:  # rerunning after `make deb`: test what was built
-        built = prebuilt[-1]
-    else:
-        result = subprocess.run(["bash", str(ROOT / "scripts" / "build-deb.sh"), suite], capture_output=True,
-                                text=True, timeout=1200, env={**os.environ, "OUT": str(out)}, cwd=ROOT,
-                                check=False)
-        assert result.returncode == 0, result.stderr[-3000:]
-        built = Path(result.stdout.strip().splitlines()[-1])
-    assert built.name.startswith("commune-agent_") and f"~deb{SUITES[suite]}_amd64.deb" in built.name
+    built = build_deb(suite, out)
     yield suite, built, repack_newer(built, out)
 
 
-def repack_newer(deb: Path, out: Path) -> Path:
-    """The same package under a higher version (what a province's next release looks like to dpkg)."""
-    tree = out / "newer"
-    run(["dpkg-deb", "-R", str(deb), str(tree)])
-    control = tree / "DEBIAN" / "control"
-    text = control.read_text()
-    version = next(line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("Version: "))
-    newer = version.replace("-1~", "-2~")
-    control.write_text(text.replace(f"Version: {version}", f"Version: {newer}"))
-    target = out / deb.name.replace(version, newer)
-    run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(tree), str(target)])
-    return target
-
-
-class BareRoot:
-    """A fresh copy of the cached bare root, /proc and /sys mounted, entered through its own network namespace."""
-
-    def __init__(self, suite: str, where: Path):
-        cache = Path(f"/var/tmp/commune-deb-root-{suite}")
-        assert (cache / "usr/bin/python3").exists(), f"{cache} was not built by scripts/build-deb.sh"
-        self.path = where / "root"
-        run(["cp", "-a", str(cache), str(self.path)], timeout=600)
-        self.netns = f"cmdeb-{uuid.uuid4().hex[:8]}"
-        run(["ip", "netns", "add", self.netns])
-        run(["ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up"])
-        run(["mount", "-t", "proc", "proc", str(self.path / "proc")])
-        run(["mount", "-t", "sysfs", "sysfs", str(self.path / "sys")])  # a real machine has both
-
-    def argv(self, *cmd: str) -> list[str]:
-        return ["ip", "netns", "exec", self.netns, "chroot", str(self.path), *ENV, *cmd]
-
-    def sh(self, script: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return run(self.argv("/bin/sh", "-c", script), timeout=timeout, check=check)
-
-    def file(self, path: str) -> Path:
-        return self.path / path.lstrip("/")
-
-    def spool(self) -> tuple[int, int]:
-        """(batches, results) waiting in the agent's spool, read from outside."""
-        with sqlite3.connect(f"file:{self.file('/var/lib/commune-agent/spool.db')}?mode=ro", uri=True) as db:
-            batches, results = db.execute("SELECT count(*), coalesce(sum(results), 0) FROM batches "
-                                          "WHERE rejected IS NULL").fetchone()
-        return batches, results
-
-    def close(self) -> None:
-        for mount in ("proc", "sys"):
-            run(["umount", "-l", str(self.path / mount)], check=False)
-        run(["ip", "netns", "delete", self.netns], check=False)
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-class Collector:
-    """A real collector process on loopback inside the root's network namespace (the host's venv)."""
-
-    def __init__(self, where: Path, netns: str):
-        self.dir, self.netns = where, netns
-        self.port = 18470
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = where / "collector.yaml"
-        self.config.write_text(f"listen: 127.0.0.1:{self.port}\ndata_dir: {where / 'data'}\n")
-        inventory = where / "sites.csv"
-        inventory.write_text(f"id,name,province,commune\n{SITE},Trung tâm Phường Ba Đình,ha-noi,Phường Ba Đình\n",
-                             encoding="utf-8")
-        run([CLI, "sites", "import", str(inventory), "--config", str(self.config)])
-        self.token = run([CLI, "token", "issue", SITE, "--config", str(self.config)]).stdout.strip()
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(in_netns(self.netns, [CLI, "serve", "--config", str(self.config)]),
-                                     stdout=subprocess.DEVNULL, stderr=(self.dir / "collector.log").open("w"))
-        wait_until(lambda: "ready" in http_get(f"{self.url}/readyz", self.netns), timeout=60,
-                   what="the collector in the namespace", abort=lambda: self.proc.poll() is not None and "exited")
-
-    def results_ingested(self) -> float:
-        for line in http_get(f"{self.url}/metrics", self.netns).splitlines():
-            if line.startswith("commune_collector_ingest_results_total "):
-                return float(line.split()[1])
-        return 0.0
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
+def results_ingested(collector: CollectorProcess) -> float:
+    """Results the collector ingested, from its /metrics (read as a national operator)."""
+    for line in collector.get("/metrics").splitlines():
+        if line.startswith("commune_collector_ingest_results_total "):
+            return float(line.split()[1])
+    return 0.0
 
 
 AGENT_YAML = """site: {{id: {site}, province: ha-noi, commune: Phường Ba Đình}}
@@ -165,28 +71,16 @@ collector: {{url: "{url}", token_file: /etc/commune-agent/token, push_interval: 
 """
 
 
-def start_agent(root: BareRoot, log: Path) -> subprocess.Popen[str]:
-    """`commune-agent run` as the package's user would run it (no systemd in the root)."""
-    return subprocess.Popen(root.argv("setpriv", "--reuid=commune-agent", "--regid=commune-agent",
-                                      "--init-groups", "--inh-caps=+net_raw", "--ambient-caps=+net_raw",
-                                      "/usr/bin/commune-agent", "run", "--config", "/etc/commune-agent/agent.yaml"),
-                            stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True)
-
-
-def stop_agent(agent: subprocess.Popen[str]) -> None:
-    agent.send_signal(signal.SIGTERM)
-    agent.wait(30)
-
-
 def test_installs_offline_upgrades_keeping_the_spool_and_removes(debs, tmp_path: Path):
     suite, deb, newer = debs
     root = BareRoot(suite, tmp_path)
-    collector = Collector(tmp_path, root.netns)
+    collector = CollectorProcess(tmp_path, "", netns=root.netns)
+    token = collector.enrol(SITE, tmp_path / "token").read_text().strip()
     agent = None
     try:
         for package in (deb, newer):
             shutil.copy(package, root.file(f"/tmp/{package.name}"))
-        assert "link/ether" not in run(["ip", "netns", "exec", root.netns, "ip", "link"]).stdout  # loopback only
+        root.assert_loopback_only()
 
         # install with no network: everything the package needs is in the bare root already
         installed = root.sh(f"apt-get install -y -q ./tmp/{deb.name} 2>&1")
@@ -201,23 +95,14 @@ def test_installs_offline_upgrades_keeping_the_spool_and_removes(debs, tmp_path:
         assert not list(root.path.glob("opt/commune-agent/lib/python3*/site-packages/commune_collector"))
 
         # the installer's steps on a loopback config
-        root.file("/etc/commune-agent/agent.yaml").write_text(AGENT_YAML.format(site=SITE, url=collector.url),
-                                                              encoding="utf-8")
-        root.file("/etc/commune-agent/token").write_text(collector.token + "\n")
-        root.sh("chown commune-agent:commune-agent /etc/commune-agent/token && chmod 600 /etc/commune-agent/token"
-                " && chgrp commune-agent /etc/commune-agent/agent.yaml && chmod 640 /etc/commune-agent/agent.yaml")
+        install_site_files(root, AGENT_YAML.format(site=SITE, url=collector.url), token)
         assert "pushes to" in root.sh("commune-agent check-config /etc/commune-agent/agent.yaml").stdout
         once = root.sh("commune-agent probe-once --config /etc/commune-agent/agent.yaml", check=False)
         assert once.returncode == 0, once.stdout + once.stderr
         assert "2/2 checks ok" in once.stdout
 
         # the collector is down: the old version spools
-        agent = start_agent(root, tmp_path / "agent-1.log")
-        wait_until(lambda: root.file("/var/lib/commune-agent/spool.db").exists() and root.spool()[0] >= 3,
-                   timeout=120, what="three batches spooled while the collector is down",
-                   abort=lambda: agent.poll() is not None and (tmp_path / "agent-1.log").read_text())
-        stop_agent(agent)
-        before = root.spool()
+        before = spool_while_collector_down(root, 3, tmp_path / "agent-1.log")
 
         # upgrade: the spool stays, untouched
         upgraded = root.sh(f"apt-get install -y -q ./tmp/{newer.name} 2>&1")
@@ -227,7 +112,7 @@ def test_installs_offline_upgrades_keeping_the_spool_and_removes(debs, tmp_path:
         # the new version delivers what the old one spooled
         collector.start()
         agent = start_agent(root, tmp_path / "agent-2.log")
-        wait_until(lambda: root.spool()[0] == 0 and collector.results_ingested() >= before[1], timeout=120,
+        wait_until(lambda: root.spool()[0] == 0 and results_ingested(collector) >= before[1], timeout=120,
                    what=f"the {before[1]} spooled results delivered after the upgrade",
                    abort=lambda: agent.poll() is not None and (tmp_path / "agent-2.log").read_text())
         stop_agent(agent)
@@ -242,7 +127,7 @@ def test_installs_offline_upgrades_keeping_the_spool_and_removes(debs, tmp_path:
         for gone in ("/etc/commune-agent", "/var/lib/commune-agent", "/opt/commune-agent"):
             assert not root.file(gone).exists(), f"purge left {gone}"
     finally:
-        if agent is not None and agent.poll() is None:
+        if agent is not None:
             stop_agent(agent)
         collector.stop()
         root.close()

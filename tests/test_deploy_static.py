@@ -317,6 +317,21 @@ def test_install_script_passes_shellcheck_and_has_help():
     assert bad.returncode != 0 and "unknown argument: --bogus" in bad.stderr
 
 
+def test_apt_repository_script_passes_shellcheck_and_refuses_bad_input(tmp_path):
+    """deploy/apt/update-repo.sh (tests/test_deb_repo.py runs it for real): each mistake says what is wrong."""
+    script = str(DEPLOY / "apt" / "update-repo.sh")
+    ok(run([require_binary("shellcheck"), script]))
+    usage = run(["sh", script])
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+    missing = run(["sh", script, str(tmp_path / "bookworm"), "apt@province.example"])
+    assert missing.returncode == 2 and f"{tmp_path / 'bookworm'}: no such directory" in missing.stderr
+    (tmp_path / "gnupg").mkdir(mode=0o700)
+    for tool in ("dpkg-scanpackages", "apt-ftparchive", "gpg"):
+        require_binary(tool)
+    nokey = run(["sh", script, str(tmp_path), "apt@province.example"], env={"GNUPGHOME": str(tmp_path / "gnupg")})
+    assert nokey.returncode == 1 and "no secret key apt@province.example" in nokey.stderr, nokey.stderr
+
+
 # -- Grafana -----------------------------------------------------------------------------------
 
 
