@@ -37,6 +37,7 @@ CAUSE_NONE, CAUSE_POWER, CAUSE_NETWORK, CAUSE_UPSTREAM, CAUSE_NEVER, CAUSE_MAINT
 
 BACKBONE_CUT_AGO = 2 * 3600.0
 POWER_CUT_AGO = 50 * 60.0
+POWER_WINDOW = 5 * 60.0  # last(power_on_battery, 5m) in the shipped criteria
 NEW_INSTALL_AGO = 20 * 60.0
 MAINTENANCE_AGO = 30 * 60.0  # declared as starting then: within the hour a window may be back-dated
 MAINTENANCE_FOR = 4 * 3600.0
@@ -186,8 +187,11 @@ class Fleet:
             dark = site.dark_since(self)
             if t < dark:
                 return Expectation(kind, ("not_completed",), CAUSE_POWER, "mains cut, on UPS battery")
-            # once the last on-battery reading is older than the power criterion's window, unknown is honest
-            states = ("not_completed",) if t - dark < 50 * 60 else ("not_completed", "unknown")
+            # once the last on-battery reading is older than the power criterion's window (5 min), unknown is
+            # honest; a site dark before the start was backfilled with two rounds an hour, so its last
+            # reading may be that old already
+            stale = t - dark >= POWER_WINDOW or dark < self.start
+            states = ("not_completed", "unknown") if stale else ("not_completed",)
             return Expectation(kind, states, CAUSE_POWER, "mains cut, UPS battery flat: the agent is dark")
         if kind == FLAPPING:
             return Expectation(kind, ("not_completed",), CAUSE_NETWORK, "primary link flapping")
