@@ -328,7 +328,11 @@ def test_rules_and_dashboards_only_use_metric_names_that_exist(stack):
     # exposed only when the collector serves TLS itself (tests/test_host_metrics.py reads it from a real certificate)
     only_with_tls = {"commune_collector_tls_cert_expiry_timestamp_seconds"}
     # a sample per site only once agents managed from the center report trouble (tests/test_fleet_api.py reads them)
-    only_with_fleet_trouble = {"commune_collector_fleet_duplicate_agents", "commune_collector_fleet_config_apply_error"}
+    # (or enrollment tokens: tests/test_fleet_api.py reads those too)
+    only_with_fleet_trouble = {"commune_collector_fleet_duplicate_agents", "commune_collector_fleet_config_apply_error",
+                               "commune_collector_fleet_config_drift_seconds",
+                               "commune_collector_enroll_token_uses_remaining", "commune_collector_enroll_token_uses_max",
+                               "commune_collector_enroll_token_expiry_timestamp_seconds"}
     assert used - agent - scraped - only_with_tls - only_with_fleet_trouble == set()
 
 

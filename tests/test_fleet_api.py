@@ -187,6 +187,33 @@ def test_two_agents_pushing_as_one_site_raise_a_warning_and_the_metric(fleet: Fl
     assert fleet.db.agent_states()["hn-site-01"].other_instance == "box-1"
 
 
+def test_drift_is_timed_from_the_config_served_until_the_agent_applies_it(fleet: Fleet) -> None:
+    site_token = fleet.enroll(fleet.token(), "hn-site-01").json()["token"]
+    auth = {"Authorization": f"Bearer {site_token}"}
+    assert fleet.report(site_token, "hn-site-01", 1, config_version="old-version").status_code == 200
+    assert fleet.metric("commune_collector_fleet_config_drift_seconds", site="hn-site-01") is None, \
+        "not drifting before the agent was served anything"
+    served = fleet.client.get("/api/v1/agent-config", headers=auth).json()["version"]
+    drift = fleet.metric("commune_collector_fleet_config_drift_seconds", site="hn-site-01")
+    assert drift is not None and drift >= 0.0
+    assert fleet.report(site_token, "hn-site-01", 2, config_version=served).status_code == 200
+    assert fleet.metric("commune_collector_fleet_config_drift_seconds", site="hn-site-01") is None
+
+
+def test_enrollment_tokens_show_uses_left_and_expiry_by_id_never_the_secret(fleet: Fleet) -> None:
+    token = fleet.token(max_uses=2)
+    token_id = token.split("_")[1]
+    assert fleet.enroll(token, "hn-site-01").status_code == 200
+    assert fleet.metric("commune_collector_enroll_token_uses_remaining", token=token_id, province="ha-noi") == 1
+    assert fleet.metric("commune_collector_enroll_token_uses_max", token=token_id, province="ha-noi") == 2
+    expiry = fleet.metric("commune_collector_enroll_token_expiry_timestamp_seconds", token=token_id, province="ha-noi")
+    assert expiry is not None and expiry > time.time()
+    text = fleet.client.get("/metrics").text
+    assert token.split("_", 2)[2] not in text, "the secret part never reaches /metrics"
+    assert fleet.db.revoke_enroll_token(token_id, time.time()) == 1
+    assert fleet.metric("commune_collector_enroll_token_uses_remaining", token=token_id, province="ha-noi") is None
+
+
 def test_reports_without_fleet_fields_are_the_bytes_an_older_collector_expects() -> None:
     report = Report(site="s", instance="i", seq=1, sent_at=1.0, agent_version="v", results=[])
     assert b"config_" not in encode_report(report) and b"wire_version" not in encode_report(report)

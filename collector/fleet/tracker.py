@@ -41,6 +41,7 @@ class FleetTracker:
         self._lock = threading.Lock()
         self.enrollments: dict[str, int] = {}  # outcome -> count, for the metric
         self.spools: dict[str, SpoolState] = {}  # site -> its agent's spool as its newest report said
+        self._served: dict[str, tuple[str, float]] = {}  # site -> (version served to its agent, first served at)
 
     def load(self) -> None:
         """Start from what was persisted (versions and errors survive a collector restart)."""
@@ -95,9 +96,31 @@ class FleetTracker:
         with self._lock:
             return sorted(s for s, e in self._sites.items() if e.config_error)
 
+    def served(self, site: str, version: str, now: float) -> None:
+        """The config endpoint served ``version`` to the site's agent: drift is timed from its first serving."""
+        with self._lock:
+            if self._served.get(site, ("", 0.0))[0] != version:
+                self._served[site] = (version, now)
+
+    def drift(self, now: float) -> dict[str, float]:
+        """Sites whose agent asked for its config and still runs another one -> seconds since first served.
+
+        Timed from what the agent was served, not from what the profile says, so a site whose agent has
+        not asked since the profile changed is not drifting yet (it is silent, and alerted as such)."""
+        with self._lock:
+            out = {}
+            for site, (version, since) in self._served.items():
+                entry = self._sites.get(site)
+                if entry is not None and entry.config_version and entry.config_version != version:
+                    out[site] = max(0.0, now - since)
+            return dict(sorted(out.items()))
+
     def applied(self) -> dict[str, str]:
         with self._lock:
             return {s: e.config_version for s, e in self._sites.items()}
+
+
+ENROLL_TOKEN_SHOWN_AFTER_EXPIRY = 7 * 86400.0  # an expired token's alert stays this long, then the series goes
 
 
 class FleetMetrics(Collector):
@@ -122,13 +145,46 @@ class FleetMetrics(Collector):
         for site in self.tracker.error_sites():
             err.add_metric([site], 1.0)
         yield err
+        drift = GaugeMetricFamily("commune_collector_fleet_config_drift_seconds",
+                                  "Seconds since this replica first served the site's agent a config it has still "
+                                  "not applied (its reports name another version); absent when they agree",
+                                  labels=["site"])
+        for site, seconds in self.tracker.drift(now).items():
+            drift.add_metric([site], seconds)
+        yield drift
         yield from self._spool_families()
+        yield from self._enroll_token_families(now)
         enr = CounterMetricFamily("commune_collector_fleet_enrollments",
                                   "Enrollment requests by outcome (enrolled, reenrolled, or why refused)",
                                   labels=["outcome"])
         for outcome, n in sorted(dict(self.tracker.enrollments).items()):
             enr.add_metric([outcome], float(n))
         yield enr
+
+    def _enroll_token_families(self, now: float) -> Iterator[Metric]:
+        """Unrevoked enrollment tokens (until a week past their expiry): uses left and expiry, for the alerts
+        that warn before a province's installers meet a refused token. Never the secret: the token's id."""
+        labels = ["token", "province"]  # province: empty for a token scoped to a list of sites
+        left = GaugeMetricFamily("commune_collector_enroll_token_uses_remaining",
+                                 "Enrollments an unrevoked enrollment token still allows", labels=labels)
+        most = GaugeMetricFamily("commune_collector_enroll_token_uses_max",
+                                 "Enrollments the token allowed when it was created", labels=labels)
+        expiry = GaugeMetricFamily("commune_collector_enroll_token_expiry_timestamp_seconds",
+                                   "When the enrollment token expires (unix time)", labels=labels)
+        try:
+            tokens = self.tracker.db.list_enroll_tokens()
+        except Exception:  # noqa: BLE001 - a scrape never fails for the store: the families stay empty
+            tokens = []
+        for t in tokens:
+            if t.revoked_at is not None or now - t.expires_at > ENROLL_TOKEN_SHOWN_AFTER_EXPIRY:
+                continue
+            values = [t.id, t.province or ""]
+            left.add_metric(values, float(max(0, t.max_uses - t.uses)))
+            most.add_metric(values, float(t.max_uses))
+            expiry.add_metric(values, t.expires_at)
+        yield left
+        yield most
+        yield expiry
 
     def _spool_families(self) -> Iterator[Metric]:
         """Each site's agent spool as its newest report to this replica said (newer agents only)."""

@@ -49,6 +49,7 @@ async def get_agent_config(state: StateDep, credentials: Credentials,
         detail = "; ".join(str(i) for i in exc.issues[:3]) if isinstance(exc, ConfigError) else str(exc)
         raise Problem(503, "Config unavailable", f"the profile cannot produce this site's config now: {detail}",
                       headers={"Retry-After": "300"}) from None
+    fleet.tracker.served(site.id, desired.version, time.time())
     etag = f'"{desired.version}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
