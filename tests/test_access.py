@@ -169,9 +169,10 @@ def test_health_ingest_and_static_files_stay_open(collector: CollectorPeer) -> N
 
 
 def test_revoked_and_expired_operator_tokens_are_refused(collector: CollectorPeer) -> None:
-    token = create(collector, "short-lived", "national", "--expires", "2s")
+    # long enough to outlast the CLI's own start on a loaded machine (2 s did not, in a bare root)
+    token = create(collector, "short-lived", "national", "--expires", "8s")
     assert get(collector, "/api/v1/sites", token).status_code == 200
-    wait_until(lambda: get(collector, "/api/v1/sites", token).status_code == 401, timeout=10,
+    wait_until(lambda: get(collector, "/api/v1/sites", token).status_code == 401, timeout=30,
                what="the token to expire")
     assert "expired" in get(collector, "/api/v1/sites", token).json()["detail"]
     revoked = create(collector, "leaver", "province")
