@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -95,14 +96,32 @@ include-name = "POST /api/v1/rollouts"
 checks.positive_data_acceptance.expected-statuses = ["201", "401", "403", "409", "422"]
 """
 EXPECTED_WARNINGS = {"POST /api/v1/maintenance", "POST /api/v1/rollouts"}
-# a rollout's own operations get the id of one that exists (a random id is only ever a 404)
-ROLLOUT_TOML = """
+# a rollout's and a maintenance window's own operations get the id of one that exists (a random id is
+# only ever a 404, and schemathesis warns that it never reached the operation)
+ID_TOML = """
 [[operations]]
 include-name = "{operation}"
-parameters = {{ "path.rollout_id" = "{rollout}" }}
+parameters = {{ "path.{name}" = "{value}" }}
 """
 ROLLOUT_OPERATIONS = ("GET /api/v1/rollouts/{rollout_id}", "POST /api/v1/rollouts/{rollout_id}/promote",
                       "POST /api/v1/rollouts/{rollout_id}/rollback")
+WINDOW_OPERATIONS = ("GET /api/v1/maintenance/{window_id}", "POST /api/v1/maintenance/{window_id}/cancel")
+
+
+def _declare_a_window(collector: CollectorPeer) -> str:
+    """A maintenance window on the first site, an hour from now for two hours."""
+    from datetime import datetime, timedelta
+
+    import httpx
+
+    def at(hours: float) -> str:
+        return (datetime.now(UTC) + timedelta(hours=hours)).isoformat(timespec="seconds")
+
+    response = httpx.post(f"{collector.url}/api/v1/maintenance", headers=collector.headers, timeout=60,
+                          json={"covers": {"kind": "sites", "sites": [SITES[0].id]}, "starts_at": at(1),
+                                "ends_at": at(3), "reason": "EVN cắt điện theo lịch"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
 
 
 def _start_a_rollout(collector: CollectorPeer) -> str:
@@ -135,8 +154,12 @@ def test_schemathesis_run_checks_all_passes(collector: CollectorPeer, tmp_path: 
     scope = ["--include-path-regex" if who == "site" else "--exclude-path-regex", SITE_TOKEN_PATHS]
     config = tmp_path / "schemathesis.toml"
     rollout = _start_a_rollout(collector) if who == "operator" else "ro-00000000"
-    config.write_text(SCHEMATHESIS_TOML + "".join(ROLLOUT_TOML.format(operation=op, rollout=rollout)
-                                                  for op in ROLLOUT_OPERATIONS))
+    window = _declare_a_window(collector) if who == "operator" else "mw-00000000"
+    config.write_text(SCHEMATHESIS_TOML
+                      + "".join(ID_TOML.format(operation=op, name="rollout_id", value=rollout)
+                                for op in ROLLOUT_OPERATIONS)
+                      + "".join(ID_TOML.format(operation=op, name="window_id", value=window)
+                                for op in WINDOW_OPERATIONS))
     argv = [str(VENV_BIN / "schemathesis"), "--config-file", str(config), "run", str(document), "--url", collector.url, "--checks", "all",
             "-H", f"Authorization: Bearer {token}", *scope,
             "--max-examples", str(CLI_EXAMPLES), "--workers", "1", "--seed", "1", "--no-color",
