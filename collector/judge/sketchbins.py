@@ -15,8 +15,8 @@ A quantile is read the way numpy's default (linear) method computes it from
 the raw values: between the order statistics ``floor((n-1)q)`` and the next.
 The bounds are the lower edge of the first's bin and the upper edge of the
 second's (then clamped to the window's exact min and max); the shown value
-interpolates the bins' representatives, so within the band it is within
-``SKETCH_ALPHA`` (1 %) of numpy's exact quantile.
+interpolates the bins' representatives, so when both order statistics lie
+within the band it is within ``SKETCH_ALPHA`` (1 %) of numpy's exact quantile.
 """
 
 from __future__ import annotations
