@@ -46,6 +46,7 @@ from commune_collector.judge import Judge, load_criteria  # noqa: E402
 from commune_collector.judge.persist import StateRow, Transition  # noqa: E402
 from commune_collector.runtime.judge_process import PassReceiver, PassSender, decode  # noqa: E402
 from commune_collector.store.judge_evidence import StoreEvidence  # noqa: E402
+from commune_collector.store.judge_helper import ColdHelper  # noqa: E402
 from commune_collector.store.sql import SQL_SUMMARY_UPSERT, _summary_row  # noqa: E402
 from commune_collector.store.sqlite import SQLiteStore  # noqa: E402
 from commune_collector.store.verdicts import SqlVerdictStore  # noqa: E402
@@ -186,6 +187,11 @@ def reset_peak_rss() -> None:
         pass
 
 
+def helper_peak_rss_mib() -> float:
+    """The peak RSS of the cold pass's helper process (reaped by then), 0 without one."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def peak_rss_mib() -> float:
     """The process's peak RSS since the last reset (VmHWM), else since it started (getrusage)."""
     try:
@@ -197,13 +203,16 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(db_path: Path, now: float) -> dict:
+def measure(db_path: Path, now: float, helper: bool) -> dict:
     """Runs in a fresh process: every pass kind, timed, then peak RSS."""
     store = SQLiteStore(db_path, synchronous="NORMAL")
     config = load_criteria(ROOT / "config" / "criteria.yaml")
     checkpoint = db_path.with_name("judge-evidence.npz")
     checkpoint.unlink(missing_ok=True)
-    judge = Judge(config, StoreEvidence(store), SqlVerdictStore.for_store(store), clock=lambda: now,
+    source = StoreEvidence(store)
+    if helper:  # as the collector does (judge.cold_helper): the cold pass shares its reading
+        source.helper = ColdHelper(config, db_path.parent)
+    judge = Judge(config, source, SqlVerdictStore.for_store(store), clock=lambda: now,
                   checkpoint=checkpoint, checkpoint_interval=1e9)
     out: dict = {"phases": {}}
 
@@ -223,6 +232,7 @@ def measure(db_path: Path, now: float) -> dict:
 
     current = now // H * H
     timed("cold", now)
+    out["helper_rss"] = helper_peak_rss_mib()
     snap = judge.snapshot
     assert snap is not None
     out["states"] = {s: int((snap.track.state == code).sum()) for code, s in enumerate(("unknown", "nc", "c"))}
@@ -236,6 +246,7 @@ def measure(db_path: Path, now: float) -> dict:
     at = current + H + 60
     conn.execute("INSERT OR REPLACE INTO summaries SELECT bucket_start + ?, site, check_id, probe, labels, 2, 0, ?, ?, "
                  "'', values_json FROM summaries WHERE bucket_start = ?", (H, at - 60, at, current))
+    conn.execute("UPDATE site_state SET last_report_at = ?, last_sent_at = ?", (at, at))
     conn.commit()
     timed("rollover", at)
     at += 30
@@ -302,8 +313,10 @@ def measure_restart(db_path: Path, at: float) -> dict:
 
 
 def _fold_a_minute(conn: sqlite3.Connection, bucket: float, at: float) -> None:
-    """What the aggregator does to the bucket in progress every minute: two more rounds per check."""
+    """What the aggregator does to the bucket in progress every minute: two more rounds per check, from
+    reports every site's agent delivered (a fleet that stopped reporting an hour ago is another benchmark)."""
     conn.execute("UPDATE summaries SET rounds_ok = rounds_ok + 2, last_ts = ? WHERE bucket_start = ?", (at, bucket))
+    conn.execute("UPDATE site_state SET last_report_at = ?, last_sent_at = ?", (at, at))
     conn.commit()
 
 
@@ -315,12 +328,14 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, help="where the SQLite file goes (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="measure the store --data-dir already holds")
+    parser.add_argument("--no-cold-helper", action="store_true",
+                        help="the cold pass without its helper process (judge.cold_helper: false)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--restart", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--now", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.now)))
+        print(json.dumps(measure(args.measure, args.now, not args.no_cold_helper)))
         return 0
     if args.restart:
         print(json.dumps(measure_restart(args.restart, args.now)))
@@ -340,7 +355,7 @@ def main() -> int:
             build(db, sites, now, args.seed)
             meta.write_text(json.dumps([now, sites]))
             progress(f"built in {time.perf_counter() - started:.0f}s ({db.stat().st_size / 2**20:.0f} MiB)")
-        result = _child("--measure", db, now)
+        result = _child("--measure", db, now, *(["--no-cold-helper"] if args.no_cold_helper else []))
         restart = _child("--restart", db, result["last_at"])
         result["phases"].update(restart.pop("phases"))
         result.update(restart)
@@ -351,9 +366,9 @@ def main() -> int:
     return 0
 
 
-def _child(flag: str, db: Path, at: float) -> dict:
+def _child(flag: str, db: Path, at: float, *extra: str) -> dict:
     """Run one measurement in a fresh process (its peak RSS is then its own) and read its JSON."""
-    child = subprocess.run([sys.executable, __file__, flag, str(db), "--now", repr(at)], stdout=subprocess.PIPE,
+    child = subprocess.run([sys.executable, __file__, flag, str(db), "--now", repr(at), *extra], stdout=subprocess.PIPE,
                            text=True, check=True)
     return json.loads(child.stdout.strip().splitlines()[-1])
 
@@ -364,7 +379,8 @@ def report(sites: int, r: dict) -> None:
           f"{r['matrix_rows']} checks judged, 35 days of verdict history")
     cpu, rss = r["steady_cpu"], r["rss"]
     print(f"  cold pass (first after start, 24h read):   {r['cold'][0]:.2f} s wall, {r['cold_cpu'][0]:.2f} s CPU, "
-          f"peak RSS {rss['cold']:.0f} MiB")
+          f"peak RSS {rss['cold']:.0f} MiB" + (f" (its helper process: {r['helper_rss']:.0f} MiB)"
+                                                if r.get("helper_rss") else " (no helper process)"))
     print(f"  steady pass (median of {len(steady)}, max):       {statistics.median(steady):.2f} s, "
           f"{max(steady):.2f} s wall; CPU {statistics.median(cpu):.2f} s, {max(cpu):.2f} s; "
           f"peak RSS {rss['steady']:.0f} MiB")

@@ -177,11 +177,12 @@ def _verdict_status(collector: CollectorProcess, site: str) -> int:
         return exc.code
 
 
-def _judged(tmp_path: Path) -> tuple[CollectorProcess, int, psutil.Process]:
-    """A collector judging one site every second, after its first pass: (collector, server pid, judge)."""
-    collector = CollectorProcess(tmp_path, "judge: {interval: 1s}\naggregator: {interval: 1s}\n")
+def _judged(tmp_path: Path, judge: str = "interval: 1s", sites: int = 1) -> tuple[CollectorProcess, int, psutil.Process]:
+    """A collector judging ``sites`` sites every second, after its first pass: (collector, server pid, judge)."""
+    collector = CollectorProcess(tmp_path, f"judge: {{{judge}}}\naggregator: {{interval: 1s}}\n")
     inventory = tmp_path / "sites.csv"
-    inventory.write_text("id,name,province,commune\nhn-1,Trung tâm hn-1,ha-noi,Phường Ba Đình\n", encoding="utf-8")
+    inventory.write_text("id,name,province,commune\n" + "".join(
+        f"hn-{n},Trung tâm hn-{n},ha-noi,Phường Ba Đình\n" for n in range(1, sites + 1)), encoding="utf-8")
     collector.cli("sites", "import", str(inventory))
     collector.start()
     assert collector.process is not None and collector.process.pid is not None
@@ -225,3 +226,18 @@ def test_a_stopped_server_stops_its_judge_process_which_saves_its_checkpoint(tmp
     assert _gone(judge.pid)
     assert checkpoint.exists(), "the judge process saved its checkpoint on the way out"
 
+
+
+@pytest.mark.slow
+def test_the_judge_process_shares_its_cold_pass_with_a_helper_process(tmp_path: Path) -> None:
+    """The judge's own process starts the helper (a grandchild of the server) and absorbs its part."""
+    collector, _, _ = _judged(tmp_path, "interval: 1s, cold_helper_min_sites: 2", sites=4)
+    try:
+        assert collector.process is not None
+        log = collector.process.log_path.read_text()
+        assert "a helper process shares the reading of 4 sites" in log, log[-2000:]
+        assert "the helper process failed" not in log
+        assert all(_verdict_status(collector, f"hn-{n}") == 200 for n in range(1, 5))
+        assert not list(collector.data.glob("judge-part-*")), "the part file was left behind"
+    finally:
+        collector.stop()

@@ -9,6 +9,7 @@ pass, a restarted judge resumes from the database, and the history is there.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from commune_collector.judge import Judge
 from commune_collector.judge.persist import ReadOnlyVerdicts, StateRow, Transition
 from commune_collector.sites import Site
 from commune_collector.store.judge_evidence import StoreEvidence
+from commune_collector.store.judge_helper import ColdHelper
 from commune_collector.store.verdicts import SqlVerdictStore
 from commune_common.wire import CheckResult, Report
 from testsupport.judge import H, between, criterion, short_criteria
@@ -232,8 +234,8 @@ def checkpointed(store: Any, now: list[float], path: Path, **kwargs: Any) -> Jud
                  checkpoint=path, checkpoint_interval=3600.0)
 
 
-def view(snapshot: Any) -> list[tuple[str, Any, Any]]:
-    verdict = snapshot.verdict("hn-1")
+def view(snapshot: Any, site: str = "hn-1") -> list[tuple[str, Any, Any]]:
+    verdict = snapshot.verdict(site)
     return [(c["id"], c["met"], None if c["value"] is None else round(c["value"], 9)) for c in verdict["criteria"]]
 
 
@@ -264,6 +266,101 @@ def test_a_restart_resumes_from_the_checkpoint(store: Any, tmp_path: Path) -> No
     assert view(resumed) == view(fresh)
     assert view(resumed) != view(full_read), "the restart missed what arrived meanwhile"
     second.close()
+
+
+def test_a_resumed_restart_reads_whole_windows_of_what_appeared_while_it_was_down(store: Any, tmp_path: Path
+                                                                                    ) -> None:
+    """A restart reads what its checkpoint holds, not every check of every site again; a site that began
+    reporting while the collector was down, and a check that came into a criterion's selection meanwhile,
+    are read over their whole window anyway: verdicts equal a full read's."""
+    start = time.time() // H * H - 7 * H
+    now = [start + 4.5 * H]
+    pusher = Pusher(store)
+    other_role = Scripted("hn-1").script()
+    other_role.checks[0].labels = dict(other_role.checks[0].labels, role="other")  # the primary link: unread
+    pusher.push(other_role, start, now[0], received_at=now[0])
+    first = checkpointed(store, now, tmp_path / "cp.npz")
+    first.run_pass(now[0])
+    assert "link/fiber/icmp/provincial-dc" not in first.matrix.check
+    first.close()
+    # down for two hours: hn-1's primary link has its role back, hue-1 reports (with its spooled hours)
+    pusher.push(Scripted("hn-1").script(), now[0], start + 6.5 * H, received_at=start + 6.5 * H)
+    pusher.push(Scripted("hue-1", silent=between(start + 2 * H, start + 3 * H)).script(), start, start + 6.5 * H,
+                received_at=start + 6.5 * H)
+    now[0] = start + 6.5 * H
+    second = checkpointed(store, now, tmp_path / "cp.npz")
+    resumed = second.run_pass(now[0])
+    fresh_judge = make_judge_long(store, now)
+    fresh = fresh_judge.run_pass(now[0])
+    fresh_judge.close()
+    assert second.last_stats.buckets_read < fresh_judge.last_stats.buckets_read, "re-read everything"
+    assert "link/fiber/icmp/provincial-dc" in second.matrix.check
+    for site in ("hn-1", "hue-1"):
+        assert view(resumed, site) == view(fresh, site), site
+    assert criterion(resumed.verdict("hn-1"), "primary-6h")["checks"] == ["link/fiber/icmp/provincial-dc"]
+    second.close()
+
+
+def _explode() -> None:
+    raise RuntimeError("this helper was made to fail")
+
+
+class HelperFails:
+    """Criteria the helper process cannot take: unpickling them there raises."""
+
+    def __reduce__(self) -> Any:
+        return (_explode, ())
+
+
+def _matrix_by_check(judge: Judge) -> dict[tuple[str, str], Any]:
+    m = judge.matrix
+    out: dict[tuple[str, str], Any] = {}
+    for row, key in enumerate(zip(m.site, m.check, strict=True)):
+        cells: dict[str, Any] = {name: arr[row].tobytes() for name, arr in m.cols.arrays.items()}  # NaN equals NaN
+        for name, store_ in m.keys.items():
+            krow = int(store_.index[row]) if row < len(store_.index) else -1
+            if krow >= 0:
+                cells[name] = {part: arr[krow].tobytes() for part, arr in store_.ring.arrays.items()}
+                if store_.with_hist and krow < len(store_.hist_index) and store_.hist_index[krow] >= 0:
+                    cells[name + "/hist"] = store_.hist["h"][store_.hist_index[krow]].tobytes()
+        out[key] = (m.probe[row], m.raw_labels[row], cells)
+    return out
+
+
+@pytest.mark.parametrize("helper", ["works", "fails"])
+def test_a_cold_pass_shared_with_a_helper_process_equals_one_read_alone(store: Any, tmp_path: Path, helper: str,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The helper reads the last sites in its own process and hands its matrix over; the result is the
+    judge's own read of every site, cell for cell. A helper that fails costs time, not evidence."""
+    start = time.time() // H * H - 7 * H
+    now = [start + 5.5 * H]
+    pusher = Pusher(store)
+    pusher.push(Scripted("hn-1", silent=between(start + 2 * H, start + 3 * H)).script(), start, now[0], now[0])
+    pusher.push(Scripted("hue-1").script(), start + H, now[0], now[0])
+    alone = make_judge_long(store, now)
+    alone.run_pass(now[0])
+    shared = make_judge_long(store, now)
+    config = shared.config if helper == "works" else HelperFails()
+    shared.source.helper = ColdHelper(config, tmp_path / "data", min_sites=0)  # type: ignore[attr-defined]
+    try:
+        with caplog.at_level(logging.INFO, logger="commune_collector.judge"):
+            snap = shared.run_pass(now[0])
+        said = caplog.text
+        assert "a helper process shares the reading of 2 sites" in said
+        assert ("the helper process failed" in said) == (helper == "fails"), said
+        assert shared.last_stats.buckets_read == alone.last_stats.buckets_read
+        assert _matrix_by_check(shared) == _matrix_by_check(alone)
+        for site in ("hn-1", "hue-1"):
+            assert view(snap, site) == view(alone.snapshot, site), site
+        assert not list((tmp_path / "data").glob("judge-part-*")), "the part file was left behind"
+        shared.matrix.absorb(alone.matrix)  # checks already held (a first pass read again): rows replaced
+        assert _matrix_by_check(shared) == _matrix_by_check(alone)
+        pusher.push(Scripted("hue-1").script(), now[0], now[0] + 600, now[0] + 600)  # then passes go on as usual
+        now[0] += 600
+        assert view(shared.run_pass(now[0]), "hue-1") == view(alone.run_pass(now[0]), "hue-1")
+    finally:
+        alone.close()
+        shared.close()
 
 
 def make_judge_long(store: Any, now: list[float]) -> Judge:

@@ -33,6 +33,7 @@ log = logging.getLogger("commune_collector.judge")
 FORMAT = 2  # 2: sketch bins near thresholds and a legacy flag per cell
 MAGIC = b"CMJUDGE1"  # the raw layout; a file without it is read as the .npz of earlier versions
 _ALIGN = 64
+PART_STAMP = "cold-part"  # a helper's part of a cold read (store/judge_helper.py), not a checkpoint to resume
 
 
 def fingerprint(config: CriteriaConfig, matrix: EvidenceMatrix) -> str:

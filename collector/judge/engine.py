@@ -22,7 +22,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +59,14 @@ from commune_collector.judge.quiet import QuietTime, UpstreamSpans
 from commune_collector.judge.reads import VerdictReads
 from commune_collector.judge.reasons import Reason, criterion_reason
 from commune_collector.judge.rollup import history_rows, roll_up
-from commune_collector.judge.source import ROUNDS, SKIP, VALUES, EvidenceSource, SiteRecord
+from commune_collector.judge.source import (
+    ROUNDS,
+    SKIP,
+    VALUES,
+    EvidenceSource,
+    PartFile,
+    SiteRecord,
+)
 from commune_collector.judge.status import raw_from_state, statuses
 from commune_collector.judge.upstream import UpstreamDetector
 from commune_collector.judge.verdict import Snapshot
@@ -122,6 +129,7 @@ class Judge(VerdictReads):
         self.snapshot: Snapshot | None = None
         self.last_stats = PassStats()
         self.passes = 0
+        self._absorbed = 0  # summaries a helper read for this pass (store/judge_helper.py)
         self.regressions_total = 0
         self._sites: SiteIndex | None = None
         self._records: list[SiteRecord] | None = None
@@ -207,7 +215,8 @@ class Judge(VerdictReads):
             sites = self._inventory()
             stats.sites = len(sites)
             timer.lap("inventory")
-            stats.buckets_read = self.matrix.load(self._read(now), now)
+            self._absorbed = 0
+            stats.buckets_read = self.matrix.load(self._absorbing(self._read(now)), now) + self._absorbed
             timer.lap("read")
             report_at = self._report_times(sites)
             quiet = self._quiet(sites, now)
@@ -229,7 +238,7 @@ class Judge(VerdictReads):
         """The source's changes; the first pass restores the checkpoint, or else reads the whole window."""
         horizon = self.matrix.horizon(now)
         if self.passes:
-            return self.source.read(now, horizon, self._keep, False)
+            return self.source.read(now, horizon, self.keep, False)
         if self.checkpoint is not None:
             extra = checkpoint_mod.load(self.matrix, self.checkpoint, self._stamp)
             if extra is not None:
@@ -237,9 +246,26 @@ class Judge(VerdictReads):
                          now - float(extra["saved_at"]))
                 self._saved_at = float(extra["saved_at"])
                 self.upstream_spans = UpstreamSpans.from_json(extra.get("upstream_spans", {}))
-                return self.source.read(now, horizon, self._keep, False,  # type: ignore[call-arg]
+                if hasattr(self.source, "resume"):  # read what the checkpoint holds, not every check again
+                    self.source.resume(self.matrix.kept_checks())
+                return self.source.read(now, horizon, self.keep, False,  # type: ignore[call-arg]
                                         resume_from=float(extra["bucket"]))
-        return self.source.read(now, horizon, self._keep, True)
+        return self.source.read(now, horizon, self.keep, True)
+
+    def _absorbing(self, batches: Iterable[Any]) -> Iterator[Any]:
+        """The batches, with a helper's part of a cold read (``PartFile``) absorbed into the matrix."""
+        for batch in batches:
+            if not isinstance(batch, PartFile):
+                yield batch
+                continue
+            part = self.matrix.empty_like()
+            try:
+                if checkpoint_mod.load(part, batch.path, checkpoint_mod.PART_STAMP) is None:
+                    raise RuntimeError(f"the cold pass's part {batch.path} could not be read")
+                self.matrix.absorb(part)
+            finally:
+                batch.path.unlink(missing_ok=True)
+            self._absorbed += batch.buckets
 
     def _save_checkpoint(self, now: float) -> None:
         """Save the matrix, then let the source forget the backfill entries it now holds."""
@@ -258,7 +284,7 @@ class Judge(VerdictReads):
 
     # -- steps --------------------------------------------------------------------
 
-    def _keep(self, site: str, check: str, probe: str, labels: dict[str, str]) -> int:
+    def keep(self, site: str, check: str, probe: str, labels: dict[str, str]) -> int:
         """Whether the judge reads this check, and its values too (sources ask once per check)."""
         if not (self.evaluator.wants(probe, check, labels) or facts_mod.wanted(probe, labels)):
             return SKIP

@@ -59,6 +59,18 @@ class BucketRow(NamedTuple):
     values: dict[str, list] | str | bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyedBatch:
+    """Summaries whose check is a number in the source's key table (``keys[n]`` = site, check, probe and
+    labels): a cold pass reads millions of rows, and four strings a row cost more than their numbers."""
+
+    keys: Sequence[tuple[str, str, str, str]]  # append-only; the matrix caches its rows by number
+    rows: list[tuple]  # (key number, bucket_start, rounds_ok, rounds_fail, first_ts, last_ts, failed, values)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 @dataclass(frozen=True)
 class KeySpec:
     """Which checks keep a value key, over how long, and which of them keep its histogram."""
@@ -181,6 +193,13 @@ def _assign(index: np.ndarray, wanted: np.ndarray, used: int) -> tuple[np.ndarra
     return index, used
 
 
+def _padded(index: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` entries of a lazily grown index (-1 past its end)."""
+    out = np.full(n, -1, dtype=np.int64)
+    out[:min(n, len(index))] = index[:n]
+    return out
+
+
 def _grown(index: np.ndarray, needed: int) -> np.ndarray:
     out = np.full(max(needed, len(index) + len(index) // 4, _GROW), -1, dtype=np.int64)
     out[: len(index)] = index
@@ -192,6 +211,7 @@ class EvidenceMatrix:
 
     def __init__(self, bucket_s: float, max_window_s: float, keys: dict[str, KeySpec] | None = None):
         self.bucket_s = float(bucket_s)
+        self.max_window_s = float(max_window_s)
         self.slots = self._slots_for(max_window_s)
         self.specs = dict(keys or {})
         self.keys: dict[str, _KeyColumns] = {
@@ -222,6 +242,10 @@ class EvidenceMatrix:
         self.latest.add("ts", np.float64, -np.inf)
         self.latest.add("failed", np.bool_, False)
         self.generation = 0  # bumped when rows are added or relabelled, so selections can be cached
+        self._key_table: Sequence[tuple[str, str, str, str]] | None = None  # a KeyedBatch's keys ...
+        self._key_rows = np.full(0, -1, dtype=np.int64)  # ... and the row of each of them (-1: not yet)
+        self._key_wants = self._key_hists = np.zeros((0, 0), dtype=bool)  # _keys_by_config(), for this many:
+        self._key_table_for = -1
         self._decode_values, self._value_fields = _values_decoder(list(self.specs))
 
     def _slots_for(self, window: float) -> int:
@@ -280,7 +304,7 @@ class EvidenceMatrix:
         keys = list(zip(sites, checks, strict=True))
         if len(set(keys)) != len(keys) or any(k in self.index for k in keys):
             raise ValueError("a (site, check) given twice, or already in the matrix")
-        configs = [self._config_of(p, c, raw) for p, c, raw in zip(probes, checks, labels, strict=True)]
+        configs = self._configs_of(probes, checks, labels)
         if grow:
             self.cols.grow(start + len(sites))
             self.latest.grow(start + len(sites))
@@ -293,6 +317,15 @@ class EvidenceMatrix:
         self.labels += [self.configs[c][2] for c in configs]
         self.row_keys += [self._config_keys[c] for c in configs]
         self.generation += len(sites)  # one per row, as row_for counts (selections then update incrementally)
+
+    def _configs_of(self, probes: Sequence[str], checks: Sequence[str], labels: Sequence[dict[str, str] | str]
+                    ) -> list[int]:
+        """``_config_of`` of many rows: each distinct configuration once (a fleet has a few dozen)."""
+        if not all(type(raw) is str for raw in labels):
+            return [self._config_of(p, c, raw) for p, c, raw in zip(probes, checks, labels, strict=True)]
+        triples = list(zip(probes, checks, labels, strict=True))
+        distinct = {t: self._config_of(*t) for t in dict.fromkeys(triples)}
+        return list(map(distinct.__getitem__, triples))
 
     def _config_of(self, probe: str, check: str, labels: dict[str, str] | str) -> int:
         """The configuration id of (probe, check, labels), made (and its keys decided) on first sight."""
@@ -310,6 +343,57 @@ class EvidenceMatrix:
             self.configs.append((probe, check, decoded))
             self._config_keys.append(self.keys_of(probe, check, decoded))
         return config
+
+    def empty_like(self) -> EvidenceMatrix:
+        """An empty matrix of this one's layout (same buckets, ring and keys)."""
+        return EvidenceMatrix(self.bucket_s, self.max_window_s, self.specs)
+
+    def absorb(self, other: EvidenceMatrix) -> None:
+        """Take the rows of ``other`` (same layout): a helper's part of a cold read.
+
+        Its checks are normally new here and are appended; one already here
+        (a first pass that failed half-way and is read again) has its row
+        replaced. Arrays are copied whole-row: the base columns and newest
+        rounds by row, each value key's ring and newest value by its
+        sub-index, and the histograms by theirs.
+        """
+        n = other.rows
+        keys = list(zip(other.site, other.check, strict=True))
+        held = list(map(self.index.get, keys))
+        new = [i for i, row in enumerate(held) if row is None]
+        for i, row in enumerate(held):
+            if row is not None:
+                self.row_for(other.site[i], other.check[i], other.probe[i], other.raw_labels[i])
+        if new:
+            self.add_rows([other.site[i] for i in new], [other.check[i] for i in new],
+                          [other.probe[i] for i in new], [other.raw_labels[i] for i in new])
+        mine = np.fromiter(map(self.index.__getitem__, keys), dtype=np.int64, count=n)
+        for ours, theirs in ((self.cols, other.cols), (self.latest, other.latest)):
+            for name, arr in ours.arrays.items():
+                arr[mine] = theirs.arrays[name][:n]
+        for key, store in self.keys.items():
+            part = other.keys[key]
+            index = _padded(part.index, n)
+            have = np.flatnonzero(index >= 0)
+            if not len(have):
+                continue
+            their_krows = index[have]
+            krows = store.krows(mine[have])
+            for ours, theirs in ((store.ring, part.ring), (store.newest, part.newest)):
+                for name, arr in ours.arrays.items():
+                    arr[krows] = theirs.arrays[name][their_krows]
+            if store.with_hist:
+                their_hrows = _padded(part.hist_index, part.used)[their_krows]
+                with_hist = np.flatnonzero(their_hrows >= 0)
+                if len(with_hist):
+                    hrows = store.hrows(krows[with_hist])
+                    for name, arr in store.hist.arrays.items():
+                        arr[hrows] = part.hist.arrays[name][their_hrows[with_hist]]
+
+    def kept_checks(self) -> list[tuple[str, str, str, dict[str, str] | str, bool]]:
+        """Per row: site, check, probe, labels as given, and whether it keeps some value (what a source
+        resuming from a checkpoint reads again)."""
+        return list(zip(self.site, self.check, self.probe, self.raw_labels, map(bool, self.row_keys), strict=True))
 
     def rows_by_config(self, start: int = 0) -> dict[int, np.ndarray]:
         """Rows from ``start`` on, grouped by their configuration id."""
@@ -337,14 +421,15 @@ class EvidenceMatrix:
     def bucket_of(self, ts: float) -> float:
         return math.floor(ts / self.bucket_s) * self.bucket_s
 
-    def load(self, batches: Iterable[Sequence[BucketRow | tuple]], now: float) -> int:
+    def load(self, batches: Iterable[Sequence[BucketRow | tuple] | KeyedBatch], now: float) -> int:
         """Write batches of summaries into their slots (replacing what was there); return how many changed.
 
         Vectorised per batch: the only per-row Python is finding the row and,
         for a bucket that changed and whose check keeps values, decoding them.
         """
         horizon = self.horizon(now)
-        return sum(self._load_batch(batch, horizon) for batch in batches if len(batch))
+        return sum(self._load_keyed(batch, horizon) if isinstance(batch, KeyedBatch)
+                   else self._load_batch(batch, horizon) for batch in batches if len(batch))
 
     def _load_batch(self, batch: Sequence[BucketRow | tuple], horizon: float) -> int:
         (buckets_t, sites, checks, probes, labels, oks, fails, firsts, lasts, reasons, values) = zip(*batch,
@@ -361,6 +446,33 @@ class EvidenceMatrix:
         for i in np.flatnonzero(rows < 0).tolist():  # a check seen for the first time
             if buckets[i] >= horizon:
                 rows[i] = self.row_for(sites[i], checks[i], probes[i], labels[i])
+        return self._write(rows, buckets, oks, fails, firsts, lasts, reasons, values, horizon)
+
+    def _load_keyed(self, batch: KeyedBatch, horizon: float) -> int:
+        """A batch whose checks are numbers of the source's key table: rows found by array look-up."""
+        numbers_t, buckets_t, oks, fails, firsts, lasts, failed, values = zip(*batch.rows, strict=True)
+        numbers = np.array(numbers_t, dtype=np.int64)
+        buckets = np.array(buckets_t, dtype=np.float64)
+        if batch.keys is not self._key_table or len(self._key_rows) < len(batch.keys):
+            if batch.keys is not self._key_table:
+                self._key_rows = np.full(0, -1, dtype=np.int64)
+                self._key_table = batch.keys
+            self._key_rows = np.r_[self._key_rows, np.full(len(batch.keys) - len(self._key_rows), -1, np.int64)]
+        rows = self._key_rows[numbers]
+        first = np.unique(numbers[(rows < 0) & (buckets >= horizon)]).tolist()  # numbers seen the first time
+        if first:
+            keys = list(map(batch.keys.__getitem__, first))
+            held = map(self.index.get, [(site, check) for site, check, _, _ in keys])
+            for n, key, row in zip(first, keys, held, strict=True):
+                if row is None or key[3] != self.raw_labels[row] or key[2] != self.probe[row]:
+                    row = self.row_for(*key)  # a new check, or one whose probe or labels changed
+                self._key_rows[n] = row
+            rows = self._key_rows[numbers]
+        return self._write(rows, buckets, oks, fails, firsts, lasts, failed, values, horizon)
+
+    def _write(self, rows: np.ndarray, buckets: np.ndarray, oks: Sequence[int], fails: Sequence[int],
+               firsts: Sequence[float], lasts: Sequence[float], reasons: Sequence[object],
+               values: Sequence[dict[str, list] | str | bytes | None], horizon: float) -> int:
         if not (rows >= 0).any():
             return 0
         slots = (buckets // self.bucket_s).astype(np.int64) % self.slots
@@ -389,31 +501,43 @@ class EvidenceMatrix:
         return len(pick)
 
     def _load_values(self, pick: np.ndarray, rows: np.ndarray, buckets: np.ndarray,
-                     values: tuple[dict[str, list] | str | bytes | None, ...]) -> None:
+                     values: Sequence[dict[str, list] | str | bytes | None]) -> None:
         """The kept value keys of the picked buckets: decoded together (one msgspec call a batch, only the
         kept keys built), then written one key at a time with vectorised operations."""
-        row_keys = self.row_keys
-        raws = [values[i] for i in pick.tolist()]
-        use = [n for n, (row, raw) in enumerate(zip(rows[pick].tolist(), raws, strict=True)) if raw and row_keys[row]]
+        picked_rows = rows[pick]
+        configs = np.fromiter(map(self.config.__getitem__, picked_rows.tolist()), dtype=np.int64,
+                              count=len(pick))
+        wants, hists = self._keys_by_config()
+        raws = list(map(values.__getitem__, pick.tolist()))
+        filled = np.fromiter(map(bool, raws), dtype=bool, count=len(raws))
+        use = np.flatnonzero(filled & wants.any(axis=0)[configs]).tolist() if len(self.keys) else []
         if not use:
             return
-        decoded = self._decode_values([raws[n] for n in use])
-        at = pick[use]
-        keyed_rows, keyed_buckets = rows[at], buckets[at]
-        wanted = {key: (np.zeros(len(use), dtype=bool), np.zeros(len(use), dtype=bool)) for key in self.keys}
-        for n, row in enumerate(keyed_rows.tolist()):  # which keys each row keeps (a handful per row)
-            for key, with_hist in row_keys[row]:
-                wanted[key][0][n] = True
-                wanted[key][1][n] = with_hist
-        for key, (want, hist) in wanted.items():
+        decoded = self._decode_values(list(map(raws.__getitem__, use)))
+        keyed_rows, keyed_buckets, keyed_configs = picked_rows[use], buckets[pick[use]], configs[use]
+        for k, key in enumerate(self.keys):
+            want = wants[k][keyed_configs]
             if not want.any():
                 continue
             items = list(map(operator.attrgetter(self._value_fields[key]), decoded))
-            have = want & np.fromiter(map(_is_some, items), dtype=bool, count=len(items))
-            found = np.flatnonzero(have)
+            present = np.fromiter(map(operator.is_not, items, itertools.repeat(None)), dtype=bool, count=len(items))
+            found = np.flatnonzero(want & present)
             if len(found):
                 self._write_key(self.keys[key], keyed_rows[found], keyed_buckets[found],
-                                [items[n] for n in found.tolist()], hist[found])
+                                list(map(items.__getitem__, found.tolist())), hists[k][keyed_configs[found]])
+
+    def _keys_by_config(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per value key and configuration: whether it keeps the key, and with a histogram (``keys x configs``)."""
+        if self._key_table_for != len(self._config_keys):
+            wants = np.zeros((len(self.keys), len(self._config_keys)), dtype=bool)
+            hists = np.zeros_like(wants)
+            position = {key: k for k, key in enumerate(self.keys)}
+            for config, kept in enumerate(self._config_keys):
+                for key, with_hist in kept:
+                    wants[position[key], config] = True
+                    hists[position[key], config] = with_hist
+            self._key_wants, self._key_hists, self._key_table_for = wants, hists, len(self._config_keys)
+        return self._key_wants, self._key_hists
 
     def _write_key(self, store: _KeyColumns, rows: np.ndarray, buckets: np.ndarray, items: list[_KeyValue],
                    with_hist: np.ndarray) -> None:
@@ -533,10 +657,6 @@ _NUMBERS = operator.attrgetter("count", "sum", "min", "max", "last", "last_ts")
 _TAIL = operator.attrgetter("tail6", "tail7")
 
 
-def _is_some(x: object) -> bool:
-    return x is not None
-
-
 def _values_decoder(keys: list[str]) -> tuple[Callable[[list[Any]], list[Any]], dict[str, str]]:
     """A decoder of many ``values_json`` at once that builds only the keys the matrix keeps, and each
     key's attribute name in what it returns.
@@ -567,12 +687,20 @@ def _values_decoder(keys: list[str]) -> tuple[Callable[[list[Any]], list[Any]], 
         return plain(**{name: one(found[key]) for key, name in fields.items() if key in found})
 
     def decode(raws: list[Any]) -> list[Any]:
-        if fast and all(type(r) is str for r in raws):
+        kinds = set(map(type, raws))
+        if fast and kinds == {str}:
             text = "[" + ",".join(raws) + "]"
             if "'" not in text:
                 try:
                     return many(text.replace('\\"', "'"))
                 except msgspec.DecodeError:  # e.g. a key ending in a backslash: the exact path decides
+                    pass
+        elif fast and kinds == {bytes}:  # as the store hands them over to a cold pass: no text built
+            data = b"[" + b",".join(raws) + b"]"
+            if b"'" not in data:
+                try:
+                    return many(data.replace(b'\\"', b"'"))
+                except msgspec.DecodeError:
                     pass
         return [each(r) for r in raws]
 

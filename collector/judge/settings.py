@@ -30,6 +30,10 @@ class JudgeSettings(BaseModel):
     checkpoint: bool = Field(default=True, description="save the evidence matrix in data_dir: restarts judge in "
                                                         "seconds instead of re-reading a day of evidence")
     checkpoint_interval: Duration = Field(default=600.0, description="how often the checkpoint is saved")
+    cold_helper: bool = Field(default=True, description="a cold pass (no usable checkpoint) shares its reading with a "
+                                                         "helper process: both cores, half the time")
+    cold_helper_min_sites: int = Field(default=2000, ge=2, description="smaller fleets read alone: a helper's start "
+                                                                        "costs more than it saves")
 
     @field_validator("criteria_file")
     @classmethod

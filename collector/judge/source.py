@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from commune_collector.evidence import BUCKET_SECONDS, CheckSummary
@@ -20,6 +21,18 @@ from commune_collector.maintenance.windows import MaintenanceWindow
 # (site, check, probe, labels) -> SKIP, ROUNDS (good/bad counts only) or VALUES (counts and values)
 Keep = Callable[[str, str, str, dict[str, str]], int]
 SKIP, ROUNDS, VALUES = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class PartFile:
+    """Part of a cold read already loaded by a helper process into a matrix of the judge's own layout,
+    saved as a checkpoint (``judge/checkpoint.py``): the judge absorbs its rows instead of reading them."""
+
+    path: Path
+    buckets: int  # summaries it holds, counted as read
+
+    def __len__(self) -> int:
+        return 1
 
 
 @dataclass(frozen=True)

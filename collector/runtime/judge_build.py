@@ -13,6 +13,7 @@ from typing import Any
 from commune_collector.judge.engine import Judge
 from commune_collector.judge.settings import JudgeSettings
 from commune_collector.store.judge_evidence import StoreEvidence
+from commune_collector.store.judge_helper import ColdHelper
 from commune_collector.store.verdicts import SqlVerdictStore
 
 log = logging.getLogger("commune_collector.judge")
@@ -29,7 +30,10 @@ def build_judge(settings: JudgeSettings | None, store: Any, data_dir: Path | Non
     config = settings.criteria()
     log.info("judge: %s, every %gs", config.describe(), settings.interval)
     checkpoint = data_dir / CHECKPOINT_FILE if settings.checkpoint and data_dir is not None else None
-    return Judge(config, StoreEvidence(store), SqlVerdictStore.for_store(store), timezone=settings.timezone,
+    source = StoreEvidence(store)
+    if settings.cold_helper and data_dir is not None:
+        source.helper = ColdHelper(config, data_dir, settings.cold_helper_min_sites)
+    return Judge(config, source, SqlVerdictStore.for_store(store), timezone=settings.timezone,
                  checkpoint=checkpoint, checkpoint_interval=settings.checkpoint_interval)
 
 

@@ -21,19 +21,25 @@ site that appears. The first pass reads everything within the longest window.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from commune_collector.evidence import BUCKET_SECONDS, bucket_of
-from commune_collector.judge.source import Keep, SiteRecord
+from commune_collector.judge.matrix import KeyedBatch
+from commune_collector.judge.source import ROUNDS, VALUES, Keep, PartFile, SiteRecord
+
+if TYPE_CHECKING:
+    from commune_collector.store.judge_helper import ColdHelper
 from commune_collector.maintenance.windows import MaintenanceWindow
 from commune_collector.store.verdicts import JudgeDb
 
 _labels = msgspec.json.Decoder(dict[str, str])
-_COLUMNS = ("s.bucket_start, s.site, s.check_id, s.probe, s.labels, s.rounds_ok, s.rounds_fail, s.first_ts, "
-            "s.last_ts, s.last_reason, CASE WHEN k.level = 2 THEN s.values_json END")
+# a check by its number in the key table (commune_collector.judge.matrix.KeyedBatch), whether its last round
+# failed rather than why, and the values only where kept; on SQLite the values as bytes (no text object built)
+_COLUMNS = ("k.key, s.bucket_start, s.rounds_ok, s.rounds_fail, s.first_ts, s.last_ts, s.last_reason <> '', "
+            "CASE WHEN k.level = 2 THEN {values} END")
 
 
 class StoreEvidence:
@@ -49,7 +55,12 @@ class StoreEvidence:
         self.bucket_seconds = float(bucket_seconds)
         self.rediscover_passes = max(1, rediscover_passes)
         self._read_from: float | None = None
-        self._kept: dict[tuple[str, str], tuple[str, int]] = {}  # (site, check) -> (labels text, keep level)
+        self._kept: dict[tuple[str, str], tuple[str, int, str]] = {}  # (site, check) -> (labels, level, probe)
+        self._fresh: list[tuple[str, str]] = []  # checks read from this pass on: their window is read too
+        self.keys: list[tuple[str, str, str, str]] = []  # (site, check, probe, labels) by number, append-only
+        self._numbers: dict[tuple[str, str], int] = {}  # (site, check) -> its number in ``keys`` now
+        self._columns = _COLUMNS.format(values="CAST(s.values_json AS BLOB)" if self.db.name == "sqlite"
+                                        else "s.values_json")
         self._sites_known: set[str] = set()
         self._cursor_site = ""
         self._label_cache: dict[str, dict[str, str]] = {}
@@ -59,6 +70,7 @@ class StoreEvidence:
         self.keep_backfill = False  # True with checkpoints: entries go once a saved matrix holds them
         self._inventory: list[SiteRecord] = []
         self._inventory_mark: tuple | None = None
+        self.helper: ColdHelper | None = None  # reads part of a cold pass in another process (judge_helper.py)
 
     # -- inventory and report times --------------------------------------------------
 
@@ -80,11 +92,13 @@ class StoreEvidence:
     # -- evidence ----------------------------------------------------------------------
 
     def read(self, now: float, horizon: float, keep: Keep, full: bool,
-             resume_from: float | None = None) -> Iterator[list[tuple]]:
+             resume_from: float | None = None) -> Iterator[KeyedBatch | PartFile]:
         """What changed since the last read; ``resume_from``: the bucket a restored checkpoint was current at."""
         current = bucket_of(now, int(self.bucket_seconds))
         backfill_upto = self._move_cursor(current, full)
+        helper = self.helper.start(self, now, horizon) if full and self.helper is not None else None
         if full or not self._ready:
+            self._fresh = []  # everything is read from the horizon
             self._discover(keep, None)
         else:
             self._discover_some(keep)
@@ -94,15 +108,19 @@ class StoreEvidence:
             start = max(min(resume_from, current), horizon)
         else:
             start = min(self._read_from if self._read_from is not None else current, current)
-        bucket = start
-        while bucket <= current:
-            yield from self._stream(f"SELECT {_COLUMNS} FROM judge_keep k CROSS JOIN summaries s "
-                                    "WHERE s.bucket_start = ? AND s.site = k.site AND s.check_id = k.check_id",
-                                    (bucket,))
-            bucket += self.bucket_seconds
+        try:
+            yield from helper.own_runs() if helper is not None else self.window(start, current)
+            if helper is not None:
+                yield from helper.result()
+                helper = None
+        finally:
+            if helper is not None:
+                helper.abandon()
+        if self._fresh and not full:
+            yield from self._read_fresh(horizon, start)
         if backfill_upto is not None and backfill_upto > self._backfill_seen:
             yield from self._stream(
-                f"SELECT {_COLUMNS} FROM judge_backfill b CROSS JOIN judge_keep k CROSS JOIN summaries s "
+                f"SELECT {self._columns} FROM judge_backfill b CROSS JOIN judge_keep k CROSS JOIN summaries s "
                 "WHERE b.id > ? AND b.id <= ? AND k.site = b.site AND k.check_id = b.check_id "
                 "AND s.bucket_start = b.bucket_start AND s.site = b.site AND s.check_id = b.check_id "
                 "AND b.bucket_start < ? AND b.bucket_start >= ?",
@@ -112,9 +130,58 @@ class StoreEvidence:
                 self.trim_backfill(backfill_upto)
         self._read_from = current  # only once everything up to it was read: a failed pass reads it again
 
+    def window(self, start: float, current: float, below: str | None = None, since: str | None = None
+               ) -> Iterator[KeyedBatch]:
+        """Every bucket from ``start`` to ``current`` of the checks read (of sites from ``since`` and
+        before ``below`` when given: the halves of a cold pass shared with a helper)."""
+        sites = "".join(f" AND k.site {op} ?" for op, bound in ((">=", since), ("<", below)) if bound is not None)
+        bounds = tuple(bound for bound in (since, below) if bound is not None)
+        bucket = start
+        while bucket <= current:
+            yield from self._stream(f"SELECT {self._columns} FROM judge_keep k CROSS JOIN summaries s "
+                                    f"WHERE s.bucket_start = ? AND s.site = k.site AND s.check_id = k.check_id{sites}",
+                                    (bucket, *bounds))
+            bucket += self.bucket_seconds
+
+    def decide_from(self, keep: Keep, first_site: str | None) -> None:
+        """Decide afresh what to read, for the sites from ``first_site`` on (all when None)."""
+        self._decide_all(keep, first_site)
+
+    def _read_fresh(self, horizon: float, start: float) -> Iterator[KeyedBatch]:
+        """The older buckets of checks read from this pass on (new, or now read with their values): their
+        whole window, as a cold pass would have read it, not only what arrives from now on."""
+        with self.db.tx(main=False) as conn:
+            self.db.execute(conn, "CREATE TEMPORARY TABLE IF NOT EXISTS judge_fresh (site TEXT NOT NULL, "
+                                  "check_id TEXT NOT NULL, PRIMARY KEY (site, check_id))")
+            self.db.execute(conn, "DELETE FROM judge_fresh")
+            self.db.executemany(conn, "INSERT INTO judge_fresh (site, check_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                self._fresh)
+        bucket = horizon
+        while bucket < start:
+            yield from self._stream(f"SELECT {self._columns} FROM judge_fresh f CROSS JOIN judge_keep k "
+                                    "CROSS JOIN summaries s WHERE k.site = f.site AND k.check_id = f.check_id "
+                                    "AND s.bucket_start = ? AND s.site = f.site AND s.check_id = f.check_id",
+                                    (bucket,))
+            bucket += self.bucket_seconds
+        self._fresh = []
+
     def backfill_mark(self) -> int:
         """The last backfill log entry already read (a checkpoint saved now includes it)."""
         return self._backfill_seen
+
+    def resume(self, checks: Iterable[tuple[str, str, str, str, bool]]) -> None:
+        """Read what a restored checkpoint holds (site, check, probe, labels, keeps values) instead of
+        deciding again for every check in ``latest``: a restart then costs what changed, as a pass does.
+
+        A check that appeared while the collector was down is found as one
+        appearing while it runs: a new site at the next pass, a new check of a
+        known site by the slice of sites each pass decides again.
+        """
+        self._kept = {(site, check): (labels if isinstance(labels, str) else json.dumps(labels),
+                                      VALUES if values else ROUNDS, probe)
+                      for site, check, probe, labels, values in checks}
+        self._sites_known = {site for site, _ in self._kept}
+        self._apply([], [], reset=True)
 
     def trim_backfill(self, upto: int) -> None:
         """Forget log entries up to ``upto``: read, and (with checkpoints) saved."""
@@ -144,11 +211,37 @@ class StoreEvidence:
 
     # -- which checks to read -----------------------------------------------------------
 
+    def _decide_all(self, keep: Keep, since: str | None = None) -> None:
+        """Decide afresh what to read of every check (of the sites from ``since`` on, when given).
+
+        Per configuration, in the database: its distinct (probe, check, labels)
+        are decided here (a few dozen), and only the rows of kept ones come
+        back (~7 of a site's ~50), not every row of ``latest``.
+        """
+        where, bounds = ("WHERE site >= ?", (since,)) if since is not None else ("", ())
+        configs = self.db.fetch(f"SELECT DISTINCT probe, check_id, labels FROM latest {where}", bounds)
+        kept_configs = [(probe, check, labels, level) for probe, check, labels in configs
+                        if (level := self._decide(keep, "", probe, check, labels))]
+        with self.db.tx(main=False) as conn:
+            self.db.execute(conn, "CREATE TEMPORARY TABLE IF NOT EXISTS judge_configs (probe TEXT NOT NULL, "
+                                  "check_id TEXT NOT NULL, labels TEXT NOT NULL, level INTEGER NOT NULL, "
+                                  "PRIMARY KEY (probe, check_id, labels))")
+            self.db.execute(conn, "DELETE FROM judge_configs")
+            self.db.executemany(conn, "INSERT INTO judge_configs (probe, check_id, labels, level) VALUES (?, ?, ?, ?)",
+                                kept_configs)
+        rows = self.db.fetch("SELECT l.site, l.check_id, l.probe, l.labels, c.level FROM latest l "
+                             "JOIN judge_configs c ON c.probe = l.probe AND c.check_id = l.check_id "
+                             f"AND c.labels = l.labels {where.replace('site', 'l.site')}", bounds)
+        self._sites_known = {r[0] for r in self.db.fetch(f"SELECT DISTINCT site FROM latest {where}", bounds)}
+        self._kept = {(site, check): (labels, level, probe) for site, check, probe, labels, level in rows}
+        self._apply([], [], reset=True)
+
     def _discover(self, keep: Keep, sites: tuple[str, str] | list[str] | None) -> None:
         """Decide for the checks of some sites (all when None) whether the judge reads them."""
         if sites is None:
-            rows = self.db.fetch("SELECT site, check_id, probe, labels FROM latest")
-        elif isinstance(sites, tuple):
+            self._decide_all(keep)
+            return
+        if isinstance(sites, tuple):
             rows = self.db.fetch("SELECT site, check_id, probe, labels FROM latest WHERE site >= ? AND site <= ?",
                                  sites)
         else:
@@ -158,7 +251,6 @@ class StoreEvidence:
                 rows += self.db.fetch("SELECT site, check_id, probe, labels FROM latest WHERE site IN "
                                       f"({','.join('?' * len(chunk))})", chunk)
         if not rows:
-            self._apply([], [], reset=sites is None)
             return
         site_col, check_col, probe_col, label_col = zip(*rows, strict=True)
         self._sites_known.update(site_col)
@@ -173,20 +265,15 @@ class StoreEvidence:
                 table = {**table, **decided}
         levels = list(map(table.__getitem__, configs))
         kept = self._kept
-        if sites is None:  # everything decided afresh; _apply rebuilds judge_keep from _kept
-            pairs = zip(zip(site_col, check_col, strict=True), levels, strict=True)
-            for key in [k for k, level in pairs if not level and k in kept]:
-                del kept[key]
-            kept.update({(site, check): (labels, level) for site, check, labels, level
-                         in zip(site_col, check_col, label_col, levels, strict=True) if level})
-            self._apply([], [], reset=True)
-            return
         add, drop = [], []
-        for site, check, labels, level in zip(site_col, check_col, label_col, levels, strict=True):
+        for site, check, probe, labels, level in zip(site_col, check_col, probe_col, label_col, levels,
+                                                      strict=True):
             held = kept.get((site, check))
-            if level and held != (labels, level):
+            if level and held != (labels, level, probe):
                 add.append((site, check, level))
-                kept[(site, check)] = (labels, level)
+                if held is None or held[1] < level:
+                    self._fresh.append((site, check))
+                kept[(site, check)] = (labels, level, probe)
             elif not level and held is not None:
                 drop.append((site, check))
                 del kept[(site, check)]
@@ -221,25 +308,50 @@ class StoreEvidence:
         with self.db.tx(main=False) as conn:  # judge_keep is a temporary table: no lock on the database
             if not self._ready:
                 self.db.execute(conn, "CREATE TEMPORARY TABLE IF NOT EXISTS judge_keep (site TEXT NOT NULL, "
-                                      "check_id TEXT NOT NULL, level INTEGER NOT NULL, PRIMARY KEY (site, check_id))")
+                                      "check_id TEXT NOT NULL, level INTEGER NOT NULL, key INTEGER NOT NULL, "
+                                      "PRIMARY KEY (site, check_id))" + (" WITHOUT ROWID" if self.db.name == "sqlite"
+                                                                         else ""))
             if reset:
                 self.db.execute(conn, "DELETE FROM judge_keep")
-                add = [(site, check, level) for (site, check), (_, level) in self._kept.items()]
+                rows = self._renumber()
+            else:
+                for site, check in drop:
+                    self._numbers.pop((site, check), None)
+                rows = [(site, check, level, self._number(site, check)) for site, check, level in add]
             self.db.executemany(conn, "DELETE FROM judge_keep WHERE site = ? AND check_id = ?", drop)
-            self.db.executemany(conn, "INSERT INTO judge_keep (site, check_id, level) VALUES (?, ?, ?) "
-                                      "ON CONFLICT (site, check_id) DO UPDATE SET level = excluded.level", add)
+            self.db.executemany(conn, "INSERT INTO judge_keep (site, check_id, level, key) VALUES (?, ?, ?, ?) "
+                                      "ON CONFLICT (site, check_id) DO UPDATE SET level = excluded.level, "
+                                      "key = excluded.key", rows)
         self._ready = True
 
-    def _stream(self, sql: str, params: tuple) -> Iterator[list[tuple]]:
+    def _renumber(self) -> list[tuple[str, str, int, int]]:
+        """Every kept check numbered afresh (a full decision, or a resumed checkpoint): the rows of judge_keep."""
+        start = len(self.keys)
+        self.keys += [(site, check, probe, labels) for (site, check), (labels, _, probe) in self._kept.items()]
+        self._numbers = dict(zip(self._kept, range(start, len(self.keys)), strict=True))
+        return [(site, check, level, number) for ((site, check), (_, level, _)), number
+                in zip(self._kept.items(), range(start, len(self.keys)), strict=True)]
+
+    def _number(self, site: str, check: str) -> int:
+        """The check's number in ``keys``: a new one when its probe or labels changed (the matrix then
+        relabels its row when it first sees the new number)."""
+        labels, _, probe = self._kept[(site, check)]
+        number = self._numbers.get((site, check))
+        if number is None or self.keys[number] != (site, check, probe, labels):
+            number = self._numbers[(site, check)] = len(self.keys)
+            self.keys.append((site, check, probe, labels))
+        return number
+
+    def _stream(self, sql: str, params: tuple) -> Iterator[KeyedBatch]:
         """Batches of a query's rows, as the store returns them (a cold start reads millions: never all at once).
 
-        Rows go to the matrix as they are: their labels and values stay JSON
-        text until the matrix sees a new check or a changed bucket.
+        Rows go to the matrix as they are: their values stay JSON until the
+        matrix sees a changed bucket of a check that keeps some value.
         """
         with self.db.read() as conn:
             cursor = self.db.execute(conn, sql, params)
             while chunk := cursor.fetchmany(8192):
-                yield chunk
+                yield KeyedBatch(self.keys, chunk)
 
     def _decode(self, text: str) -> dict[str, str]:
         labels = self._label_cache.get(text)
