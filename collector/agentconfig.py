@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -44,10 +44,30 @@ _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_tr
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 3,321 files in seconds, not half a minute
 
 
+_UNREPEATABLE = ("random", "lipsum")  # Jinja's filter and global that give another answer every render
+
+
 @functools.lru_cache(maxsize=4096)
-def _template(source: str) -> Any:
-    """Each distinct string is compiled once, not once per site."""
-    return _env.from_string(source)
+def _template(source: str) -> tuple[Any, tuple[str, ...] | None]:
+    """Each distinct string compiled once, not once per site; with the names it reads (None: never reuse
+    its output, it may differ from one render to the next)."""
+    names = tuple(sorted(meta.find_undeclared_variables(_env.parse(source))))
+    return _env.from_string(source), None if any(w in source for w in _UNREPEATABLE) else names
+
+
+@functools.lru_cache(maxsize=16384)
+def _rendered(source: str, values: tuple[tuple[str, type, Any], ...]) -> str:
+    return str(_template(source)[0].render({name: value for name, _, value in values}))
+
+
+def _fill(source: str, context: dict[str, Any]) -> str:
+    """A template's output, reused while the values it reads are the same: most strings of a profile read
+    only its vars (``{{ lan }}.1``, ``{{ dc_host }}``), the same for a whole province or country, and a
+    Jinja render costs more than the rest of a site's config (``rollout start`` renders every site twice)."""
+    template, names = _template(source)
+    if names is None or any(name not in context for name in names):
+        return str(template.render(context))  # and an unknown name is StrictUndefined's error, as before
+    return _rendered(source, tuple((name, type(context[name]), context[name]) for name in names))
 
 
 class AgentProfile(BaseModel):
@@ -139,7 +159,7 @@ def _render(value: Any, context: dict[str, Any], loc: tuple[str | int, ...]) -> 
         return [_render(v, context, loc + (i,)) for i, v in enumerate(value)]
     if isinstance(value, str) and ("{{" in value or "{%" in value):
         try:
-            return _template(value).render(context)
+            return _fill(value, context)
         except TemplateError as exc:
             raise _RenderError(loc, f"{value!r}: {exc.message or exc}") from None
     return value
@@ -201,14 +221,17 @@ def validation_issues(data: Fragment, site: Site, profile: Profile) -> list[Conf
     # not the collector's other subcommands that import this module with the CLI
     from commune_agent.config import AgentConfig
 
-    lines, paths = _profile_lines(data, site, profile)
+    error: ValidationError | None = None
+    located: list[tuple[tuple[str | int, ...], str]] = []
     try:
-        cfg = AgentConfig.model_validate(data)
+        located = list(AgentConfig.model_validate(data).located_issues())
     except ValidationError as exc:
-        found = issues_from_validation(exc, data, lines, profile.filename)
-    else:
-        found = [ConfigIssue(profile.filename, lines.line_for(loc), _dotted(loc), msg)
-                 for loc, msg in cfg.located_issues()]
+        error = exc
+    if error is None and not located:
+        return []  # the usual case: no profile line map, which costs more than the validation itself
+    lines, paths = _profile_lines(data, site, profile)
+    found = issues_from_validation(error, data, lines, profile.filename) if error is not None else [
+        ConfigIssue(profile.filename, lines.line_for(loc), _dotted(loc), msg) for loc, msg in located]
     return [ConfigIssue(i.file, i.line, f"{paths.get(i.path, i.path)} (site {site.id})", i.message) for i in found]
 
 

@@ -133,3 +133,19 @@ def test_unknown_site_and_missing_arguments_are_refused(inventory):
     assert result.returncode == 2 and "name one SITE, or give --all" in result.stderr
     result = cli("agent-config", "--all", "--config", str(inventory))
     assert result.returncode == 2 and "give --out DIR" in result.stderr
+
+
+def test_a_placeholders_output_is_reused_only_while_the_values_it_reads_are_the_same():
+    from commune_collector.agentconfig import agent_config_for, parse_profile
+    from commune_collector.sites import Site
+
+    profile = parse_profile(
+        "collector: {url: 'http://{{ host }}:8470', token_file: /etc/commune-agent/token}\n"
+        "agent: {n: '{{ n }}', upper: '{{ n | string | upper }}-{{ site }}', host: '{{ host }}'}\n"
+        "vars: {host: dc.example, n: 1}\n"
+        "sites: {b: {n: true}, c: {n: 1.0}, d: {host: other.example}}\n", "profile.yaml")
+    rendered = {s: agent_config_for(profile, Site(s, s, "hue", s))["agent"] for s in "abcda"}  # a again, after d
+    # 1, True and 1.0 are equal keys to a dict: each still renders as itself
+    assert [rendered[s]["n"] for s in "abc"] == ["1", "True", "1.0"]
+    assert [rendered[s]["upper"] for s in "abc"] == ["1-a", "TRUE-b", "1.0-c"]
+    assert [rendered[s]["host"] for s in "abcd"] == ["dc.example"] * 3 + ["other.example"]

@@ -257,6 +257,7 @@ def test_the_fleet_view_shows_drift_errors_and_enrollment_per_site_and_counts_pe
     assert rows_html == {"hn-site-00": "ok", "hn-site-01": "error", "hn-site-02": "none"}
     assert page.index('data-site="hn-site-01"') < page.index('data-site="hn-site-00"')  # the worst first
     assert "12 báo cáo, cũ nhất" in page and "đã bỏ 40 kết quả" in page and "Bị từ chối" in page
+    assert "<h1>Thiết bị đo của Hà Nội</h1>" in page  # its own title key: the national page keeps "fleet_title"
     assert "12 reports, oldest" in fleet.client.get("/p/ha-noi/fleet", params={"lang": "en"}).text
     hue = operator_headers(fleet.state.store, "province", "hue")
     assert fleet.client.get("/p/ha-noi/fleet", headers=hue).status_code == 404  # another province: absent

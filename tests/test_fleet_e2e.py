@@ -19,6 +19,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +112,16 @@ class Box:
 class Center:
     """The collector process and what it holds."""
 
-    def __init__(self, root: Path, dsn: str | None, fleet: str = ""):
-        self.profile = root / "agent-profile.yaml"
+    def __init__(self, root: Path, dsn: str | None, fleet: str = "", profile: Path | None = None):
+        """``profile``: another Center's profile file (replicas on one database serve one profile)."""
+        self.profile = profile or root / "agent-profile.yaml"
         database = f"database: {{dsn: '{dsn}'}}\n" if dsn else ""
         self.dsn = dsn
         self.process = CollectorProcess(root, f"aggregator: {{interval: 1h, process: false}}\n"
                                               f"auth: {{cache_ttl: 0s}}\n{database}"
                                               f"fleet: {{profile: {self.profile}, live_within: 10m{fleet}}}\n")
-        write_profile(self.profile, self.process.port)
+        if profile is None:
+            write_profile(self.profile, self.process.port)
         self.url = self.process.url
 
     def open_province(self, root: Path, n: int) -> tuple[Path, list[Box]]:
@@ -206,15 +209,20 @@ def _settle(boxes: list[Box], center: Center) -> dict[tuple[str, str], list[floa
 @pytest.fixture(params=[("postgres", 3), ("sqlite", 20)], ids=["postgres-3", "sqlite-20"])
 def center(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Center, int]]:
     database, agents = request.param
-    if database == "postgres":
-        with PostgresPeer() as pg:
-            c = Center(tmp_path, pg.dsn)
-            yield c, agents
-            c.process.stop()
-    else:
-        c = Center(tmp_path, None)
+    with running_center(database, tmp_path) as c:
         yield c, agents
-        c.process.stop()
+
+
+@contextmanager
+def running_center(database: str, root: Path, fleet: str = "") -> Iterator[Center]:
+    """A Center on a throwaway PostgreSQL (``postgres``) or on its own SQLite file; stopped after."""
+    with ExitStack() as stack:
+        dsn = stack.enter_context(PostgresPeer()).dsn if database == "postgres" else None
+        c = Center(root, dsn, fleet)
+        try:
+            yield c
+        finally:
+            c.process.stop()
 
 
 def test_a_province_enrolls_takes_its_config_from_the_center_and_refuses_a_bad_one(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from commune_common.yamlconf import load_yaml
 
 LANGS = ("vi", "en")
 DEFAULT_LANG = "vi"
@@ -18,7 +18,10 @@ CATALOG_DIR = Path(__file__).parent / "i18n"
 
 
 def load_catalog(lang: str) -> dict[str, str]:
-    data = yaml.safe_load((CATALOG_DIR / f"{lang}.yaml").read_text(encoding="utf-8"))
+    """A key written twice is refused (ConfigError with its line): plain YAML keeps the last silently, so two
+    pages sharing a key would show one page's text on the other."""
+    path = CATALOG_DIR / f"{lang}.yaml"
+    data, _ = load_yaml(path.read_text(encoding="utf-8"), str(path))
     if not isinstance(data, dict):
         raise ValueError(f"{CATALOG_DIR / lang}.yaml: must be a mapping of key: text")
     return {str(k): str(v) for k, v in data.items()}
