@@ -247,7 +247,8 @@ class Judge(VerdictReads):
                 self._saved_at = float(extra["saved_at"])
                 self.upstream_spans = UpstreamSpans.from_json(extra.get("upstream_spans", {}))
                 if hasattr(self.source, "resume"):  # read what the checkpoint holds, not every check again
-                    self.source.resume(self.matrix.kept_checks())
+                    first = self.source.resume(self.matrix.kept_checks())
+                    self.matrix.bind_keys(self.source.keys, first)  # type: ignore[attr-defined]
                 return self.source.read(now, horizon, self.keep, False,  # type: ignore[call-arg]
                                         resume_from=float(extra["bucket"]))
         return self.source.read(now, horizon, self.keep, True)

@@ -390,6 +390,11 @@ class EvidenceMatrix:
                     for name, arr in store.hist.arrays.items():
                         arr[hrows] = part.hist.arrays[name][their_hrows[with_hist]]
 
+    def bind_keys(self, keys: Sequence[tuple[str, str, str, str]], first: int) -> None:
+        """``keys[first + row]`` is this matrix's row ``row`` (a source resumed from ``kept_checks``)."""
+        self._key_table = keys
+        self._key_rows = np.r_[np.full(first, -1, dtype=np.int64), np.arange(self.rows, dtype=np.int64)]
+
     def kept_checks(self) -> list[tuple[str, str, str, dict[str, str] | str, bool]]:
         """Per row: site, check, probe, labels as given, and whether it keeps some value (what a source
         resuming from a checkpoint reads again)."""

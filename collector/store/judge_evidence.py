@@ -169,19 +169,22 @@ class StoreEvidence:
         """The last backfill log entry already read (a checkpoint saved now includes it)."""
         return self._backfill_seen
 
-    def resume(self, checks: Iterable[tuple[str, str, str, str, bool]]) -> None:
+    def resume(self, checks: Iterable[tuple[str, str, str, str, bool]]) -> int:
         """Read what a restored checkpoint holds (site, check, probe, labels, keeps values) instead of
         deciding again for every check in ``latest``: a restart then costs what changed, as a pass does.
 
         A check that appeared while the collector was down is found as one
         appearing while it runs: a new site at the next pass, a new check of a
-        known site by the slice of sites each pass decides again.
+        known site by the slice of sites each pass decides again. Returns the
+        number of the first check (the others follow in the order given).
         """
         self._kept = {(site, check): (labels if isinstance(labels, str) else json.dumps(labels),
                                       VALUES if values else ROUNDS, probe)
                       for site, check, probe, labels, values in checks}
         self._sites_known = {site for site, _ in self._kept}
+        first = len(self.keys)
         self._apply([], [], reset=True)
+        return first  # the checks are numbered from here on, in the order given
 
     def trim_backfill(self, upto: int) -> None:
         """Forget log entries up to ``upto``: read, and (with checkpoints) saved."""
