@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 import psutil
 import pytest
 
+from commune_collector.aggregator import fold_journal
+from commune_collector.intake import ClockReading, to_item
 from commune_collector.judge import SiteRecord
 from commune_collector.runtime.judge_process import (
     JUDGE_PROCESS_NAME,
@@ -29,6 +32,8 @@ from commune_collector.runtime.judge_process import (
     Standby,
     decode,
 )
+from commune_collector.store.sqlite import SQLiteStore
+from commune_common.wire import Report
 from testsupport.collector import CollectorProcess
 from testsupport.judge import T0, H, ScriptedSite, World
 from testsupport.peers._base import wait_until
@@ -177,13 +182,23 @@ def _verdict_status(collector: CollectorProcess, site: str) -> int:
         return exc.code
 
 
-def _judged(tmp_path: Path, judge: str = "interval: 1s", sites: int = 1) -> tuple[CollectorProcess, int, psutil.Process]:
+def _judged(tmp_path: Path, judge: str = "interval: 1s", sites: int = 1, evidence: bool = False
+            ) -> tuple[CollectorProcess, int, psutil.Process]:
     """A collector judging ``sites`` sites every second, after its first pass: (collector, server pid, judge)."""
     collector = CollectorProcess(tmp_path, f"judge: {{{judge}}}\naggregator: {{interval: 1s}}\n")
     inventory = tmp_path / "sites.csv"
     inventory.write_text("id,name,province,commune\n" + "".join(
         f"hn-{n},Trung tâm hn-{n},ha-noi,Phường Ba Đình\n" for n in range(1, sites + 1)), encoding="utf-8")
     collector.cli("sites", "import", str(inventory))
+    if evidence:  # an hour of rounds from every site, folded, before the collector starts: its first pass is cold
+        store = SQLiteStore(collector.data / "collector.db")
+        for n in range(1, sites + 1):
+            script = ScriptedSite(f"hn-{n}").script()
+            report = Report(site=f"hn-{n}", instance="i", seq=1, sent_at=time.time(), agent_version="test",
+                            results=script.rounds(time.time() - H, time.time()))
+            store.ingest(to_item(report, time.time(), ClockReading(0.0, 0.0, False)))
+        fold_journal(store)
+        store.close()
     collector.start()
     assert collector.process is not None and collector.process.pid is not None
     server = collector.process.pid
@@ -231,7 +246,7 @@ def test_a_stopped_server_stops_its_judge_process_which_saves_its_checkpoint(tmp
 @pytest.mark.slow
 def test_the_judge_process_shares_its_cold_pass_with_a_helper_process(tmp_path: Path) -> None:
     """The judge's own process starts the helper (a grandchild of the server) and absorbs its part."""
-    collector, _, _ = _judged(tmp_path, "interval: 1s, cold_helper_min_sites: 2", sites=4)
+    collector, _, _ = _judged(tmp_path, "interval: 1s, cold_helper_min_sites: 2", sites=4, evidence=True)
     try:
         assert collector.process is not None
         log = collector.process.log_path.read_text()

@@ -143,6 +143,10 @@ class StoreEvidence:
                                     (bucket, *bounds))
             bucket += self.bucket_seconds
 
+    def holds_evidence(self, since: float) -> bool:
+        """Whether any summary lies in the window (a bucket from ``since`` on)."""
+        return bool(self.db.fetch("SELECT 1 FROM summaries WHERE bucket_start >= ? LIMIT 1", (since,)))
+
     def decide_from(self, keep: Keep, first_site: str | None) -> None:
         """Decide afresh what to read, for the sites from ``first_site`` on (all when None)."""
         self._decide_all(keep, first_site)

@@ -54,8 +54,8 @@ class ColdHelper:
     def start(self, source: StoreEvidence, now: float, horizon: float) -> RunningHelper | None:
         """Start the helper before the judge decides what to read (the helper decides for itself)."""
         sites = sorted(site.id for site in source.inventory())
-        if len(sites) < max(self.min_sites, 2):
-            return None
+        if len(sites) < max(self.min_sites, 2) or not source.holds_evidence(horizon):
+            return None  # a small fleet, or a new one with nothing to read yet
         edges = sorted({sites[len(sites) * n // CHUNKS] for n in range(1, CHUNKS)})
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
