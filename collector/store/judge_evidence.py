@@ -22,18 +22,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
 from commune_collector.evidence import BUCKET_SECONDS, bucket_of
 from commune_collector.judge.matrix import KeyedBatch
 from commune_collector.judge.source import ROUNDS, VALUES, Keep, PartFile, SiteRecord
-
-if TYPE_CHECKING:
-    from commune_collector.store.judge_helper import ColdHelper
 from commune_collector.maintenance.windows import MaintenanceWindow
 from commune_collector.store.verdicts import JudgeDb
+
+
+class ColdReader(Protocol):
+    """What shares a cold pass with another process (``judge_helper.ColdHelper``); ``start`` returns None
+    (read alone) or an object with ``own_runs()``, ``result()`` and ``abandon()``."""
+
+    def start(self, source: StoreEvidence, now: float, horizon: float) -> Any: ...
+
 
 _labels = msgspec.json.Decoder(dict[str, str])
 # a check by its number in the key table (commune_collector.judge.matrix.KeyedBatch), whether its last round
@@ -70,7 +75,7 @@ class StoreEvidence:
         self.keep_backfill = False  # True with checkpoints: entries go once a saved matrix holds them
         self._inventory: list[SiteRecord] = []
         self._inventory_mark: tuple | None = None
-        self.helper: ColdHelper | None = None  # reads part of a cold pass in another process (judge_helper.py)
+        self.helper: ColdReader | None = None  # reads part of a cold pass in another process (judge_helper.py)
 
     # -- inventory and report times --------------------------------------------------
 
