@@ -10,7 +10,12 @@ a ``latest`` row per check, and 35 days of verdict history (state, 4
 transitions per site, daily roll-up rows). Then, in a fresh child process so
 its peak RSS is the judge's own:
 
-- cold pass: the first after a start, reading 24 h of evidence;
+- packing: what the running judge does between passes, once an hour
+  (judge/packs.py): every closed hour of the window packed, timed an hour at
+  a time (a store from an earlier run has lost some packs to the backfill
+  pass below: they are packed again first);
+- cold pass: the first after a start, reading 24 h of evidence (from the
+  packs; ``--no-packs``: from the rows, with the cold helper);
 - steady passes: the aggregator has folded another minute into the current
   bucket of every check of every site (the normal case, every 30 s);
 - rollover pass: the first pass in a new hour;
@@ -203,13 +208,37 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(db_path: Path, now: float, helper: bool) -> dict:
+def prepare_packs(db_path: Path, now: float) -> dict:
+    """Runs in a fresh process: a judge that has judged (one pass), then packing hour by hour as the
+    collector's judge does between passes; timed per hour, and the packs' size on disk."""
+    store = SQLiteStore(db_path, synchronous="NORMAL")
+    store.migrate()  # a store an earlier version built: the packs' table and triggers
+    judge = Judge(load_criteria(ROOT / "config" / "criteria.yaml"), StoreEvidence(store),
+                  SqlVerdictStore.for_store(store), clock=lambda: now)
+    judge.run_pass(now)
+    hours: list[tuple[float, float]] = []
+    while True:
+        started, cpu = time.perf_counter(), time.process_time()
+        if not judge.pack_hours(budget=1):
+            break
+        hours.append((time.perf_counter() - started, time.process_time() - cpu))
+        progress(f"packed an hour in {hours[-1][0]:.2f}s wall, {hours[-1][1]:.2f}s CPU")
+    judge.close()
+    conn = sqlite3.connect(db_path)
+    packs, size, buckets = conn.execute("SELECT COUNT(*), COALESCE(SUM(length(body)), 0), "
+                                        "COUNT(DISTINCT bucket_start) FROM summary_packs").fetchone()
+    conn.close()
+    return {"pack_hours": hours, "packs": packs, "pack_bytes": size, "packed_hours": buckets}
+
+
+def measure(db_path: Path, now: float, helper: bool, packs: bool = True) -> dict:
     """Runs in a fresh process: every pass kind, timed, then peak RSS."""
     store = SQLiteStore(db_path, synchronous="NORMAL")
     config = load_criteria(ROOT / "config" / "criteria.yaml")
     checkpoint = db_path.with_name("judge-evidence.npz")
     checkpoint.unlink(missing_ok=True)
     source = StoreEvidence(store)
+    source.use_packs = packs
     if helper:  # as the collector does (judge.cold_helper): the cold pass shares its reading
         source.helper = ColdHelper(config, db_path.parent)
     judge = Judge(config, source, SqlVerdictStore.for_store(store), clock=lambda: now,
@@ -330,12 +359,18 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="measure the store --data-dir already holds")
     parser.add_argument("--no-cold-helper", action="store_true",
                         help="the cold pass without its helper process (judge.cold_helper: false)")
+    parser.add_argument("--no-packs", action="store_true",
+                        help="the cold pass reads rows, not hour packs (judge.hour_packs: false)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--pack", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--restart", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--now", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.now, not args.no_cold_helper)))
+        print(json.dumps(measure(args.measure, args.now, not args.no_cold_helper, not args.no_packs)))
+        return 0
+    if args.pack:
+        print(json.dumps(prepare_packs(args.pack, args.now)))
         return 0
     if args.restart:
         print(json.dumps(measure_restart(args.restart, args.now)))
@@ -355,7 +390,10 @@ def main() -> int:
             build(db, sites, now, args.seed)
             meta.write_text(json.dumps([now, sites]))
             progress(f"built in {time.perf_counter() - started:.0f}s ({db.stat().st_size / 2**20:.0f} MiB)")
-        result = _child("--measure", db, now, *(["--no-cold-helper"] if args.no_cold_helper else []))
+        packing = {} if args.no_packs else _child("--pack", db, now)
+        result = _child("--measure", db, now, *(["--no-cold-helper"] if args.no_cold_helper else []),
+                        *(["--no-packs"] if args.no_packs else []))
+        result.update(packing)
         restart = _child("--restart", db, result["last_at"])
         result["phases"].update(restart.pop("phases"))
         result.update(restart)
@@ -378,6 +416,12 @@ def report(sites: int, r: dict) -> None:
     print(f"\njudge benchmark: {sites} sites, {CHECKS_PER_SITE} checks each, "
           f"{r['matrix_rows']} checks judged, 35 days of verdict history")
     cpu, rss = r["steady_cpu"], r["rss"]
+    if r.get("pack_hours"):
+        took = [h[0] for h in r["pack_hours"]]
+        print(f"  packing a closed hour (between passes):    median {statistics.median(took):.2f} s, "
+              f"max {max(took):.2f} s wall ({len(took)} hours packed now); {r['packs']} packs of "
+              f"{r['packed_hours']} hours, {r['pack_bytes'] / 2**20:.0f} MiB "
+              f"({r['pack_bytes'] / max(r['packed_hours'], 1) * 24 / sites / 1024:.0f} KiB per site-day)")
     print(f"  cold pass (first after start, 24h read):   {r['cold'][0]:.2f} s wall, {r['cold_cpu'][0]:.2f} s CPU, "
           f"peak RSS {rss['cold']:.0f} MiB" + (f" (its helper process: {r['helper_rss']:.0f} MiB)"
                                                 if r.get("helper_rss") else " (no helper process)"))

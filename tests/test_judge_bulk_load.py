@@ -24,6 +24,7 @@ import pytest
 from commune_collector.evidence import ValueStats, hist_index
 from commune_collector.judge import checkpoint, load_criteria
 from commune_collector.judge import facts as facts_mod
+from commune_collector.judge import matrix as matrix_mod
 from commune_collector.judge.evaluate import (
     FAILED,
     MET,
@@ -33,7 +34,8 @@ from commune_collector.judge.evaluate import (
     SiteIndex,
     key_specs,
 )
-from commune_collector.judge.matrix import BucketRow, EvidenceMatrix, KeySpec, _KeyValue
+from commune_collector.judge.matrix import BucketRow, EvidenceMatrix, KeySpec
+from commune_collector.judge.stored_values import NUMBERS, KeyValue
 from testsupport.synth import fast_bucket
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,9 +67,10 @@ class ReferenceMatrix(EvidenceMatrix):
                 if decoded.get(key) is not None:
                     per_key.setdefault(key, []).append((row, float(buckets[i]), decoded[key], with_hist))
         for key, found in per_key.items():
+            items = [KeyValue(*f[2][:8]) for f in found]
             self._write_key(self.keys[key], np.array([f[0] for f in found], dtype=np.int64),
-                            np.array([f[1] for f in found]), [_KeyValue(*f[2][:8]) for f in found],
-                            np.array([f[3] for f in found], dtype=bool))
+                            np.array([f[1] for f in found]), np.array([NUMBERS(i) for i in items], dtype=np.float64),
+                            matrix_mod._ItemHists(items), np.array([f[3] for f in found], dtype=bool))
 
 
 def _specs() -> tuple[object, dict[str, KeySpec]]:

@@ -148,6 +148,8 @@ class Judge(VerdictReads):
         if self.checkpoint is not None:
             self._stamp = checkpoint_mod.fingerprint(config, self.matrix)
             source.keep_backfill = True  # type: ignore[attr-defined]
+        if hasattr(source, "value_keys"):  # the store's source packs closed hours by what the criteria read
+            source.value_keys = self.matrix.keys_of
 
     def close(self) -> None:
         """Save a checkpoint (when configured), close the source's and the verdict store's connections."""
@@ -196,12 +198,27 @@ class Judge(VerdictReads):
         while not stop.is_set():
             try:
                 await self.arun_pass()
+                await asyncio.to_thread(self.pack_hours)
             except Exception:  # noqa: BLE001 - the next pass may well succeed (database back)
                 log.exception("judge pass failed")
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             except TimeoutError:
                 pass
+
+    def pack_hours(self, budget: int = 1) -> int:
+        """Between passes: pack up to ``budget`` closed hours for the next cold pass (judge/packs.py);
+        returns the packs written. A failure is logged: packs only save time."""
+        pack = getattr(self.source, "pack_hours", None)
+        if pack is None or not self.passes:
+            return 0
+        with self._lock:
+            now = self.last_stats.at
+            try:
+                return int(pack(now, self.matrix.horizon(now), budget))
+            except Exception:  # noqa: BLE001 - the next call tries again; a cold pass reads rows meanwhile
+                log.exception("judge: packing closed hours failed")
+                return 0
 
     def _notify(self, changes: list[VerdictChange], snapshot: Snapshot) -> list:
         return notify(self.listeners, changes, snapshot)

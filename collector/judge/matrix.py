@@ -23,13 +23,23 @@ import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import NamedTuple, Protocol
 
 import msgspec
 import numpy as np
 
+from commune_collector.judge.packs import PackBatch, PackedValues
 from commune_collector.judge.quiet import QuietTime
 from commune_collector.judge.sketchbins import LEGACY_FACTOR, SketchBins
+from commune_collector.judge.stored_values import (
+    NUMBERS,
+    TAIL,
+    KeyValue,
+    flat_sketch_cells,
+    legacy_cells,
+    sketch_cells,
+    values_decoder,
+)
 
 _GROW = 1024
 _QUANTILE_ROWS = 2048  # rows merged at a time: bounds the gathered (rows, slots, bins) block to tens of MiB
@@ -246,7 +256,7 @@ class EvidenceMatrix:
         self._key_rows = np.full(0, -1, dtype=np.int64)  # ... and the row of each of them (-1: not yet)
         self._key_wants = self._key_hists = np.zeros((0, 0), dtype=bool)  # _keys_by_config(), for this many:
         self._key_table_for = -1
-        self._decode_values, self._value_fields = _values_decoder(list(self.specs))
+        self._decode_values, self._value_fields = values_decoder(list(self.specs))
 
     def _slots_for(self, window: float) -> int:
         return int(math.ceil(max(window, self.bucket_s) / self.bucket_s)) + 2
@@ -426,7 +436,7 @@ class EvidenceMatrix:
     def bucket_of(self, ts: float) -> float:
         return math.floor(ts / self.bucket_s) * self.bucket_s
 
-    def load(self, batches: Iterable[Sequence[BucketRow | tuple] | KeyedBatch], now: float) -> int:
+    def load(self, batches: Iterable[Sequence[BucketRow | tuple] | KeyedBatch | PackBatch], now: float) -> int:
         """Write batches of summaries into their slots (replacing what was there); return how many changed.
 
         Vectorised per batch: the only per-row Python is finding the row and,
@@ -434,6 +444,7 @@ class EvidenceMatrix:
         """
         horizon = self.horizon(now)
         return sum(self._load_keyed(batch, horizon) if isinstance(batch, KeyedBatch)
+                   else self._load_pack(batch, horizon) if isinstance(batch, PackBatch)
                    else self._load_batch(batch, horizon) for batch in batches if len(batch))
 
     def _load_batch(self, batch: Sequence[BucketRow | tuple], horizon: float) -> int:
@@ -456,34 +467,73 @@ class EvidenceMatrix:
     def _load_keyed(self, batch: KeyedBatch, horizon: float) -> int:
         """A batch whose checks are numbers of the source's key table: rows found by array look-up."""
         numbers_t, buckets_t, oks, fails, firsts, lasts, failed, values = zip(*batch.rows, strict=True)
-        numbers = np.array(numbers_t, dtype=np.int64)
         buckets = np.array(buckets_t, dtype=np.float64)
-        if batch.keys is not self._key_table or len(self._key_rows) < len(batch.keys):
-            if batch.keys is not self._key_table:
+        rows = self._rows_of_numbers(batch.keys, np.array(numbers_t, dtype=np.int64), buckets, horizon)
+        return self._write(rows, buckets, oks, fails, firsts, lasts, failed, values, horizon)
+
+    def _load_pack(self, batch: PackBatch, horizon: float) -> int:
+        """An hour pack (judge/packs.py): one check's hour across sites, already arrays."""
+        pack = batch.pack
+        buckets = np.full(len(pack), pack.bucket, dtype=np.float64)
+        rows = self._rows_of_numbers(batch.keys, batch.numbers, buckets, horizon)
+        pick = self._write_rounds(rows, buckets, pack.ok, pack.fail, pack.first, pack.last, pack.failed, horizon)
+        if len(pick) and len(self.keys):
+            picked_rows = rows[pick]
+            configs = np.fromiter(map(self.config.__getitem__, picked_rows.tolist()), dtype=np.int64,
+                                  count=len(pick))
+            wants, hists = self._keys_by_config()
+            for k, key in enumerate(self.keys):
+                packed = pack.values.get(key)
+                want = wants[k][configs]
+                if packed is None or not want.any():
+                    continue  # the source read the rows instead when a kept key was missing
+                at = packed.position[pick]
+                found = np.flatnonzero(want & (at >= 0))
+                if len(found):
+                    self._write_key(self.keys[key], picked_rows[found], buckets[pick[found]],
+                                    packed.numbers[at[found]], _PackHists(packed, at[found]),
+                                    hists[k][configs[found]])
+        return len(pick)
+
+    def _rows_of_numbers(self, keys: Sequence[tuple[str, str, str, str]], numbers: np.ndarray,
+                         buckets: np.ndarray, horizon: float) -> np.ndarray:
+        """The rows of checks given as numbers of a source's key table (-1: none, or not read)."""
+        if keys is not self._key_table or len(self._key_rows) < len(keys):
+            if keys is not self._key_table:
                 self._key_rows = np.full(0, -1, dtype=np.int64)
-                self._key_table = batch.keys
-            self._key_rows = np.r_[self._key_rows, np.full(len(batch.keys) - len(self._key_rows), -1, np.int64)]
-        rows = self._key_rows[numbers]
-        first = np.unique(numbers[(rows < 0) & (buckets >= horizon)]).tolist()  # numbers seen the first time
+                self._key_table = keys
+            self._key_rows = np.r_[self._key_rows, np.full(len(keys) - len(self._key_rows), -1, np.int64)]
+        safe = np.maximum(numbers, 0)
+        rows = np.where(numbers >= 0, self._key_rows[safe], -1)
+        first = np.unique(numbers[(rows < 0) & (numbers >= 0) & (buckets >= horizon)]).tolist()  # first seen
         if first:
-            keys = list(map(batch.keys.__getitem__, first))
-            held = map(self.index.get, [(site, check) for site, check, _, _ in keys])
-            for n, key, row in zip(first, keys, held, strict=True):
+            seen = list(map(keys.__getitem__, first))
+            held = map(self.index.get, [(site, check) for site, check, _, _ in seen])
+            for n, key, row in zip(first, seen, held, strict=True):
                 if row is None or key[3] != self.raw_labels[row] or key[2] != self.probe[row]:
                     row = self.row_for(*key)  # a new check, or one whose probe or labels changed
                 self._key_rows[n] = row
-            rows = self._key_rows[numbers]
-        return self._write(rows, buckets, oks, fails, firsts, lasts, failed, values, horizon)
+            rows = np.where(numbers >= 0, self._key_rows[safe], -1)
+        return rows
 
     def _write(self, rows: np.ndarray, buckets: np.ndarray, oks: Sequence[int], fails: Sequence[int],
                firsts: Sequence[float], lasts: Sequence[float], reasons: Sequence[object],
                values: Sequence[dict[str, list] | str | bytes | None], horizon: float) -> int:
+        failed = np.fromiter(map(bool, reasons), dtype=bool, count=len(reasons))
+        pick = self._write_rounds(rows, buckets, np.array(oks, dtype=np.int64), np.array(fails, dtype=np.int64),
+                                  np.array(firsts, dtype=np.float64), np.array(lasts, dtype=np.float64), failed,
+                                  horizon)
+        if len(pick):
+            self._load_values(pick, rows, buckets, values)
+        return len(pick)
+
+    def _write_rounds(self, rows: np.ndarray, buckets: np.ndarray, ok: np.ndarray, fail: np.ndarray,
+                      first: np.ndarray, last: np.ndarray, failed: np.ndarray, horizon: float) -> np.ndarray:
+        """Write the round counts and times of the buckets that are new or changed; return which."""
         if not (rows >= 0).any():
-            return 0
+            return np.zeros(0, dtype=np.int64)
         slots = (buckets // self.bucket_s).astype(np.int64) % self.slots
         c = self.cols
-        ok, fail = np.array(oks, dtype=np.int64), np.array(fails, dtype=np.int64)
-        last = np.array(lasts, dtype=np.float64)
         safe = np.maximum(rows, 0)
         held = c["bucket"][safe, slots]
         same = ((held == buckets) & (c["ok"][safe, slots] == ok) & (c["fail"][safe, slots] == fail)
@@ -492,18 +542,16 @@ class EvidenceMatrix:
         write &= _newest_per_cell(rows * self.slots + slots, buckets, write)
         pick = np.flatnonzero(write)
         if not len(pick):
-            return 0
+            return pick
         r, sl = rows[pick], slots[pick]
-        failed = np.fromiter(map(bool, reasons), dtype=bool, count=len(reasons))[pick]
         c["bucket"][r, sl] = buckets[pick]
         c["ok"][r, sl] = ok[pick]
         c["fail"][r, sl] = fail[pick]
-        c["first_ts"][r, sl] = np.array(firsts, dtype=np.float64)[pick]
+        c["first_ts"][r, sl] = first[pick]
         c["last_ts"][r, sl] = last[pick]
-        c["last_failed"][r, sl] = failed
-        _newest(self.latest["ts"], self.latest["failed"], r, last[pick], failed)
-        self._load_values(pick, rows, buckets, values)
-        return len(pick)
+        c["last_failed"][r, sl] = failed[pick]
+        _newest(self.latest["ts"], self.latest["failed"], r, last[pick], failed[pick])
+        return pick
 
     def _load_values(self, pick: np.ndarray, rows: np.ndarray, buckets: np.ndarray,
                      values: Sequence[dict[str, list] | str | bytes | None]) -> None:
@@ -528,8 +576,11 @@ class EvidenceMatrix:
             present = np.fromiter(map(operator.is_not, items, itertools.repeat(None)), dtype=bool, count=len(items))
             found = np.flatnonzero(want & present)
             if len(found):
-                self._write_key(self.keys[key], keyed_rows[found], keyed_buckets[found],
-                                list(map(items.__getitem__, found.tolist())), hists[k][keyed_configs[found]])
+                chosen = list(map(items.__getitem__, found.tolist()))
+                parts = np.fromiter(itertools.chain.from_iterable(map(NUMBERS, chosen)), dtype=np.float64,
+                                    count=6 * len(chosen)).reshape(len(chosen), 6)
+                self._write_key(self.keys[key], keyed_rows[found], keyed_buckets[found], parts,
+                                _ItemHists(chosen), hists[k][keyed_configs[found]])
 
     def _keys_by_config(self) -> tuple[np.ndarray, np.ndarray]:
         """Per value key and configuration: whether it keeps the key, and with a histogram (``keys x configs``)."""
@@ -544,26 +595,22 @@ class EvidenceMatrix:
             self._key_wants, self._key_hists, self._key_table_for = wants, hists, len(self._config_keys)
         return self._key_wants, self._key_hists
 
-    def _write_key(self, store: _KeyColumns, rows: np.ndarray, buckets: np.ndarray, items: list[_KeyValue],
-                   with_hist: np.ndarray) -> None:
+    def _write_key(self, store: _KeyColumns, rows: np.ndarray, buckets: np.ndarray, parts: np.ndarray,
+                   hists: _Hists, with_hist: np.ndarray) -> None:
+        """Write one value key's six numbers (``parts``, a row each) and, where kept, its histogram."""
         krows = store.krows(rows)
         kslots = (buckets // self.bucket_s).astype(np.int64) % store.slots
         # the key's ring may be shorter than the batch's span: per slot, only the newest bucket stays
         cell = krows * store.slots + kslots
         order = np.lexsort((buckets, cell))
         last_of_cell = np.r_[cell[order][1:] != cell[order][:-1], True]
-        newest = np.zeros(len(items), dtype=bool)
+        newest = np.zeros(len(parts), dtype=bool)
         newest[order[last_of_cell]] = True
         held = store.ring["bucket"][krows, kslots]
-        use = newest & (held <= buckets)  # never overwrite a newer bucket
-        if not use.all():
-            keep = np.flatnonzero(use)
-            items = [items[i] for i in keep.tolist()]
-            krows, kslots, buckets, with_hist = krows[keep], kslots[keep], buckets[keep], with_hist[keep]
-        if not items:
+        use = np.flatnonzero(newest & (held <= buckets))  # never overwrite a newer bucket
+        if not len(use):
             return
-        parts = np.fromiter(itertools.chain.from_iterable(map(_NUMBERS, items)), dtype=np.float64,
-                            count=6 * len(items)).reshape(len(items), 6)
+        krows, kslots, buckets, with_hist, parts = krows[use], kslots[use], buckets[use], with_hist[use], parts[use]
         store.ring["bucket"][krows, kslots] = buckets
         for pos, (name, _, _) in enumerate(_KeyColumns.PARTS):
             store.ring[name][krows, kslots] = parts[:, pos]
@@ -571,10 +618,10 @@ class EvidenceMatrix:
         store.newest["value"][krows[newer]] = parts[newer, 4]
         store.newest["ts"][krows[newer]] = parts[newer, 5]
         if store.with_hist:
-            self._write_hist(store, items, krows, kslots, with_hist)
+            self._write_hist(store, hists, use, krows, kslots, with_hist)
 
-    def _write_hist(self, store: _KeyColumns, items: list[_KeyValue], krows: np.ndarray, kslots: np.ndarray,
-                    with_hist: np.ndarray) -> None:
+    def _write_hist(self, store: _KeyColumns, hists: _Hists, use: np.ndarray, krows: np.ndarray,
+                    kslots: np.ndarray, with_hist: np.ndarray) -> None:
         """Replace the histograms of these (row, slot) cells, all entries in one vectorised add."""
         picked = np.flatnonzero(with_hist)
         if not len(picked):
@@ -583,12 +630,8 @@ class EvidenceMatrix:
         h = store.hist["h"]  # after hrow(): it may have grown the array
         slots = kslots[picked]
         h[hrows, slots] = 0
-        chosen = [items[i] for i in picked.tolist()]
-        # the sketch is the first list at positions 6-7, the legacy histogram the first object there
-        sketches = [a if type(a) is list else b if type(b) is list else [] for a, b in map(_TAIL, chosen)]
-        legacies = [a if type(a) is dict else b if type(b) is dict else {} for a, b in map(_TAIL, chosen)]
-        store.hist["legacy"][hrows, slots] = np.fromiter(map(bool, legacies), dtype=bool, count=len(legacies))
-        cells, counts = _sketch_cells(sketches, store.bins), _legacy_cells(legacies, store.bins)
+        cells, counts, legacy = hists.cells(use[picked], store.bins)
+        store.hist["legacy"][hrows, slots] = legacy
         rows = np.r_[np.repeat(hrows, cells[2]), np.repeat(hrows, counts[2])]
         cols = np.r_[np.repeat(slots, cells[2]), np.repeat(slots, counts[2])]
         if not len(rows):
@@ -624,92 +667,44 @@ class EvidenceMatrix:
         return value, when
 
 
-def _sketch_cells(sketches: list[list[int]], bins: SketchBins) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stored sketches (``[i0, c0, gap, c1, ...]``) as (bins, counts, entries per sketch)."""
-    sizes = np.fromiter(map(len, sketches), dtype=np.int64, count=len(sketches)) // 2
-    flat = np.fromiter(itertools.chain.from_iterable(sketches), dtype=np.int64, count=int(sizes.sum()) * 2)
-    gaps, counts = flat[0::2], flat[1::2]
-    starts = np.cumsum(sizes) - sizes
-    # indices are gap-coded within each sketch: a cumulative sum restarted at each sketch's first entry
-    total = np.cumsum(gaps)
-    base = np.repeat(total[starts[sizes > 0]] - gaps[starts[sizes > 0]], sizes[sizes > 0])
-    return bins.of_sketch(total - base), counts, sizes
+class _Hists(Protocol):
+    """Where a value key's histograms come from: decoded summaries or a pack's arrays."""
+
+    def cells(self, chosen: np.ndarray, bins: SketchBins) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray],
+                                                                    tuple[np.ndarray, np.ndarray, np.ndarray],
+                                                                    np.ndarray]:
+        """For the ``chosen`` items: sketch cells and legacy cells (bins, counts, entries each) and which
+        items held a legacy histogram."""
+        ...
 
 
-def _legacy_cells(legacies: list[dict], bins: SketchBins) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Legacy histograms (``{"index": count}``) as (bins, counts, entries per histogram)."""
-    sizes = np.fromiter((len(x) for x in legacies), dtype=np.int64, count=len(legacies))
-    n = int(sizes.sum())
-    index = np.fromiter((int(k) for x in legacies for k in x), dtype=np.int64, count=n)
-    counts = np.fromiter((c for x in legacies for c in x.values()), dtype=np.int64, count=n)
-    return bins.of_legacy(index), counts, sizes
+@dataclass(frozen=True)
+class _ItemHists:
+    items: list[KeyValue]
+
+    def cells(self, chosen: np.ndarray, bins: SketchBins) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray],
+                                                                    tuple[np.ndarray, np.ndarray, np.ndarray],
+                                                                    np.ndarray]:
+        picked = [self.items[i] for i in chosen.tolist()]
+        # the sketch is the first list at positions 6-7, the legacy histogram the first object there
+        sketches = [a if type(a) is list else b if type(b) is list else [] for a, b in map(TAIL, picked)]
+        legacies = [a if type(a) is dict else b if type(b) is dict else {} for a, b in map(TAIL, picked)]
+        flags = np.fromiter(map(bool, legacies), dtype=bool, count=len(legacies))
+        return sketch_cells(sketches, bins), legacy_cells(legacies, bins), flags
 
 
-class _KeyValue(msgspec.Struct, array_like=True):
-    """One value key of a summary (``ValueStats.to_json``); positions 6-7 hold the sketch or legacy histogram."""
+@dataclass(frozen=True)
+class _PackHists:
+    packed: PackedValues
+    carrying: np.ndarray  # per item: its index among the pack's entries carrying the key
 
-    count: float
-    sum: float
-    min: float
-    max: float
-    last: float
-    last_ts: float
-    tail6: Any = None
-    tail7: Any = None
-
-
-_NUMBERS = operator.attrgetter("count", "sum", "min", "max", "last", "last_ts")
-_TAIL = operator.attrgetter("tail6", "tail7")
-
-
-def _values_decoder(keys: list[str]) -> tuple[Callable[[list[Any]], list[Any]], dict[str, str]]:
-    """A decoder of many ``values_json`` at once that builds only the keys the matrix keeps, and each
-    key's attribute name in what it returns.
-
-    A summary carries ~8 value keys and the judge keeps one or two of them. The
-    fast path decodes a whole batch in one msgspec call into a struct holding
-    only the kept keys (msgspec skips the others without building anything).
-    msgspec does not accept ``"`` in a field's JSON name, and every key with
-    labels has some (``icmp_rtt_seconds{stat="avg"}``): the batch's text has
-    its escaped quotes turned into ``'`` first, which is exact only when the
-    text has no ``'`` of its own. Anything else (a ``'`` or ``\\`` in the text,
-    evidence handed over as dicts) takes the per-summary path, which gives
-    the same objects.
-    """
-    fields = {key: f"k{n}" for n, key in enumerate(keys)}
-    spec = [(name, _KeyValue | None, None) for name in fields.values()]
-    plain = msgspec.defstruct("Values", spec)
-    fast = all("\\" not in k and "'" not in k and all(ord(ch) >= 32 for ch in k) for k in keys)
-    many = msgspec.json.Decoder(list[msgspec.defstruct(  # type: ignore[misc]
-        "QuotedValues", spec, rename={name: key.replace('"', "'") for key, name in fields.items()})]).decode
-    outer = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
-    one = msgspec.json.Decoder(_KeyValue).decode
-
-    def each(raw: dict[str, list] | str | bytes) -> Any:
-        if isinstance(raw, dict):  # evidence handed over in memory (tests, fixtures)
-            return plain(**{name: _KeyValue(*raw[key][:8]) for key, name in fields.items() if raw.get(key)})
-        found = outer(raw)
-        return plain(**{name: one(found[key]) for key, name in fields.items() if key in found})
-
-    def decode(raws: list[Any]) -> list[Any]:
-        kinds = set(map(type, raws))
-        if fast and kinds == {str}:
-            text = "[" + ",".join(raws) + "]"
-            if "'" not in text:
-                try:
-                    return many(text.replace('\\"', "'"))
-                except msgspec.DecodeError:  # e.g. a key ending in a backslash: the exact path decides
-                    pass
-        elif fast and kinds == {bytes}:  # as the store hands them over to a cold pass: no text built
-            data = b"[" + b",".join(raws) + b"]"
-            if b"'" not in data:
-                try:
-                    return many(data.replace(b'\\"', b"'"))
-                except msgspec.DecodeError:
-                    pass
-        return [each(r) for r in raws]
-
-    return decode, fields
+    def cells(self, chosen: np.ndarray, bins: SketchBins) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray],
+                                                                    tuple[np.ndarray, np.ndarray, np.ndarray],
+                                                                    np.ndarray]:
+        flat, sizes = self.packed.sketches(self.carrying[chosen])
+        none = np.zeros(0, dtype=np.int64)
+        return (flat_sketch_cells(flat, sizes, bins), (none, none, np.zeros(len(chosen), dtype=np.int64)),
+                np.zeros(len(chosen), dtype=bool))
 
 
 def _labels_of(labels: dict[str, str] | str) -> dict[str, str]:

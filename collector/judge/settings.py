@@ -32,6 +32,8 @@ class JudgeSettings(BaseModel):
     checkpoint_interval: Duration = Field(default=600.0, description="how often the checkpoint is saved")
     cold_helper: bool = Field(default=True, description="a cold pass (no usable checkpoint) shares its reading with a "
                                                          "helper process: both cores, half the time")
+    hour_packs: bool = Field(default=True, description="pack each closed hour of the checks judged (between passes), "
+                                                        "so a cold pass reads arrays instead of a day of rows")
     cold_helper_min_sites: int = Field(default=2000, ge=2, description="smaller fleets read alone: a helper's start "
                                                                         "costs more than it saves")
 

@@ -31,6 +31,7 @@ def build_judge(settings: JudgeSettings | None, store: Any, data_dir: Path | Non
     log.info("judge: %s, every %gs", config.describe(), settings.interval)
     checkpoint = data_dir / CHECKPOINT_FILE if settings.checkpoint and data_dir is not None else None
     source = StoreEvidence(store)
+    source.use_packs = settings.hour_packs
     if settings.cold_helper and data_dir is not None:
         source.helper = ColdHelper(config, data_dir, settings.cold_helper_min_sites)
     return Judge(config, source, SqlVerdictStore.for_store(store), timezone=settings.timezone,

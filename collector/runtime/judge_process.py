@@ -210,6 +210,7 @@ def _judge_while_leading(settings: Any, store: Any, conn: Connection, stop: Any,
                 log.debug("judge pass: %d sites in %.2fs (%s), %d changes, sent in %.3fs", len(snapshot.sites),
                           judged - started, " ".join(f"{k} {v:.2f}" for k, v in judge.last_stats.seconds.items()),
                           len(changes), time.perf_counter() - judged)
+                judge.pack_hours()  # between passes: the next cold pass reads packs
             except (BrokenPipeError, ConnectionResetError):
                 log.info("judge: the server closed the pipe; stopping")
                 break

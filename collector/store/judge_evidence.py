@@ -21,13 +21,17 @@ site that appears. The first pass reads everything within the longest window.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import msgspec
+import numpy as np
 
 from commune_collector.evidence import BUCKET_SECONDS, bucket_of
+from commune_collector.judge import packs as packs_mod
 from commune_collector.judge.matrix import KeyedBatch
+from commune_collector.judge.packs import PackBatch
 from commune_collector.judge.source import ROUNDS, VALUES, Keep, PartFile, SiteRecord
 from commune_collector.maintenance.windows import MaintenanceWindow
 from commune_collector.store.verdicts import JudgeDb
@@ -41,6 +45,9 @@ class ColdReader(Protocol):
 
 
 _labels = msgspec.json.Decoder(dict[str, str])
+_pack_keys = msgspec.json.Decoder(dict[str, bool])
+PACK_SETTLE = 600.0  # an hour is packed this long after it ended: rounds of its last minutes have arrived
+ValueKeys = Callable[[str, str, dict[str, str]], tuple[tuple[str, bool], ...]]  # EvidenceMatrix.keys_of
 # a check by its number in the key table (commune_collector.judge.matrix.KeyedBatch), whether its last round
 # failed rather than why, and the values only where kept; on SQLite the values as bytes (no text object built)
 _COLUMNS = ("k.key, s.bucket_start, s.rounds_ok, s.rounds_fail, s.first_ts, s.last_ts, s.last_reason <> '', "
@@ -76,6 +83,10 @@ class StoreEvidence:
         self._inventory: list[SiteRecord] = []
         self._inventory_mark: tuple | None = None
         self.helper: ColdReader | None = None  # reads part of a cold pass in another process (judge_helper.py)
+        self.value_keys: ValueKeys | None = None  # what the criteria read of a check's values: set by the judge
+        self.use_packs = True  # pack closed hours, and read a cold pass's from packs where they hold what it needs
+        self.packs_read = 0
+        self._unpackable: set[tuple[float, str]] = set()  # (hour, check) holding a legacy histogram
 
     # -- inventory and report times --------------------------------------------------
 
@@ -101,7 +112,10 @@ class StoreEvidence:
         """What changed since the last read; ``resume_from``: the bucket a restored checkpoint was current at."""
         current = bucket_of(now, int(self.bucket_seconds))
         backfill_upto = self._move_cursor(current, full)
-        helper = self.helper.start(self, now, horizon) if full and self.helper is not None else None
+        # once the judge has run a while, packs hold most of the window: a helper would cost more than it saves
+        packed_hours = self._packed_hours(horizon) if full and self.use_packs and self.value_keys is not None else 0
+        share = full and packed_hours * 2 < (current - horizon) / self.bucket_seconds and self.helper is not None
+        helper = self.helper.start(self, now, horizon) if share and self.helper is not None else None
         if full or not self._ready:
             self._fresh = []  # everything is read from the horizon
             self._discover(keep, None)
@@ -114,10 +128,12 @@ class StoreEvidence:
         else:
             start = min(self._read_from if self._read_from is not None else current, current)
         try:
-            yield from helper.own_runs() if helper is not None else self.window(start, current)
             if helper is not None:
+                yield from helper.own_runs()
                 yield from helper.result()
                 helper = None
+            else:
+                yield from self._packed_window(start, current) if packed_hours else self.window(start, current)
         finally:
             if helper is not None:
                 helper.abandon()
@@ -354,6 +370,140 @@ class StoreEvidence:
             self.keys.append((site, check, probe, labels))
         return number
 
+    # -- hour packs (judge/packs.py) ---------------------------------------------------
+
+    def _needs(self) -> dict[str, dict[str, bool]]:
+        """Per check read: the value keys (True: with the sketch) today's criteria read of it."""
+        if self.value_keys is None:
+            return {}
+        configs = {(check, probe, labels) for (_, check), (labels, _, probe) in self._kept.items()}
+        by_check: dict[str, list[tuple[tuple[str, bool], ...]]] = {}
+        for check, probe, labels in configs:
+            by_check.setdefault(check, []).append(self.value_keys(probe, check, self._decode(labels)))
+        return {check: packs_mod.needed_keys(kept) for check, kept in by_check.items()}
+
+    def _packed_hours(self, since: float) -> int:
+        """How many hours from ``since`` on hold some pack."""
+        return int(self.db.fetch("SELECT COUNT(DISTINCT bucket_start) FROM summary_packs WHERE bucket_start >= ?",
+                                 (since,))[0][0])
+
+    def _packed_window(self, start: float, current: float) -> Iterator[KeyedBatch | PackBatch]:
+        """``window`` with the hours' packs where they hold what the criteria read, rows elsewhere."""
+        needs = self._needs()
+        held: dict[float, set[str]] = {}
+        for bucket, check, keys in self.db.fetch("SELECT bucket_start, check_id, value_keys FROM summary_packs "
+                                                 "WHERE bucket_start >= ? AND bucket_start < ?", (start, current)):
+            if check in needs and _holds(_pack_keys.decode(keys), needs[check]):
+                held.setdefault(float(bucket), set()).add(check)
+        numbers: dict[tuple[str, bytes], np.ndarray] = {}  # a check's site list repeats hour after hour
+        bucket = start
+        while bucket <= current:
+            covered = sorted(held.get(bucket, ()))
+            for i in range(0, len(covered), 100):
+                chunk = covered[i:i + 100]
+                for check, body in self.db.fetch("SELECT check_id, body FROM summary_packs WHERE bucket_start = ? "
+                                                 f"AND check_id IN ({','.join('?' * len(chunk))})", (bucket, *chunk)):
+                    pack = packs_mod.decode(bucket, check, body)
+                    if pack is None:  # another format: read as rows below
+                        covered.remove(check)
+                        continue
+                    mapped = numbers.get((check, pack.sites))
+                    if mapped is None:
+                        mapped = numbers[(check, pack.sites)] = np.fromiter(
+                            (self._numbers.get((site, check), -1) for site in pack.site_list()), dtype=np.int64,
+                            count=len(pack))
+                    self.packs_read += 1
+                    yield PackBatch(self.keys, mapped, pack)
+            others = f" AND k.check_id NOT IN ({','.join('?' * len(covered))})" if covered else ""
+            yield from self._stream(f"SELECT {self._columns} FROM judge_keep k CROSS JOIN summaries s "
+                                    f"WHERE s.bucket_start = ? AND s.site = k.site AND s.check_id = k.check_id{others}",
+                                    (bucket, *covered))
+            bucket += self.bucket_seconds
+
+    def pack_hours(self, now: float, horizon: float, budget: int = 1) -> int:
+        """Pack the closed hours (of the checks read) that lack a current pack, the oldest first and at most
+        ``budget`` hours a call; drop packs older than ``horizon``. Returns the packs written.
+
+        An hour is packed once it ended ``PACK_SETTLE`` ago (late rounds of it
+        have arrived) and the judge has moved past it (a write to it is then
+        logged and deletes its pack). A fold that commits while an hour is being
+        packed is seen in the backfill log, and that check's pack is not written.
+        """
+        if self.read_only or not self.use_packs or self.value_keys is None or not self._ready:
+            return 0
+        needs = self._needs()
+        current = bucket_of(now, int(self.bucket_seconds))
+        if self.db.fetch("SELECT 1 FROM summary_packs WHERE bucket_start < ? LIMIT 1", (horizon,)):
+            with self.db.tx() as conn:  # out of the window: never read again
+                self.db.execute(conn, "DELETE FROM summary_packs WHERE bucket_start < ?", (horizon,))
+        self._unpackable = {(bucket, check) for bucket, check in self._unpackable if bucket >= horizon}
+        held: dict[float, dict[str, dict[str, bool]]] = {}
+        for bucket, check, keys in self.db.fetch("SELECT bucket_start, check_id, value_keys FROM summary_packs "
+                                                 "WHERE bucket_start >= ?", (horizon,)):
+            held.setdefault(float(bucket), {})[check] = _pack_keys.decode(keys)
+        written = 0
+        bucket, hours = horizon, 0
+        while bucket + self.bucket_seconds + PACK_SETTLE <= now and bucket < current and hours < budget:
+            have = held.get(bucket, {})
+            missing = sorted(check for check, keys in needs.items() if (bucket, check) not in self._unpackable
+                             and not _holds(have.get(check), keys))
+            if missing:
+                written += self._pack_hour(bucket, missing, needs)
+                hours += 1
+            bucket += self.bucket_seconds
+        return written
+
+    def _pack_hour(self, bucket: float, checks: list[str], needs: dict[str, dict[str, bool]]) -> int:
+        """Pack one hour of ``checks``; a fold committing meanwhile keeps its check's pack out.
+
+        SQLite: the hour is read outside the write lock, and a fold that
+        committed since shows in the backfill log (its ids grow). PostgreSQL:
+        the hour is read under the aggregator's lock, so no fold is in flight.
+        """
+        insert = ("INSERT INTO summary_packs (bucket_start, check_id, entries, value_keys, body, written_at) "
+                  "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bucket_start, check_id) DO UPDATE SET "
+                  "entries = excluded.entries, value_keys = excluded.value_keys, body = excluded.body, "
+                  "written_at = excluded.written_at")
+        if self.db.name != "sqlite":
+            with self.db.tx() as conn:
+                self.db.dialect.lock_aggregation(conn)
+                packed = self._encode_hour(bucket, self._read_hour(conn, bucket, checks), needs)
+                self.db.executemany(conn, insert, packed)
+            return len(packed)
+        top = self.db.fetch("SELECT MAX(id) FROM judge_backfill")[0][0]
+        mark = int(top) if top is not None else 0
+        with self.db.read() as conn:
+            packed = self._encode_hour(bucket, self._read_hour(conn, bucket, checks), needs)
+        with self.db.tx() as conn:
+            late = {r[0] for r in self.db.execute(conn, "SELECT DISTINCT check_id FROM judge_backfill WHERE id > ? "
+                                                        "AND bucket_start = ?", (mark, bucket)).fetchall()}
+            packed = [p for p in packed if p[1] not in late]
+            self.db.executemany(conn, insert, packed)
+        return len(packed)
+
+    def _read_hour(self, conn: Any, bucket: float, checks: list[str]) -> dict[str, list[tuple]]:
+        grouped: dict[str, list[tuple]] = {check: [] for check in checks}
+        values = "CAST(values_json AS BLOB)" if self.db.name == "sqlite" else "values_json"
+        for i in range(0, len(checks), 100):
+            chunk = checks[i:i + 100]
+            for row in self.db.execute(conn, "SELECT check_id, site, rounds_ok, rounds_fail, first_ts, last_ts, "
+                                             f"last_reason <> '', {values} FROM summaries WHERE bucket_start = ? "
+                                             f"AND check_id IN ({','.join('?' * len(chunk))}) ORDER BY check_id, site",
+                                       (bucket, *chunk)).fetchall():
+                grouped[row[0]].append(row[1:])
+        return grouped
+
+    def _encode_hour(self, bucket: float, grouped: dict[str, list[tuple]], needs: dict[str, dict[str, bool]]
+                     ) -> list[tuple]:
+        packed = []
+        for check, rows in grouped.items():
+            body = packs_mod.encode(rows, needs[check])
+            if body is None:  # a legacy histogram: this hour of the check is read as rows
+                self._unpackable.add((bucket, check))
+                continue
+            packed.append((bucket, check, len(rows), json.dumps(needs[check], sort_keys=True), body, time.time()))
+        return packed
+
     def _stream(self, sql: str, params: tuple) -> Iterator[KeyedBatch]:
         """Batches of a query's rows, as the store returns them (a cold start reads millions: never all at once).
 
@@ -378,3 +528,8 @@ class StoreEvidence:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _holds(held: dict[str, bool] | None, needed: dict[str, bool]) -> bool:
+    """Whether a pack holding ``held`` value keys (True: with sketches) has everything ``needed``."""
+    return held is not None and all(key in held and (held[key] or not sketch) for key, sketch in needed.items())
