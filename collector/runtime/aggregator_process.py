@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import threading
 
 from commune_collector.aggregator import Aggregator
 from commune_collector.metrics import AggregatorStats
-from commune_collector.runtime.childproc import CONTEXT, child_setup, supervise
+from commune_collector.runtime.childproc import CONTEXT, child_setup, stop_on_signals, supervise
 from commune_collector.settings import CollectorSettings
 from commune_collector.store import open_store
 
@@ -30,9 +29,7 @@ def run_until_stopped(settings: CollectorSettings, stop: threading.Event | None 
                       stats: AggregatorStats | None = None) -> None:
     """Pass every ``aggregator.interval`` until SIGTERM/SIGINT (or ``stop``), then a last pass."""
     if stop is None:  # run alone (commune-collector aggregate); the server's child gets it from child_setup
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        stop = stop_on_signals()
     store = open_store(settings)
     try:
         aggregator = Aggregator(store, settings.aggregator, settings.retention, stats)

@@ -4,8 +4,10 @@ Both are CPU-bound Python; in the server's process they would share one GIL
 with ingest and stretch its request latency (docs/benchmarks.md, "Ingest").
 ``supervise`` keeps one such child running for as long as the server runs:
 it restarts a child that dies, and stops it with SIGTERM (the child finishes
-its work in hand and exits) when the server stops. A child dies with its
-parent even when the parent is killed with SIGKILL (``die_with_parent``).
+its work in hand and exits) when the server stops, and kills it (SIGKILL) if it
+has not exited within ``STOP_GRACE_S``: the server's stop is bounded, as the
+systemd unit's ``TimeoutStopSec`` expects. A child dies with its parent even
+when the parent is killed with SIGKILL (``die_with_parent``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from commune_common.heap import settle_heap
 log = logging.getLogger("commune_collector")
 
 RESTART_DELAY_S = 5.0
-STOP_TIMEOUT_S = 300.0
+STOP_GRACE_S = 15.0  # SIGTERM to SIGKILL; under deploy/systemd's TimeoutStopSec=30s, beside uvicorn's 10 s
 _PR_SET_NAME = 15
 _PR_SET_PDEATHSIG = 1
 
@@ -53,10 +55,28 @@ def child_setup(name: str, log_level: str, nice: int = 0) -> threading.Event:
             os.nice(nice)
         except OSError as exc:  # a seccomp filter without setpriority: run at the server's priority
             log.warning("%s: cannot lower its priority by %d (%s)", name, nice, exc.strerror)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     settle_heap()
+    return stop
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set on SIGTERM or SIGINT.
+
+    The handler only writes a byte to a pipe; a thread sets the event. Setting a
+    ``threading.Event`` in the handler itself can deadlock: the handler runs in the
+    main thread, which may be inside that event's ``wait`` holding its lock.
+    """
+    stop = threading.Event()
+    readable, writable = os.pipe()
+
+    def relay() -> None:
+        os.read(readable, 1)
+        stop.set()
+
+    threading.Thread(target=relay, name="stop-signal", daemon=True).start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: os.write(writable, b"x"))
     return stop
 
 
@@ -68,6 +88,19 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 async def _watch(child: BaseProcess, stop: asyncio.Event) -> None:
     while child.is_alive() and not stop.is_set():
         await _wait(stop, 1.0)
+
+
+async def stop_child(name: str, child: BaseProcess, grace: float | None = None) -> None:
+    """SIGTERM (the child finishes what it holds and exits), then SIGKILL after ``grace`` seconds."""
+    grace = STOP_GRACE_S if grace is None else grace
+    if child.is_alive():
+        child.terminate()
+    await asyncio.to_thread(child.join, grace)
+    if child.is_alive():
+        log.error("%s process %d did not stop within %.0fs of SIGTERM; killed (the work it held is redone at the "
+                  "next start)", name, child.pid, grace)
+        child.kill()
+        await asyncio.to_thread(child.join)
 
 
 async def supervise(name: str, spawn: Callable[[], BaseProcess], stop: asyncio.Event,
@@ -85,9 +118,7 @@ async def supervise(name: str, spawn: Callable[[], BaseProcess], stop: asyncio.E
             await attend(child, stop)
         await _watch(child, stop)
         if stop.is_set():
-            if child.is_alive():
-                child.terminate()  # SIGTERM: the child finishes what it holds and exits
-            await asyncio.to_thread(child.join, STOP_TIMEOUT_S)
+            await stop_child(name, child)
             return
         log.error("%s process exited with %s; restarting in %.0fs", name, child.exitcode, RESTART_DELAY_S)
         await _wait(stop, RESTART_DELAY_S)

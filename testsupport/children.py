@@ -1,0 +1,29 @@
+"""Targets for child processes the tests spawn (importable by a ``spawn`` child, unlike a test module)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from multiprocessing.connection import Connection
+
+from commune_collector.runtime.childproc import stop_on_signals
+
+LIFETIME_S = 120.0  # every child ends by itself: a test that fails never leaves one behind
+
+
+def deaf_to_sigterm(ready: Connection) -> None:
+    """Ignore SIGTERM, say so, and sleep out its lifetime: only SIGKILL ends it early."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.send_bytes(b"ready")
+    time.sleep(LIFETIME_S)
+
+
+def waits_on_stop_signal(ready: Connection) -> None:
+    """Wait on ``stop_on_signals`` in a tight loop (the window where a handler setting the event itself
+    could deadlock); exit 0 once stopped, 3 if its lifetime ran out first."""
+    stop = stop_on_signals()
+    ready.send_bytes(b"ready")
+    deadline = time.monotonic() + LIFETIME_S
+    while not stop.wait(0.0005):
+        if time.monotonic() > deadline:
+            raise SystemExit(3)
