@@ -420,3 +420,17 @@ def test_a_read_only_pass_leaves_the_running_judges_cursor_and_log(store: Any) -
     reader.close()
     assert (db.fetch("SELECT read_from FROM judge_cursor"), db.fetch("SELECT COUNT(*) FROM judge_backfill")) == before
     judge.close()
+
+
+def test_item_states_come_back_as_saved_also_with_a_number_json_cannot_write_plainly(store: Any) -> None:
+    """States are written with msgspec; a non-finite number (which msgspec would write as null) falls back to
+    ``json`` and is read back as itself."""
+    verdicts = SqlVerdictStore.for_store(store)
+    rows = [StateRow("hn-1", 2, 1000.5, None, 2, {"network": (2, 1000.5, None, 2),
+                                                            "reporting": (0, 2000.0, 1500.25, 2)}),
+            StateRow("hue-1", 0, 10.0, 20.0, 1, {"network": (1, float("inf"), None, 1)})]
+    verdicts.save_states(rows, 3000.0)
+    loaded = verdicts.load_states()
+    assert {site: (r.state, r.since, r.candidate, r.last_definite, r.items) for site, r in loaded.items()} == {
+        r.site: (r.state, r.since, r.candidate, r.last_definite, r.items) for r in rows}
+    verdicts.close()

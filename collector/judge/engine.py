@@ -470,17 +470,20 @@ class Judge(VerdictReads):
         dirty = _differs(before, self._track)
         for item, track in self._item_tracks.items():
             dirty |= _differs(before_items[item], track)
-        rows = [self._state_row(sites, int(i)) for i in np.flatnonzero(dirty)]
+        rows = self._state_rows(sites, np.flatnonzero(dirty))
         transitions = self._transitions(sites, before, site_step, changes, now)
         if rows:
             self.verdicts.save_states(rows, now)
         if transitions:
             self.verdicts.add_transitions(transitions)
 
-    def _state_row(self, sites: SiteIndex, i: int) -> StateRow:
+    def _state_rows(self, sites: SiteIndex, idx: np.ndarray) -> list[StateRow]:
+        """The rows of sites ``idx``, columns taken out of the arrays at once (a restart writes every site)."""
         assert self._track is not None
-        return StateRow(sites.ids[i], *_get(self._track, i),
-                        items={item: _get(t, i) for item, t in self._item_tracks.items()})
+        own = _rows_of(self._track, idx)
+        items = {item: _rows_of(t, idx) for item, t in self._item_tracks.items()}
+        return [StateRow(sites.ids[i], *own[n], items={item: rows[n] for item, rows in items.items()})
+                for n, i in enumerate(idx.tolist())]
 
     def _transitions(self, sites: SiteIndex, before: Track, site_step: Any, changes: list[VerdictChange],
                      now: float) -> list[Transition]:
@@ -580,10 +583,11 @@ def _held_raw(raw: np.ndarray, before: Track, held: np.ndarray, settling: np.nda
     return np.where(held, raw_from_state(before.state, before.candidate), raw).astype(np.int8), held
 
 
-def _get(track: Track, i: int) -> tuple[int, float, float | None, int]:
-    candidate = float(track.candidate[i])
-    return (int(track.state[i]), float(track.since[i]), None if np.isnan(candidate) else candidate,
-            int(track.last_definite[i]))
+def _rows_of(track: Track, idx: np.ndarray) -> list[tuple[int, float, float | None, int]]:
+    """Each site's (state, since, candidate, last definite) in ``idx``, as ``persist.ItemState``."""
+    candidates = [None if c != c else c for c in track.candidate[idx].tolist()]  # NaN: no candidate
+    return list(zip(track.state[idx].tolist(), track.since[idx].tolist(), candidates,
+                    track.last_definite[idx].tolist(), strict=True))
 
 
 def _set(track: Track, i: int, values: tuple[int, float, float | None, int]) -> None:

@@ -10,6 +10,7 @@ connection, so it never queues behind ingest's group commits for long.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -17,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from commune_collector.judge.persist import HistoryRow, StateRow, Transition
+from commune_collector.judge.persist import HistoryRow, ItemState, StateRow, Transition
 from commune_collector.store.sql import Dialect
 
 SQLITE_CACHE_KIB = 64 * 1024
@@ -107,6 +108,32 @@ def _decode_json(text: str) -> Any:
         return json.loads(text)
 
 
+_msgspec_encode = msgspec.json.Encoder().encode
+
+
+def _encode_items(items: dict[str, tuple]) -> str:
+    """A site's item states as JSON text (msgspec: a restart writes every site); ``json`` if a number is not
+    finite, which msgspec would write as null."""
+    try:
+        if all(math.isfinite(v[1]) and (v[2] is None or math.isfinite(v[2])) for v in items.values()):
+            return _msgspec_encode(items).decode()
+    except (TypeError, IndexError):
+        pass
+    return json.dumps({k: list(v) for k, v in items.items()})
+
+
+_items_decode = msgspec.json.Decoder(dict[str, tuple[int, float, float | None, int]]).decode
+
+
+def _decode_items(text: str) -> dict[str, ItemState]:
+    """What ``_encode_items`` wrote, typed by msgspec; ``json`` for the NaN or Infinity it cannot read."""
+    try:
+        return _items_decode(text)
+    except msgspec.DecodeError:
+        return {k: (int(v[0]), float(v[1]), None if v[2] is None else float(v[2]), int(v[3]))
+                for k, v in json.loads(text).items()}
+
+
 _STATE_UPSERT = (
     "INSERT INTO judge_state (site, state, since, candidate_since, last_definite, items, updated_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET state = excluded.state, "
@@ -134,8 +161,7 @@ class SqlVerdictStore:
         rows = self.db.fetch("SELECT site, state, since, candidate_since, last_definite, items FROM judge_state")
         out = {}
         for site, state, since, candidate, definite, items in rows:
-            parsed = {k: (int(v[0]), float(v[1]), None if v[2] is None else float(v[2]), int(v[3]))
-                      for k, v in _decode_json(items).items()}
+            parsed = _decode_items(items)
             out[site] = StateRow(site, int(state), float(since), None if candidate is None else float(candidate),
                                  int(definite), parsed)
         return out
@@ -143,8 +169,7 @@ class SqlVerdictStore:
     def save_states(self, rows: list[StateRow], now: float) -> None:
         """Upsert in slices of ``STATES_PER_COMMIT``: each row stands alone (a site's whole state), and
         every site in one transaction would hold SQLite's write lock, and so ingest's commits, too long."""
-        data = [(r.site, r.state, r.since, r.candidate, r.last_definite,
-                 json.dumps({k: list(v) for k, v in r.items.items()}), now) for r in rows]
+        data = [(r.site, r.state, r.since, r.candidate, r.last_definite, _encode_items(r.items), now) for r in rows]
         for i in range(0, len(data), STATES_PER_COMMIT):
             with self.db.tx() as conn:
                 self.db.executemany(conn, _STATE_UPSERT, data[i:i + STATES_PER_COMMIT])
