@@ -10,7 +10,11 @@ import pytest
 
 from commune_collector.runtime import childproc
 from commune_collector.runtime.childproc import CONTEXT, supervise
-from testsupport.children import deaf_to_sigterm, waits_on_stop_signal
+from testsupport.children import (
+    deaf_to_sigterm,
+    signalled_inside_its_stop_wait,
+    waits_on_stop_signal,
+)
 
 READY_TIMEOUT_S = 60.0
 
@@ -55,3 +59,17 @@ def test_a_child_waiting_on_its_stop_event_stops_on_sigterm() -> None:
         child.terminate()
         child.join(READY_TIMEOUT_S)
         assert child.exitcode == 0, child.exitcode
+
+
+def test_sigterm_inside_the_stop_events_wait_does_not_deadlock() -> None:
+    """The deadlock a judge process was found in (py-spy: its handler's ``Event.set`` waiting on the lock
+    the interrupted ``Event.wait`` held), made certain: the child signals itself while holding that lock."""
+    child, receive, _send = _spawned(signalled_inside_its_stop_wait)
+    child.start()
+    assert receive.poll(READY_TIMEOUT_S), "the child never said it was ready"
+    child.join(READY_TIMEOUT_S)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        raise AssertionError("the child deadlocked in its SIGTERM handler")
+    assert child.exitcode == 0, child.exitcode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from multiprocessing.connection import Connection
@@ -27,3 +28,16 @@ def waits_on_stop_signal(ready: Connection) -> None:
     while not stop.wait(0.0005):
         if time.monotonic() > deadline:
             raise SystemExit(3)
+
+
+def signalled_inside_its_stop_wait(ready: Connection) -> None:
+    """SIGTERM arrives while the main thread holds the stop event's lock, as it does on entering
+    ``Event.wait`` (where a judge process was found deadlocked, its handler calling ``Event.set``).
+    Exit 0 once the event is set; 3 if its lifetime ran out first."""
+    stop = stop_on_signals()
+    ready.send_bytes(b"ready")
+    with stop._cond:  # type: ignore[attr-defined] # the lock Event.wait holds on entry
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs at one of these bytecodes, the lock still held
+            pass
+    raise SystemExit(0 if stop.wait(LIFETIME_S) else 3)
