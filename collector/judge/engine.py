@@ -54,7 +54,13 @@ from commune_collector.judge.hysteresis import (
     step,
 )
 from commune_collector.judge.matrix import EvidenceMatrix, KeySpec
-from commune_collector.judge.persist import MemoryVerdictStore, StateRow, Transition, VerdictStore
+from commune_collector.judge.persist import (
+    ItemState,
+    MemoryVerdictStore,
+    StateRow,
+    Transition,
+    VerdictStore,
+)
 from commune_collector.judge.quiet import QuietTime, UpstreamSpans
 from commune_collector.judge.reads import VerdictReads
 from commune_collector.judge.reasons import Reason, criterion_reason
@@ -340,14 +346,21 @@ class Judge(VerdictReads):
     def _restore(self, sites: SiteIndex) -> None:
         """Seed the tracks from the persisted states, so a restart keeps every stable clock."""
         assert self._track is not None
+        own: tuple[list[int], list[ItemState]] = ([], [])
+        items: dict[str, tuple[list[int], list[ItemState]]] = {item: ([], []) for item in self._item_tracks}
         for site, row in self._persisted.items():
             i = sites.position.get(site)
             if i is None:
                 continue
-            _set(self._track, i, (row.state, row.since, row.candidate, row.last_definite))
+            own[0].append(i)
+            own[1].append((row.state, row.since, row.candidate, row.last_definite))
             for item, state in row.items.items():
-                if item in self._item_tracks:
-                    _set(self._item_tracks[item], i, state)
+                if item in items:
+                    items[item][0].append(i)
+                    items[item][1].append(state)
+        _set_many(self._track, *own)
+        for item, (positions, states) in items.items():
+            _set_many(self._item_tracks[item], positions, states)
 
     def _load_persisted(self) -> None:
         if self._loaded:
@@ -583,19 +596,23 @@ def _held_raw(raw: np.ndarray, before: Track, held: np.ndarray, settling: np.nda
     return np.where(held, raw_from_state(before.state, before.candidate), raw).astype(np.int8), held
 
 
-def _rows_of(track: Track, idx: np.ndarray) -> list[tuple[int, float, float | None, int]]:
+def _rows_of(track: Track, idx: np.ndarray) -> list[ItemState]:
     """Each site's (state, since, candidate, last definite) in ``idx``, as ``persist.ItemState``."""
     candidates = [None if c != c else c for c in track.candidate[idx].tolist()]  # NaN: no candidate
     return list(zip(track.state[idx].tolist(), track.since[idx].tolist(), candidates,
                     track.last_definite[idx].tolist(), strict=True))
 
 
-def _set(track: Track, i: int, values: tuple[int, float, float | None, int]) -> None:
-    state, since, candidate, definite = values
-    track.state[i] = state
-    track.since[i] = since
-    track.candidate[i] = np.nan if candidate is None else candidate
-    track.last_definite[i] = definite
+def _set_many(track: Track, positions: list[int], values: list[ItemState]) -> None:
+    """Each site's (state, since, candidate, last definite) put into the track at its position."""
+    if not positions:
+        return
+    state, since, candidate, definite = zip(*values, strict=True)
+    at = np.asarray(positions, dtype=np.int64)
+    track.state[at] = state
+    track.since[at] = since
+    track.candidate[at] = [np.nan if c is None else c for c in candidate]
+    track.last_definite[at] = definite
 
 
 def _differs(a: Track, b: Track) -> np.ndarray:
