@@ -17,26 +17,23 @@ Needs root (network namespaces). Traffic stays inside the namespaces it makes.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testsupport.linkemu import impaired_link, netns  # noqa: E402
+from testsupport.linkemu.ping import ping  # noqa: E402
 
-_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 COUNT, INTERVAL_S = 600, 0.005
 
 
 def one_run(seed: int) -> dict:
     with impaired_link(delay_ms=10, jitter_ms=2, seed=seed, ipv6=False) as link:
         link.stats(reset=True)
-        argv = ["ping", "-n", "-c", str(COUNT), "-i", str(INTERVAL_S), "-W", "1", link.far_ip]
-        out = link.run_near(argv, capture_output=True, text=True, timeout=COUNT * INTERVAL_S + 15).stdout
+        received = ping(link, COUNT, INTERVAL_S).received
         lateness = link.stats()["lateness"]
-    summary = _SUMMARY.search(out)
-    return {"received": int(summary.group(2)) if summary else 0, **lateness}
+    return {"received": received, **lateness}
 
 
 def main() -> int:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
@@ -23,10 +21,7 @@ import pytest
 
 from testsupport.linkemu import ImpairedLink, LinkError, impaired_link, list_namespaces, netns
 from testsupport.linkemu import emulator as emu
-
-_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
-_REPLY = re.compile(r"icmp_seq=(\d+) .*time=([\d.]+) ms")
-_AVG = re.compile(r"= [\d.]+/([\d.]+)/")
+from testsupport.linkemu.ping import REPLY_LINE, parse_ping, ping, ping_argv
 
 
 @pytest.fixture
@@ -38,48 +33,6 @@ def root_netns() -> None:
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-@dataclass
-class Ping:
-    """What one ``ping`` run measured."""
-
-    transmitted: int
-    received: int
-    rtts_ms: list[float]
-    avg_ms: float | None
-
-    @property
-    def lost(self) -> int:
-        """Echoes that never came back."""
-        return self.transmitted - self.received
-
-
-def parse_ping(output: str) -> Ping:
-    """Parse iputils ping output (per-reply lines plus the summary)."""
-    summary = _SUMMARY.search(output)
-    assert summary, f"unexpected ping output:\n{output}"
-    avg = _AVG.search(output)
-    rtts = [float(m.group(2)) for m in _REPLY.finditer(output)]
-    return Ping(
-        int(summary.group(1)), int(summary.group(2)), rtts, float(avg.group(1)) if avg else None
-    )
-
-
-def ping_argv(target: str, count: int, interval: float, linger_s: int = 1) -> list[str]:
-    """A bounded ping: ``count`` echoes, then at most ``linger_s`` for late replies.
-
-    No ``-w``: with a deadline, iputils keeps sending past ``-c`` until it has
-    ``count`` replies, which would skew the loss count.
-    """
-    return ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", str(linger_s), target]
-
-
-def ping(link: ImpairedLink, count: int, interval: float) -> Ping:
-    """Ping the far end from the near namespace and parse the result."""
-    argv = ping_argv(link.far_ip, count, interval)
-    result = link.run_near(argv, capture_output=True, text=True, timeout=count * interval + 15)
-    return parse_ping(result.stdout)
 
 
 def binomial_tolerance(n: int, p: float, sigmas: float = 4.0) -> float:
@@ -187,7 +140,7 @@ def rtts_switching_delay(
     assert proc.stdout is not None
     rtts: list[float] = []
     for line in proc.stdout:  # bounded: ping -c/-W ends the stream
-        match = _REPLY.search(line)
+        match = REPLY_LINE.search(line)
         if match:
             rtts.append(float(match.group(2)))
         if match and len(rtts) == after:

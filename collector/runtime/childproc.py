@@ -90,15 +90,14 @@ async def _watch(child: BaseProcess, stop: asyncio.Event) -> None:
         await _wait(stop, 1.0)
 
 
-async def stop_child(name: str, child: BaseProcess, grace: float | None = None) -> None:
-    """SIGTERM (the child finishes what it holds and exits), then SIGKILL after ``grace`` seconds."""
-    grace = STOP_GRACE_S if grace is None else grace
+async def stop_child(name: str, child: BaseProcess) -> None:
+    """SIGTERM (the child finishes what it holds and exits), then SIGKILL after ``STOP_GRACE_S``."""
     if child.is_alive():
         child.terminate()
-    await asyncio.to_thread(child.join, grace)
+    await asyncio.to_thread(child.join, STOP_GRACE_S)
     if child.is_alive():
         log.error("%s process %d did not stop within %.0fs of SIGTERM; killed (the work it held is redone at the "
-                  "next start)", name, child.pid, grace)
+                  "next start)", name, child.pid, STOP_GRACE_S)
         child.kill()
         await asyncio.to_thread(child.join)
 

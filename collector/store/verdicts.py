@@ -111,14 +111,12 @@ def _decode_json(text: str) -> Any:
 _msgspec_encode = msgspec.json.Encoder().encode
 
 
-def _encode_items(items: dict[str, tuple]) -> str:
+def _encode_items(items: dict[str, ItemState]) -> str:
     """A site's item states as JSON text (msgspec: a restart writes every site); ``json`` if a number is not
     finite, which msgspec would write as null."""
-    try:
-        if all(math.isfinite(v[1]) and (v[2] is None or math.isfinite(v[2])) for v in items.values()):
-            return _msgspec_encode(items).decode()
-    except (TypeError, IndexError):
-        pass
+    if all(math.isfinite(since) and (candidate is None or math.isfinite(candidate))
+           for _, since, candidate, _ in items.values()):
+        return _msgspec_encode(items).decode()
     return json.dumps({k: list(v) for k, v in items.items()})
 
 
